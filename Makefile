@@ -1,0 +1,36 @@
+# `make demo` and `make test` work on a fresh clone: they bootstrap .venv themselves.
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+PYTEST_ARGS ?=
+
+.PHONY: demo test test-fast crds bench clean
+
+$(STAMP): pyproject.toml
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	# torch/torchvision pinned in pyproject ([train]); on these machines pip takes them from local disk.
+	$(PY) -m pip install -q -e '.[train,operator,test]'
+	touch $(STAMP)
+
+demo: $(STAMP)
+	$(PY) -m autox_video demo --out demo_run
+
+test: $(STAMP)
+	$(PY) -m pytest $(PYTEST_ARGS)
+
+test-fast: $(STAMP)
+	$(PY) -m pytest -m "not slow" $(PYTEST_ARGS)
+
+# CRD YAMLs are generated from the pydantic spec models; never edit crds/ by hand.
+crds: $(STAMP)
+	$(PY) -m autox_video.spec.crdgen crds charts/autox-video/crds
+
+bench: $(STAMP)
+	$(PY) bench/data_pipeline.py
+	$(PY) bench/train_step.py
+	$(PY) bench/inference.py
+
+clean:
+	rm -rf demo_run build *.egg-info .pytest_cache

@@ -1,0 +1,156 @@
+"""The config.yaml model: the seed's keys unchanged plus our extras (DESIGN §2).
+
+Precedence, lowest to highest: field defaults < config file < command-line flags / API kwargs.
+Importable without torch: the operator uses it to write the trainer's config.yaml.
+"""
+
+from __future__ import annotations
+
+import difflib
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from autox_video.errors import ConfigError
+
+Backbone = Literal["swin_t", "swin_s", "swin_b", "swin_micro"]
+Precision = Literal["auto", "fp32", "fp16", "bf16"]
+Decoder = Literal["decord", "pyav"]
+ResultsFormat = Literal["default", "seed"]
+
+
+class Config(BaseModel):
+    """Everything `autox-video train` and `autox-video test` read from config.yaml."""
+
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+    # --- the seed's keys (AutoX_video config.yaml), same names and meaning ---
+    data_root: str | None = Field(None, description="Folder (or s3:// prefix) the annotation paths are relative to.")
+    ann_file_train: str | None = Field(None, description="Training list: one `relative/path label` per line.")
+    ann_file_val: str | None = Field(None, description="Validation list (optional).")
+    ann_file_test: str | None = Field(None, description="Test list; without it every video under data_root is predicted.")
+    video_length: int = Field(8, ge=1, description="Seed meaning: clip_len = 4 x video_length frames, interval 6.")
+    num_class: int | None = Field(None, ge=2, description="Number of classes; inferred from training labels if omitted.")
+    videos_per_gpu: int = Field(8, ge=1, description="Batch size per process (GPU).")
+    epoch: int = Field(30, ge=1, description="Training epochs.")
+    evaluation: int = Field(2, ge=0, description="Validate every N epochs (0 = never).")
+    work_dir: str = Field("./work_dir", description="Checkpoints, logs, metrics (local path or s3:// URI).")
+    test_results_path: str = Field("./results.json", description="Where `test` writes results.json (path or s3://).")
+
+    # --- extras ---
+    backbone: Backbone = Field("swin_b", description="Video Swin size; swin_micro is a tiny model for CPU demos/tests.")
+    pretrained: str | None = Field(
+        None, description="Weights (path or s3://); default: first *.pth in ./checkpoints/; 'none' = random init."
+    )
+    checkpoint: str | None = Field(None, description="For test: weights to predict with (default: work_dir best).")
+    clip_len: int | None = Field(None, ge=1, description="Frames per clip (overrides video_length).")
+    frame_interval: int | None = Field(None, ge=1, description="Temporal stride between sampled frames.")
+    img_size: int = Field(224, ge=16, description="Crop size fed to the network.")
+    lr: float = Field(1e-3, gt=0, description="Peak learning rate of the head (backbone gets lr x backbone_lr_mult).")
+    backbone_lr_mult: float = Field(0.1, gt=0, description="Backbone learning-rate multiplier.")
+    weight_decay: float = Field(0.05, ge=0)
+    warmup_epochs: float = Field(2.5, ge=0, description="Linear warmup length before the cosine decay.")
+    grad_clip: float | None = Field(40.0, gt=0, description="Max gradient norm (null = no clipping).")
+    drop_path_rate: float = Field(0.2, ge=0, lt=1)
+    precision: Precision = Field("auto", description="auto: bf16 (or fp16) on GPU, fp32 on CPU.")
+    num_workers: int | None = Field(None, ge=0, description="Data-loader workers per process (default: from CPUs).")
+    seed: int = Field(0)
+    class_names: str | None = Field(None, description="File with one class name per line (line i = label i).")
+    test_clips: int = Field(2, ge=1, description="Clips averaged per video at validation/test.")
+    test_crops: int = Field(1, ge=1, description="Spatial crops averaged per clip at test (1 or 3).")
+    decoder: Decoder = Field("decord", description="Video decoding backend.")
+    max_bad_fraction: float = Field(0.1, ge=0, le=1, description="Abort if more than this share of videos is unreadable.")
+    keep_checkpoints: int = Field(2, ge=1, description="Epoch checkpoints kept (best.pth is always kept).")
+    log_interval: int = Field(10, ge=1, description="Log a line every N iterations.")
+    results_format: ResultsFormat = Field("default", description="results.json layout: default or seed.")
+    s3_endpoint_url: str | None = Field(None, description="S3 endpoint (else AWS_ENDPOINT_URL / AWS default).")
+    s3_region: str | None = Field(None, description="S3 region (else AWS_DEFAULT_REGION).")
+
+    @field_validator("test_crops")
+    @classmethod
+    def _crops(cls, v: int) -> int:
+        if v not in (1, 3):
+            raise ValueError("must be 1 (center) or 3 (three crops)")
+        return v
+
+    @property
+    def resolved_clip_len(self) -> int:
+        """Frames per clip: `clip_len`, else the seed's 4 x video_length."""
+        return self.clip_len if self.clip_len is not None else 4 * self.video_length
+
+    @property
+    def resolved_frame_interval(self) -> int:
+        """Frame stride: `frame_interval`, else the seed's 6."""
+        return self.frame_interval if self.frame_interval is not None else 6
+
+    def to_yaml(self) -> str:
+        """The config as YAML, every key explicit (what `work_dir/config.yaml` holds)."""
+        return yaml.safe_dump(self.model_dump(mode="json"), sort_keys=False)
+
+
+# The seed's CLI and files called the same things by these names too.
+ALIASES = {"videos_per_gpu": ("batch_size",), "epoch": ("epochs",)}
+
+
+def _closest(key: str) -> str:
+    names = list(Config.model_fields) + [a for al in ALIASES.values() for a in al]
+    match = difflib.get_close_matches(key, names, n=1, cutoff=0.5)
+    return f"; did you mean {match[0]!r}?" if match else f"; valid keys: {', '.join(Config.model_fields)}"
+
+
+def _normalise(raw: dict[str, Any], source: str) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for key, value in raw.items():
+        key = str(key).replace("-", "_")
+        for canonical, aliases in ALIASES.items():
+            if key in aliases:
+                key = canonical
+        if key not in Config.model_fields:
+            raise ConfigError(f"{source}: unknown key {key!r}{_closest(key)}")
+        out[key] = value
+    return out
+
+
+def _format_validation(err: ValidationError, source: str) -> str:
+    first = err.errors()[0]
+    field = ".".join(str(p) for p in first["loc"]) or "config"
+    value = first.get("input")
+    return f"{source}: {field}={value!r}: {first['msg']}"
+
+
+def build_config(base: dict[str, Any], overrides: dict[str, Any] | None = None, source: str = "config") -> Config:
+    """Validate `base` (file contents) updated with non-None `overrides` (flags/kwargs) into a Config."""
+    merged = _normalise(base, source)
+    merged.update({k: v for k, v in _normalise(overrides or {}, "override").items() if v is not None})
+    try:
+        return Config(**merged)
+    except ValidationError as err:
+        raise ConfigError(_format_validation(err, source)) from None
+
+
+def read_config_file(path: str | Path) -> dict[str, Any]:
+    """Parse a config.yaml into a dict, with one-line errors for missing files and bad YAML."""
+    p = Path(path)
+    if not p.is_file():
+        raise ConfigError(f"{p}: config file not found (pass --config PATH or create ./config.yaml)")
+    try:
+        data = yaml.safe_load(p.read_text(encoding="utf-8"))
+    except yaml.YAMLError as err:
+        mark = getattr(err, "problem_mark", None)
+        where = f"{p}:{mark.line + 1}" if mark else str(p)
+        raise ConfigError(f"{where}: invalid YAML ({getattr(err, 'problem', err)})") from None
+    except UnicodeDecodeError:
+        raise ConfigError(f"{p}: not UTF-8 text") from None
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"{p}: expected a mapping of key: value, got {type(data).__name__}")
+    return data
+
+
+def load_config(path: str | Path | None, overrides: dict[str, Any] | None = None) -> Config:
+    """Load config.yaml (if given) and apply overrides; the one way every entry point builds a Config."""
+    base = read_config_file(path) if path is not None else {}
+    return build_config(base, overrides, source=str(path) if path is not None else "config")

@@ -1,0 +1,31 @@
+"""One exception hierarchy for every error a user can fix or should know about."""
+
+from __future__ import annotations
+
+
+class AutoXError(Exception):
+    """Base of all autox-video errors; the CLI prints it on one line and exits with `exit_code`."""
+
+    exit_code = 1
+
+
+class ConfigError(AutoXError):
+    """A bad config file, key, value or command-line flag (usage error)."""
+
+    exit_code = 2
+
+
+class AnnotationError(ConfigError):
+    """A bad annotation list: the message names file:line."""
+
+
+class DataError(AutoXError):
+    """Unusable input data (too many unreadable videos, empty dataset)."""
+
+
+class CheckpointError(AutoXError):
+    """A checkpoint that cannot be found or does not match the model."""
+
+
+class StorageError(AutoXError):
+    """An S3 or local storage operation failed (names the URI and the cause)."""

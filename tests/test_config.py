@@ -1,0 +1,73 @@
+"""config.yaml: seed keys accepted, unknown keys named with a suggestion, overrides win."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from autox_video.config import Config, build_config, load_config
+from autox_video.errors import ConfigError
+
+SEED_CONFIG = """\
+data_root: /data/videos
+ann_file_train: /data/train.txt
+ann_file_val: /data/val.txt
+ann_file_test: /data/test.txt
+video_length: 2
+num_class: 5
+videos_per_gpu: 4
+epoch: 3
+evaluation: 1
+work_dir: ./wd
+test_results_path: ./out/results.json
+"""
+
+
+def test_seed_config_is_accepted_unchanged(tmp_path: Path) -> None:
+    path = tmp_path / "config.yaml"
+    path.write_text(SEED_CONFIG)
+    cfg = load_config(path)
+    assert cfg.num_class == 5 and cfg.videos_per_gpu == 4 and cfg.epoch == 3 and cfg.evaluation == 1
+    # The seed's meaning of video_length: 4 frames per unit, interval 6.
+    assert cfg.resolved_clip_len == 8 and cfg.resolved_frame_interval == 6
+
+
+def test_unknown_key_names_the_closest_valid_one(tmp_path: Path) -> None:
+    path = tmp_path / "config.yaml"
+    path.write_text("data_rot: /x\n")
+    with pytest.raises(ConfigError, match=r"unknown key 'data_rot'; did you mean 'data_root'\?"):
+        load_config(path)
+
+
+def test_overrides_beat_the_file_and_none_overrides_are_ignored() -> None:
+    cfg = build_config({"epoch": 3, "lr": 0.1}, {"epoch": 7, "lr": None})
+    assert cfg.epoch == 7 and cfg.lr == 0.1
+
+
+def test_bad_value_names_field_and_value() -> None:
+    with pytest.raises(ConfigError, match=r"epoch=0: Input should be greater than or equal to 1"):
+        build_config({"epoch": 0})
+    with pytest.raises(ConfigError, match=r"backbone='swin_xl'"):
+        build_config({"backbone": "swin_xl"})
+
+
+def test_bad_yaml_names_the_line(tmp_path: Path) -> None:
+    path = tmp_path / "config.yaml"
+    path.write_text("epoch: 3\nlr: [1,\n")
+    with pytest.raises(ConfigError, match=r"config.yaml:\d+: invalid YAML"):
+        load_config(path)
+
+
+def test_resolved_yaml_round_trips() -> None:
+    cfg = build_config({"data_root": "s3://b/v/", "clip_len": 16, "frame_interval": 2})
+    again = build_config(__import__("yaml").safe_load(cfg.to_yaml()))
+    assert again == cfg and again.resolved_clip_len == 16
+
+
+def test_config_and_spec_import_without_torch() -> None:
+    # The operator image has no torch: these modules must not pull it in.
+    code = "import sys, autox_video, autox_video.config, autox_video.errors; assert 'torch' not in sys.modules"
+    subprocess.run([sys.executable, "-c", code], check=True)
