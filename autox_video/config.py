@@ -54,6 +54,8 @@ class Config(BaseModel):
     warmup_epochs: float = Field(2.5, ge=0, description="Linear warmup length before the cosine decay.")
     grad_clip: float | None = Field(40.0, gt=0, description="Max gradient norm (null = no clipping).")
     drop_path_rate: float = Field(0.2, ge=0, lt=1)
+    flip: bool = Field(True, description="Random horizontal flip; turn off when left/right decides the class.")
+    min_crop_area: float = Field(0.08, gt=0, le=1, description="Smallest area share of the random resized crop.")
     precision: Precision = Field("auto", description="auto: bf16 (or fp16) on GPU, fp32 on CPU.")
     num_workers: int | None = Field(None, ge=0, description="Data-loader workers per process (default: from CPUs).")
     seed: int = Field(0)

@@ -1,0 +1,165 @@
+"""Find and load weights: pretrained Video Swin (seed / mmaction2 / torchvision), best and latest.
+
+Pretrained weights are loaded strictly: every backbone tensor must be present with the model's
+shape, or it is an error (the seed once left its patch embedding random without a word).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import re
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn as nn
+
+from autox_video.errors import CheckpointError
+
+log = logging.getLogger("autox_video")
+
+_TV_BLOCK = re.compile(r"^features\.(\d+)\.(\d+)\.(.*)$")
+_TV_MERGE = re.compile(r"^features\.(\d+)\.(.*)$")
+
+
+def load_state(path: str | Path) -> dict[str, Any]:
+    """torch.load(weights_only=True) of a user-supplied file, with one-line errors."""
+    p = Path(path)
+    if not p.is_file():
+        raise CheckpointError(f"{p}: checkpoint not found")
+    try:
+        obj = torch.load(p, map_location="cpu", weights_only=True)
+    except Exception as err:  # pickle errors, truncated zip, weights_only refusals
+        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        raise CheckpointError(f"{p}: cannot read checkpoint ({first})") from None
+    if not isinstance(obj, dict):
+        raise CheckpointError(f"{p}: expected a state dict, got {type(obj).__name__}")
+    return obj
+
+
+def _from_torchvision(sd: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """torchvision swin3d_* names -> mmaction2 Recognizer3D names."""
+    stages = 1 + max(int(k.split(".")[1]) for k in sd if k.startswith("features.")) // 2
+    out: dict[str, torch.Tensor] = {}
+    for key, value in sd.items():
+        if m := _TV_BLOCK.match(key):
+            idx, block, rest = int(m[1]), m[2], m[3]
+            if idx % 2 == 0:  # even features.* are stages of blocks; odd ones are PatchMerging
+                rest = rest.replace("mlp.0.", "mlp.fc1.").replace("mlp.3.", "mlp.fc2.")
+                out[f"backbone.layers.{idx // 2}.blocks.{block}.{rest}"] = value
+                continue
+        if m := _TV_MERGE.match(key):
+            out[f"backbone.layers.{int(m[1]) // 2}.downsample.{m[2]}"] = value
+        elif key.startswith("patch_embed."):
+            out["backbone." + key] = value
+        elif key.startswith("norm."):
+            out[f"backbone.norm{stages - 1}." + key[len("norm.") :]] = value
+        elif key.startswith("head."):
+            out["cls_head.fc_cls." + key[len("head.") :]] = value
+    return out
+
+
+def normalize_state_dict(obj: dict[str, Any], num_stages: int) -> dict[str, torch.Tensor]:
+    """Any supported checkpoint layout -> mmaction2 Recognizer3D key names."""
+    sd = obj.get("state_dict", obj.get("model", obj))
+    sd = {k.removeprefix("module."): v for k, v in sd.items() if isinstance(v, torch.Tensor)}
+    if any(k.startswith("features.") for k in sd) and "head.weight" in sd or "features.0.0.norm1.weight" in sd:
+        return _from_torchvision(sd)
+    if not any(k.startswith(("backbone.", "cls_head.")) for k in sd):
+        sd = {"backbone." + k: v for k, v in sd.items()}  # a bare backbone state dict
+    # The original Video Swin repo (the seed's checkpoints) names the final norm `norm`.
+    last = f"backbone.norm{num_stages - 1}."
+    return {(last + k[len("backbone.norm.") :] if k.startswith("backbone.norm.") else k): v for k, v in sd.items()}
+
+
+def load_pretrained(model: nn.Module, path: str | Path) -> str:
+    """Load backbone (and, when the class count matches, head) weights; return the log line."""
+    model = getattr(model, "module", model)  # DDP wrapper
+    num_stages = len(model.backbone.layers)
+    sd = normalize_state_dict(load_state(path), num_stages)
+    target = model.state_dict()
+    backbone_keys = [k for k in target if k.startswith("backbone.")]
+    # relative_position_index is a constant buffer the model computes itself; some exports omit it.
+    required = [k for k in backbone_keys if k in sd or not k.endswith("relative_position_index")]
+    missing = [k for k in required if k not in sd]
+    mismatched = [k for k in required if k in sd and sd[k].shape != target[k].shape]
+    if missing or mismatched:
+        parts = []
+        if missing:
+            parts.append(f"{len(missing)} backbone tensors missing (e.g. {missing[0]})")
+        if mismatched:
+            k = mismatched[0]
+            parts.append(
+                f"{len(mismatched)} with another shape (e.g. {k}: file {tuple(sd[k].shape)} vs model {tuple(target[k].shape)})"
+            )
+        raise CheckpointError(f"{path}: does not fit this backbone: {'; '.join(parts)}; set `backbone:` to the checkpoint's size")
+    load = {k: sd[k] for k in required}
+    head = {k: v for k, v in sd.items() if k.startswith("cls_head.") and k in target}
+    head_note = ""
+    if head and all(v.shape == target[k].shape for k, v in head.items()):
+        load.update(head)
+        head_note = " and the classifier head"
+    elif head:
+        head_note = " (classifier head dropped: different number of classes)"
+    model.load_state_dict(load, strict=False)
+    msg = f"loaded {len(required)}/{len(required)} backbone tensors{head_note} from {path}"
+    log.info(msg)
+    return msg
+
+
+def find_pretrained(explicit: str | None, search_dir: Path = Path("checkpoints")) -> str | None:
+    """`pretrained:` if set ('none' disables), else the first *.pth in ./checkpoints/."""
+    if explicit is not None:
+        return None if explicit.lower() in ("none", "null", "") else explicit
+    found = sorted(search_dir.glob("*.pth")) if search_dir.is_dir() else []
+    return str(found[0]) if found else None
+
+
+def latest_checkpoint(work_dir: Path) -> Path | None:
+    """The checkpoint mmengine's `last_checkpoint` pointer names, if it exists, else the newest epoch_N.pth."""
+    pointer = work_dir / "last_checkpoint"
+    if pointer.is_file():
+        target = Path(pointer.read_text().strip())
+        if not target.is_absolute():
+            target = work_dir / target.name
+        if target.is_file():
+            return target
+        if (work_dir / target.name).is_file():  # work dir moved or synced from elsewhere
+            return work_dir / target.name
+    epochs = sorted(work_dir.glob("epoch_*.pth"), key=lambda p: int(re.sub(r"\D", "", p.stem) or 0))
+    return epochs[-1] if epochs else None
+
+
+def best_or_latest(work_dir: Path) -> Path:
+    """best.pth if present, else the latest epoch checkpoint; error when there is neither."""
+    best = work_dir / "best.pth"
+    if best.is_file():
+        return best
+    latest = latest_checkpoint(work_dir)
+    if latest is None:
+        raise CheckpointError(f"{work_dir}: no best.pth or epoch_N.pth; train first or pass --checkpoint")
+    return latest
+
+
+def _resume_safe_globals() -> list[Any]:
+    """Types inside mmengine's own checkpoints (message hub history, numpy scalars)."""
+    import numpy as np
+    from mmengine.logging.history_buffer import HistoryBuffer
+
+    types: list[Any] = [HistoryBuffer, np.ndarray, np.dtype, np.core.multiarray._reconstruct]
+    types += [type(np.dtype(t)) for t in ("float64", "float32", "int64", "int32", "bool")]
+    types += [np.float64, np.float32, np.int64, np.int32, np.bool_]
+    return types
+
+
+@contextlib.contextmanager
+def resumable_torch_load() -> Iterator[None]:
+    """Let mmengine's resume read its own checkpoints on torch >= 2.6 (weights_only default).
+
+    mmengine 0.10.7 calls torch.load without weights_only (mmengine#1655); its checkpoints hold
+    HistoryBuffer and numpy objects. We allow exactly those types instead of disabling the check.
+    """
+    with torch.serialization.safe_globals(_resume_safe_globals()):
+        yield

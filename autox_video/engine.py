@@ -1,0 +1,83 @@
+"""Our pieces registered into mmengine/mmaction2: dataset, param groups, train loop.
+
+Importing this module registers them (the recipe names them by type).
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import torch.nn as nn
+from mmaction.datasets import BaseActionDataset
+from mmaction.registry import DATASETS, LOOPS, OPTIM_WRAPPER_CONSTRUCTORS
+from mmengine.optim import DefaultOptimWrapperConstructor
+from mmengine.runner import EpochBasedTrainLoop
+
+
+@DATASETS.register_module()
+class AutoXVideoDataset(BaseActionDataset):
+    """Videos from a checked jsonl list ({"filename": abs path, "label": int, "video": rel path} per line).
+
+    Unlike mmaction2's VideoDataset, paths may contain spaces: the list was parsed and validated
+    by autox_video.annotations, with unreadable videos already removed.
+    """
+
+    def load_data_list(self) -> list[dict[str, Any]]:
+        """Read the jsonl list written by autox_video.samples."""
+        with open(self.ann_file, encoding="utf-8") as f:
+            rows = [json.loads(line) for line in f if line.strip()]
+        return [dict(filename=r["filename"], label=r["label"] if r["label"] is not None else -1) for r in rows]
+
+
+@OPTIM_WRAPPER_CONSTRUCTORS.register_module()
+class SwinParamGroupsConstructor(DefaultOptimWrapperConstructor):
+    """AdamW param groups: backbone at lr x backbone_lr_mult; no weight decay on norms, biases, tables.
+
+    Four groups at most (not one per tensor as mmaction2's Swin constructor builds), which keeps
+    fused/foreach optimizer kernels effective.
+    """
+
+    def add_params(self, params: list[dict[str, Any]], module: nn.Module, prefix: str = "", **kwargs: Any) -> None:
+        """Fill `params` with the (backbone|head) x (decay|no-decay) groups."""
+        mult = float(self.paramwise_cfg.get("backbone_lr_mult", 1.0))
+        groups: dict[tuple[bool, bool], list[nn.Parameter]] = {}
+        for name, param in module.named_parameters():
+            if not param.requires_grad:
+                continue
+            no_decay = param.ndim <= 1 or "relative_position_bias_table" in name or "absolute_pos_embed" in name
+            groups.setdefault((name.startswith("backbone."), no_decay), []).append(param)
+        for (is_backbone, no_decay), tensors in sorted(groups.items()):
+            params.append(
+                dict(
+                    params=tensors,
+                    lr=self.base_lr * (mult if is_backbone else 1.0),
+                    weight_decay=0.0 if no_decay else self.base_wd,
+                )
+            )
+
+
+@LOOPS.register_module()
+class ValidateThenSaveLoop(EpochBasedTrainLoop):
+    """Epoch loop that validates *before* the epoch's after_train_epoch hooks.
+
+    mmengine saves the epoch checkpoint in after_train_epoch and validates afterwards, so a kill
+    during validation resumes past an epoch that was never validated (a gap in metrics.jsonl).
+    Here the checkpoint of epoch N already holds N's validation result and best-model state.
+    """
+
+    def run(self) -> nn.Module:
+        """Train all epochs; validate every `val_interval` epochs and after the last."""
+        self.runner.call_hook("before_train")
+        while self._epoch < self._max_epochs and not self.stop_training:
+            self.runner.call_hook("before_train_epoch")
+            self.runner.model.train()
+            for idx, data_batch in enumerate(self.dataloader):
+                self.run_iter(idx, data_batch)
+            done = self._epoch + 1
+            if self.runner.val_loop is not None and (done % self.val_interval == 0 or done == self._max_epochs):
+                self.runner.val_loop.run()
+            self.runner.call_hook("after_train_epoch")
+            self._epoch += 1
+        self.runner.call_hook("after_train")
+        return self.runner.model

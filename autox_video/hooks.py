@@ -1,0 +1,178 @@
+"""ProgressHook: best.pth, metrics.jsonl and progress.json, exactly once per epoch across kills.
+
+Order within an epoch (ValidateThenSaveLoop): validate -> [after_val_epoch: stage best.pending.pth,
+remember metrics in the message hub] -> CheckpointHook saves epoch_N.pth (the message hub rides in
+it) -> [after_train_epoch, lowest priority: promote best, append metrics.jsonl, write progress.json,
+publish]. A kill anywhere resumes from the last epoch checkpoint; before_train then finishes the
+bookkeeping of that epoch if the kill came after its checkpoint, and drops anything newer.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from collections.abc import Callable
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+from mmaction.registry import HOOKS
+from mmengine.dist import is_main_process
+from mmengine.hooks import Hook
+
+BEST = "best.pth"
+BEST_PENDING = "best.pending.pth"
+PENDING_KEY = "autox_pending"
+BEST_KEY = "autox_best"
+
+# Set by train.fit(): called on rank 0 with the work dir after each epoch's files are written
+# (uploads them when the output is S3), and the meta stored in every checkpoint.
+Publisher = Callable[[Path, int, bool], None]
+
+
+def _now() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="seconds")
+
+
+def write_json_atomic(path: Path, data: dict[str, Any]) -> None:
+    """Write JSON via a temp file + rename, so readers never see half a file."""
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    tmp.write_text(json.dumps(data, indent=1) + "\n", encoding="utf-8")
+    os.replace(tmp, path)
+
+
+def read_metrics(path: Path) -> list[dict[str, Any]]:
+    """Rows of metrics.jsonl (empty if missing)."""
+    if not path.is_file():
+        return []
+    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+
+
+@HOOKS.register_module()
+class ProgressHook(Hook):
+    """Keeps best.pth, metrics.jsonl and progress.json in the work dir (rank 0 writes)."""
+
+    priority = "LOWEST"  # after CheckpointHook (VERY_LOW): the epoch checkpoint exists first
+
+    def __init__(self, total_epochs: int, validate: bool, output: str | None = None) -> None:
+        self.total_epochs = total_epochs
+        self.validate = validate
+        self.output = output  # where files end up (an s3:// URI or None = the work dir itself)
+        self.publisher: Publisher | None = None
+        self.checkpoint_meta: dict[str, Any] = {}
+        self._loss_sum = 0.0
+        self._loss_n = 0
+        self._epoch_start = time.time()
+
+    # --- helpers -----------------------------------------------------------------------------
+    def _dir(self, runner: Any) -> Path:
+        return Path(runner.work_dir)
+
+    def _uri(self, runner: Any, name: str | None) -> str | None:
+        if name is None:
+            return None
+        base = self.output or str(self._dir(runner))
+        return base.rstrip("/") + "/" + name
+
+    def _best(self, runner: Any) -> dict[str, Any]:
+        return runner.message_hub.get_info(BEST_KEY, {"top1": None, "epoch": None})
+
+    def _write_progress(self, runner: Any, epoch: int, phase: str) -> None:
+        best = self._best(runner)
+        last = runner.message_hub.get_info("last_ckpt")
+        write_json_atomic(
+            self._dir(runner) / "progress.json",
+            {
+                "phase": phase,
+                "epoch": epoch,
+                "total_epochs": self.total_epochs,
+                "best_top1": best["top1"],
+                "best_epoch": best["epoch"],
+                "best_checkpoint": self._uri(runner, BEST) if best["epoch"] is not None else None,
+                "latest_checkpoint": self._uri(runner, Path(last).name) if last else None,
+                "updated": _now(),
+            },
+        )
+
+    def _finish_epoch(self, runner: Any, epoch: int, pending: dict[str, Any] | None) -> None:
+        """Promote the staged best and append the epoch's metrics, each at most once."""
+        work = self._dir(runner)
+        if pending is not None and pending.get("epoch") == epoch:
+            if (work / BEST_PENDING).is_file():
+                os.replace(work / BEST_PENDING, work / BEST)
+            rows = read_metrics(work / "metrics.jsonl")
+            if pending.get("metrics") and all(r.get("epoch") != epoch for r in rows):
+                with open(work / "metrics.jsonl", "a", encoding="utf-8") as f:
+                    f.write(json.dumps(pending["metrics"]) + "\n")
+
+    # --- hook points -------------------------------------------------------------------------
+    def before_train(self, runner: Any) -> None:
+        """After a resume: finish the resumed epoch's bookkeeping, drop rows of epochs not kept."""
+        if not is_main_process():
+            return
+        work = self._dir(runner)
+        epoch = runner.epoch  # epochs completed by the loaded checkpoint (0 when fresh)
+        pending = runner.message_hub.get_info(PENDING_KEY)
+        self._finish_epoch(runner, epoch, pending)
+        (work / BEST_PENDING).unlink(missing_ok=True)
+        rows = read_metrics(work / "metrics.jsonl")
+        kept = [r for r in rows if r.get("epoch", 0) <= epoch]
+        if len(kept) != len(rows):  # validated after the checkpoint we resumed from: will be redone
+            (work / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in kept), encoding="utf-8")
+        self._write_progress(runner, epoch, "running")
+
+    def before_train_epoch(self, runner: Any) -> None:
+        """Reset the epoch's loss and timer."""
+        self._loss_sum, self._loss_n, self._epoch_start = 0.0, 0, time.time()
+        runner.message_hub.update_info(PENDING_KEY, None)
+
+    def after_train_iter(self, runner: Any, batch_idx: int, data_batch: Any = None, outputs: Any = None) -> None:
+        """Accumulate the training loss for metrics.jsonl."""
+        if outputs and "loss" in outputs:
+            self._loss_sum += float(outputs["loss"])
+            self._loss_n += 1
+
+    def after_val_epoch(self, runner: Any, metrics: dict[str, float] | None = None) -> None:
+        """Record this epoch's validation; stage best weights if top-1 improved."""
+        if not metrics or runner.train_loop is None or not hasattr(runner.train_loop, "_epoch"):
+            return
+        epoch = runner.epoch + 1  # ValidateThenSaveLoop validates before the epoch counter moves
+        top1 = float(metrics.get("acc/top1", 0.0))
+        top5 = next((float(v) for k, v in metrics.items() if k.startswith("acc/top") and k != "acc/top1"), None)
+        row = {
+            "epoch": epoch,
+            "top1": top1,
+            "top5": top5,
+            "loss": self._loss_sum / self._loss_n if self._loss_n else None,
+            "time": round(time.time() - self._epoch_start, 2),
+        }
+        best = self._best(runner)
+        improved = best["top1"] is None or top1 > best["top1"]
+        if improved:
+            runner.message_hub.update_info(BEST_KEY, {"top1": top1, "epoch": epoch})
+            if is_main_process():
+                runner.save_checkpoint(
+                    str(self._dir(runner)), BEST_PENDING, save_optimizer=False, save_param_scheduler=False
+                )
+        runner.message_hub.update_info(PENDING_KEY, {"epoch": epoch, "metrics": row})
+
+    def before_save_checkpoint(self, runner: Any, checkpoint: dict[str, Any]) -> None:
+        """Make every checkpoint self-describing: classes, resolved config, epoch."""
+        checkpoint.setdefault("meta", {})["autox"] = dict(self.checkpoint_meta)
+
+    def after_train_epoch(self, runner: Any) -> None:
+        """After the epoch checkpoint: promote best, append metrics, progress.json, publish."""
+        epoch = runner.epoch + 1
+        if is_main_process():
+            self._finish_epoch(runner, epoch, runner.message_hub.get_info(PENDING_KEY))
+            self._write_progress(runner, epoch, "running")
+            if self.publisher is not None:
+                self.publisher(self._dir(runner), epoch, False)
+
+    def after_train(self, runner: Any) -> None:
+        """Mark the run succeeded."""
+        if is_main_process():
+            self._write_progress(runner, runner.epoch, "succeeded")
+            if self.publisher is not None:
+                self.publisher(self._dir(runner), runner.epoch, True)

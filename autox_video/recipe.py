@@ -1,0 +1,226 @@
+"""Config -> mmengine config dict: Video Swin model, pipelines, optimizer, schedule, hooks (data only).
+
+The recipe follows mmaction2's Swin configs (configs/recognition/swin) with the seed's defects fixed:
+patch size (2,4,4) to match the pretrained checkpoints, and deterministic (test-mode) sampling for
+validation and test so the best-checkpoint choice is reproducible.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from typing import Any
+
+from autox_video.config import Config
+
+# name -> (embed_dims, depths, num_heads); swin_micro is ours: a 2-stage model for CPU demos/tests.
+ARCHS: dict[str, tuple[int, list[int], list[int]]] = {
+    "swin_t": (96, [2, 2, 6, 2], [3, 6, 12, 24]),
+    "swin_s": (96, [2, 2, 18, 2], [3, 6, 12, 24]),
+    "swin_b": (128, [2, 2, 18, 2], [4, 8, 16, 32]),
+    "swin_micro": (32, [1, 1], [2, 4]),
+}
+MEAN = [123.675, 116.28, 103.53]
+STD = [58.395, 57.12, 57.375]
+
+
+@dataclass(frozen=True)
+class Lists:
+    """Resolved, checked sample lists (jsonl files written by train/predict) and class info."""
+
+    train: str | None
+    val: str | None
+    test: str | None
+    num_classes: int
+    class_names: list[str] | None = None
+
+
+def backbone_cfg(backbone: str, drop_path_rate: float = 0.1) -> dict[str, Any]:
+    """SwinTransformer3D config for a named size, patch (2,4,4), window (8,7,7)."""
+    embed, depths, heads = ARCHS[backbone]
+    return dict(
+        type="SwinTransformer3D",
+        arch=dict(embed_dims=embed, depths=depths, num_heads=heads),
+        pretrained=None,
+        pretrained2d=False,
+        patch_size=(2, 4, 4),
+        window_size=(8, 7, 7),
+        drop_path_rate=drop_path_rate,
+        out_indices=(len(depths) - 1,),
+    )
+
+
+def feature_dim(backbone: str) -> int:
+    """Channels of the last Swin stage (the head's input)."""
+    embed, depths, _ = ARCHS[backbone]
+    return embed * 2 ** (len(depths) - 1)
+
+
+def model_cfg(cfg: Config, num_classes: int) -> dict[str, Any]:
+    """Recognizer3D = SwinTransformer3D + I3DHead + ActionDataPreprocessor."""
+    return dict(
+        type="Recognizer3D",
+        backbone=backbone_cfg(cfg.backbone, cfg.drop_path_rate),
+        cls_head=dict(
+            type="I3DHead",
+            in_channels=feature_dim(cfg.backbone),
+            num_classes=num_classes,
+            spatial_type="avg",
+            dropout_ratio=0.5,
+            average_clips="prob",
+        ),
+        data_preprocessor=dict(type="ActionDataPreprocessor", mean=MEAN, std=STD, format_shape="NCTHW"),
+    )
+
+
+def _decode_steps(cfg: Config) -> tuple[dict[str, Any], dict[str, Any]]:
+    if cfg.decoder == "pyav":
+        return dict(type="PyAVInit"), dict(type="PyAVDecode")
+    return dict(type="DecordInit", num_threads=1), dict(type="DecordDecode")
+
+
+def train_pipeline(cfg: Config) -> list[dict[str, Any]]:
+    """Random temporal offset, random resized crop and flip (mmaction2's Swin train pipeline)."""
+    init, decode = _decode_steps(cfg)
+    short = round(cfg.img_size * 256 / 224)
+    return [
+        init,
+        dict(type="SampleFrames", clip_len=cfg.resolved_clip_len, frame_interval=cfg.resolved_frame_interval, num_clips=1),
+        decode,
+        dict(type="Resize", scale=(-1, short)),
+        dict(type="RandomResizedCrop", area_range=(cfg.min_crop_area, 1.0)),
+        dict(type="Resize", scale=(cfg.img_size, cfg.img_size), keep_ratio=False),
+        *([dict(type="Flip", flip_ratio=0.5)] if cfg.flip else []),
+        dict(type="FormatShape", input_format="NCTHW"),
+        dict(type="PackActionInputs"),
+    ]
+
+
+def eval_pipeline(cfg: Config, *, num_clips: int, num_crops: int) -> list[dict[str, Any]]:
+    """Deterministic sampling (test_mode): evenly spaced clips, center or three crops."""
+    init, decode = _decode_steps(cfg)
+    crop = dict(type="ThreeCrop", crop_size=cfg.img_size) if num_crops == 3 else dict(type="CenterCrop", crop_size=cfg.img_size)
+    return [
+        init,
+        dict(
+            type="SampleFrames",
+            clip_len=cfg.resolved_clip_len,
+            frame_interval=cfg.resolved_frame_interval,
+            num_clips=num_clips,
+            test_mode=True,
+        ),
+        decode,
+        dict(type="Resize", scale=(-1, cfg.img_size)),
+        crop,
+        dict(type="FormatShape", input_format="NCTHW"),
+        dict(type="PackActionInputs"),
+    ]
+
+
+def default_num_workers() -> int:
+    """Data-loader workers per process: the CPUs this process may use, split across local ranks, at most 8."""
+    try:
+        cpus = len(os.sched_getaffinity(0))
+    except AttributeError:  # not Linux
+        cpus = os.cpu_count() or 1
+    local = int(os.environ.get("LOCAL_WORLD_SIZE", "1"))
+    return max(0, min(8, cpus // max(1, local) - 1))
+
+
+def _loader(cfg: Config, list_file: str, pipeline: list[dict[str, Any]], *, train: bool, batch: int) -> dict[str, Any]:
+    workers = cfg.num_workers if cfg.num_workers is not None else default_num_workers()
+    return dict(
+        batch_size=batch,
+        num_workers=workers,
+        persistent_workers=workers > 0,
+        pin_memory=True,
+        sampler=dict(type="DefaultSampler", shuffle=train),
+        dataset=dict(type="AutoXVideoDataset", ann_file=list_file, pipeline=pipeline, test_mode=not train),
+    )
+
+
+def _precision(cfg: Config, cuda: bool) -> str:
+    if not cuda:
+        return "fp32"  # autocast on CPU is slow and numerically pointless here
+    if cfg.precision != "auto":
+        return cfg.precision
+    import torch
+
+    return "bf16" if torch.cuda.is_bf16_supported() else "fp16"
+
+
+def optim_wrapper_cfg(cfg: Config, cuda: bool) -> dict[str, Any]:
+    """AdamW with no decay on norms/biases/position tables, backbone lr x mult, grad clipping, AMP on GPU."""
+    precision = _precision(cfg, cuda)
+    wrapper: dict[str, Any] = dict(
+        type="OptimWrapper" if precision == "fp32" else "AmpOptimWrapper",
+        optimizer=dict(type="AdamW", lr=cfg.lr, betas=(0.9, 0.999), weight_decay=cfg.weight_decay),
+        constructor="SwinParamGroupsConstructor",
+        paramwise_cfg=dict(backbone_lr_mult=cfg.backbone_lr_mult),
+    )
+    if precision != "fp32":
+        wrapper["dtype"] = "bfloat16" if precision == "bf16" else "float16"
+    if cfg.grad_clip is not None:
+        wrapper["clip_grad"] = dict(max_norm=cfg.grad_clip, norm_type=2)
+    return wrapper
+
+
+def schedule_cfg(cfg: Config) -> list[dict[str, Any]]:
+    """Linear warmup then cosine decay to 0 over all epochs, stepped per iteration."""
+    warmup = min(cfg.warmup_epochs, float(cfg.epoch))
+    steps: list[dict[str, Any]] = []
+    if warmup > 0:
+        steps.append(dict(type="LinearLR", start_factor=0.1, by_epoch=True, begin=0, end=warmup, convert_to_iter_based=True))
+    steps.append(
+        dict(type="CosineAnnealingLR", T_max=cfg.epoch, eta_min=0, by_epoch=True, begin=0, end=cfg.epoch, convert_to_iter_based=True)
+    )
+    return steps
+
+
+def runner_cfg(cfg: Config, lists: Lists, *, work_dir: str, cuda: bool, launcher: str, load_from: str | None) -> dict[str, Any]:
+    """The whole mmengine Runner config for training (and validation when a val list exists)."""
+    validate = lists.val is not None and cfg.evaluation > 0
+    assert lists.train is not None
+    out: dict[str, Any] = dict(
+        default_scope="mmaction",
+        work_dir=work_dir,
+        model=model_cfg(cfg, lists.num_classes),
+        train_dataloader=_loader(cfg, lists.train, train_pipeline(cfg), train=True, batch=cfg.videos_per_gpu),
+        train_cfg=dict(type="ValidateThenSaveLoop", max_epochs=cfg.epoch, val_interval=cfg.evaluation or cfg.epoch),
+        optim_wrapper=optim_wrapper_cfg(cfg, cuda),
+        param_scheduler=schedule_cfg(cfg),
+        default_hooks=dict(
+            runtime_info=dict(type="RuntimeInfoHook"),
+            timer=dict(type="IterTimerHook"),
+            logger=dict(type="LoggerHook", interval=cfg.log_interval, ignore_last=False),
+            param_scheduler=dict(type="ParamSchedulerHook"),
+            checkpoint=dict(
+                type="CheckpointHook", interval=1, by_epoch=True, max_keep_ckpts=cfg.keep_checkpoints, save_last=True
+            ),
+            sampler_seed=dict(type="DistSamplerSeedHook"),
+        ),
+        custom_hooks=[dict(type="ProgressHook", total_epochs=cfg.epoch, validate=validate)],
+        env_cfg=dict(cudnn_benchmark=cuda, dist_cfg=dict(backend="nccl" if cuda else "gloo")),
+        launcher=launcher,
+        randomness=dict(seed=cfg.seed, deterministic=False),
+        log_level="INFO",
+        log_processor=dict(type="LogProcessor", window_size=cfg.log_interval, by_epoch=True),
+        load_from=load_from,
+        resume=False,
+    )
+    if validate:
+        assert lists.val is not None
+        pipeline = eval_pipeline(cfg, num_clips=cfg.test_clips, num_crops=1)
+        out["val_dataloader"] = _loader(cfg, lists.val, pipeline, train=False, batch=cfg.videos_per_gpu)
+        out["val_cfg"] = dict(type="ValLoop")
+        out["val_evaluator"] = dict(type="AccMetric", metric_options=dict(top_k_accuracy=dict(topk=(1, min(5, lists.num_classes)))))
+    return out
+
+
+def build_recognizer(cfg: Config, num_classes: int) -> Any:
+    """Instantiate the Recognizer3D of `model_cfg` (randomly initialised)."""
+    from mmaction.registry import MODELS
+    from mmaction.utils import register_all_modules
+
+    register_all_modules(init_default_scope=True)  # nested parts resolve in the mmaction scope
+    return MODELS.build(model_cfg(cfg, num_classes))
