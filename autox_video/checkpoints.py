@@ -143,23 +143,44 @@ def best_or_latest(work_dir: Path) -> Path:
     return latest
 
 
+def _numpy_multiarray() -> Any:
+    import numpy as np
+
+    core = getattr(np, "_core", None)  # numpy 2 moved numpy.core to numpy._core
+    return core.multiarray if core is not None else np.core.multiarray
+
+
 def _resume_safe_globals() -> list[Any]:
-    """Types inside mmengine's own checkpoints (message hub history, numpy scalars)."""
+    """Exactly the non-tensor types inside mmengine checkpoints (message-hub history, numpy values)."""
+    import _codecs
+
     import numpy as np
     from mmengine.logging.history_buffer import HistoryBuffer
 
-    types: list[Any] = [HistoryBuffer, np.ndarray, np.dtype, np.core.multiarray._reconstruct]
-    types += [type(np.dtype(t)) for t in ("float64", "float32", "int64", "int32", "bool")]
-    types += [np.float64, np.float32, np.int64, np.int32, np.bool_]
-    return types
+    multiarray = _numpy_multiarray()
+    dtype_classes = [type(np.dtype(t)) for t in ("float64", "float32", "float16", "int64", "int32", "uint8", "bool")]
+    return [HistoryBuffer, multiarray._reconstruct, multiarray.scalar, np.ndarray, np.dtype, _codecs.encode, *dtype_classes]
+
+
+def _history_buffer_state(self: Any) -> dict[str, Any]:
+    # mmengine pickles its class-level dict of bound statistics methods as getattr(...) calls,
+    # which weights_only loading (rightly) refuses; __setstate__ re-registers them anyway.
+    return {k: v for k, v in self.__dict__.items() if k != "statistics_methods"}
+
+
+def make_checkpoints_weights_only_safe() -> None:
+    """Make checkpoints saved from now on loadable with torch.load(weights_only=True)."""
+    from mmengine.logging.history_buffer import HistoryBuffer
+
+    HistoryBuffer.__getstate__ = _history_buffer_state  # type: ignore[method-assign]
 
 
 @contextlib.contextmanager
 def resumable_torch_load() -> Iterator[None]:
-    """Let mmengine's resume read its own checkpoints on torch >= 2.6 (weights_only default).
+    """Let mmengine's resume read its own checkpoints under torch >= 2.6's weights_only default.
 
-    mmengine 0.10.7 calls torch.load without weights_only (mmengine#1655); its checkpoints hold
-    HistoryBuffer and numpy objects. We allow exactly those types instead of disabling the check.
+    mmengine 0.10.7 calls torch.load without weights_only (mmengine#1655). Rather than turning the
+    check off, we allow exactly the types our checkpoints hold (see make_checkpoints_weights_only_safe).
     """
     with torch.serialization.safe_globals(_resume_safe_globals()):
         yield

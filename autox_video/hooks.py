@@ -130,7 +130,7 @@ class ProgressHook(Hook):
     def after_train_iter(self, runner: Any, batch_idx: int, data_batch: Any = None, outputs: Any = None) -> None:
         """Accumulate the training loss for metrics.jsonl."""
         if outputs and "loss" in outputs:
-            self._loss_sum += float(outputs["loss"])
+            self._loss_sum += float(outputs["loss"].detach()) if hasattr(outputs["loss"], "detach") else float(outputs["loss"])
             self._loss_n += 1
 
     def after_val_epoch(self, runner: Any, metrics: dict[str, float] | None = None) -> None:
