@@ -1,9 +1,10 @@
 """Synthetic labelled dataset of real encoded videos whose classes only motion can tell apart.
 
-Every clip shows one random shape (type, colour, size, start position, background) moving in a way
-that defines its class: left/right translation, clockwise/anticlockwise rotation, growing/shrinking.
-Any single frame is equally likely under every class; time decides. Videos alternate between
-H.264 in .mp4 and MPEG-4 Part 2 in .avi, encoded with PyAV (FFmpeg), so both decode paths are used.
+Every clip shows one striped polygon (random type, colours, size, position, background, noise)
+moving in a way that defines its class: left/right translation, clockwise/anticlockwise rotation,
+stripes flowing outwards/inwards (grow/shrink). Any single frame has the same distribution under
+every class; only time decides. Videos alternate between H.264 in .mp4 (libx264) and MPEG-4 Part 2
+in .avi, encoded with PyAV (FFmpeg), so both decode paths are exercised.
 """
 
 from __future__ import annotations
@@ -16,7 +17,8 @@ from pathlib import Path
 import numpy as np
 
 DEFAULT_CLASSES = ("move_left", "move_right", "rotate_cw", "rotate_ccw", "grow", "shrink")
-FORMATS = ((".mp4", "libx264"), (".avi", "mpeg4"))
+FORMATS = ((".mp4", "libx264"), (".avi", "mpeg4"))  # (extension, PyAV encoder), alternated per video
+GENERATOR_VERSION = 2  # part of the completion stamp: a changed generator regenerates old datasets
 
 
 @dataclass(frozen=True)
@@ -32,10 +34,15 @@ class DemoDataset:
     classes: list[str]
 
 
-def write_video(path: Path, frames: np.ndarray, fps: int = 16, codec: str | None = None) -> None:
-    """Encode uint8 frames [T,H,W,3] to `path` (codec from the extension unless given)."""
+def write_video(path: str | Path, frames: np.ndarray, fps: int = 16, codec: str | None = None) -> None:
+    """Encode uint8 frames [T,H,W,3] (even H and W) to `path`; the codec follows the extension unless given."""
     import av
 
+    path = Path(path)
+    if frames.ndim != 4 or frames.shape[3] != 3 or frames.dtype != np.uint8:
+        raise ValueError(f"frames must be uint8 [T,H,W,3], got {frames.dtype} {list(frames.shape)}")
+    if frames.shape[1] % 2 or frames.shape[2] % 2:
+        raise ValueError(f"frame size {frames.shape[2]}x{frames.shape[1]} must be even (yuv420p)")
     codec = codec or dict(FORMATS).get(path.suffix, "mpeg4")
     path.parent.mkdir(parents=True, exist_ok=True)
     with av.open(str(path), mode="w") as container:
@@ -54,64 +61,71 @@ def write_video(path: Path, frames: np.ndarray, fps: int = 16, codec: str | None
             container.mux(packet)
 
 
-def _polygon(sides: int, radius: float, angle: float) -> np.ndarray:
+def _gauge(sides: int, long_vertex: float) -> tuple[np.ndarray, np.ndarray]:
+    """Edge normals and offsets of a convex polygon of unit radius with one longer vertex.
+
+    g(p) = max_i(n_i . p / h_i) is 1 on the outline and scales linearly with p, so for pixel
+    offsets p the level sets g = r are the outline scaled to radius r: g < radius is the inside,
+    and stripes of g are concentric copies of the outline.
+    The long vertex breaks the symmetry, so a rotation is visible for every shape type.
+    """
     k = np.arange(sides)
-    # Irregular polygon (one long vertex) so rotation is visible even for symmetric shapes.
-    r = np.where(k == 0, radius * 1.35, radius)
-    return np.stack([r * np.cos(angle + 2 * np.pi * k / sides), r * np.sin(angle + 2 * np.pi * k / sides)], 1)
-
-
-def _inside(poly: np.ndarray, xs: np.ndarray, ys: np.ndarray) -> np.ndarray:
-    """Even-odd rule point-in-polygon over a pixel grid (no drawing library needed)."""
-    inside = np.zeros(xs.shape, bool)
-    n = len(poly)
-    for i in range(n):
-        x1, y1 = poly[i]
-        x2, y2 = poly[(i + 1) % n]
-        crosses = (y1 > ys) != (y2 > ys)
-        with np.errstate(divide="ignore", invalid="ignore"):
-            x_at = (x2 - x1) * (ys - y1) / (y2 - y1) + x1
-        inside ^= crosses & (xs < x_at)
-    return inside
+    r = np.where(k == 0, long_vertex, 1.0)
+    verts = np.stack([r * np.cos(2 * np.pi * k / sides), r * np.sin(2 * np.pi * k / sides)], 1)
+    edges = np.roll(verts, -1, axis=0) - verts
+    normals = np.stack([edges[:, 1], -edges[:, 0]], 1)
+    offsets = (normals * verts).sum(1)
+    normals *= np.sign(offsets)[:, None]  # outward whatever the vertex order
+    return normals, np.abs(offsets)
 
 
 def render_clip(cls: str, rng: np.random.Generator, *, num_frames: int, size: int) -> np.ndarray:
-    """One clip [T,size,size,3] of class `cls`; parameters drawn so no frame reveals the class."""
+    """One clip [T,size,size,3] of class `cls`: every frame has the same distribution in every class.
+
+    The scene is a striped polygon (random type, colours, size, stripe width, position). Each
+    moving quantity starts at a uniformly random phase on a circle and moves along it: the
+    horizontal position wraps around the frame, the angle wraps at 2*pi, the stripes wrap at their
+    period. So the position, angle and stripe phase of ANY frame are uniform whatever the class,
+    and only the change between frames (direction of motion, sense of rotation, stripes flowing
+    out of or into the centre) tells the classes apart.
+    """
+    if cls not in DEFAULT_CLASSES:
+        raise ValueError(f"unknown demo class {cls!r}; choose from {DEFAULT_CLASSES}")
     s = size
-    bg = rng.integers(0, 90, 3)
+    bg = rng.integers(0, 70, 3)
     fg = rng.integers(150, 256, 3)
-    sides = int(rng.integers(3, 6))
+    dark = fg // 2  # the second stripe colour: same hue, clearly darker, still brighter than most backgrounds
+    normals, offsets = _gauge(int(rng.integers(3, 6)), 1.4)
+    radius = rng.uniform(0.24, 0.30) * s
+    period = rng.uniform(0.22, 0.28) * s
+    border = max(1.0, 0.04 * s)
+    cx, cy = rng.uniform(0, s), rng.uniform(0.35, 0.65) * s
+    angle, phase = rng.uniform(0, 2 * np.pi), rng.uniform(0, period)
+    # Per-frame speeds: a few pixels per frame, and under half a stripe period per 3-4 frames so
+    # that clips sampled with a frame interval do not alias (a wagon wheel would reverse).
+    speed = rng.uniform(0.03, 0.045) * s
+    spin = rng.uniform(0.08, 0.12)
+    flow = rng.uniform(0.016, 0.024) * s
+    sign = 1.0 if cls in ("move_right", "rotate_cw", "grow") else -1.0
+    noise = rng.integers(0, 16, (num_frames, s, s, 1), dtype=np.int16)
     ys, xs = np.mgrid[0:s, 0:s].astype(np.float32) + 0.5
-    # Start mid-motion at a random phase: positions/sizes/angles share one distribution across classes.
-    base_r = rng.uniform(0.14, 0.22) * s
-    cx, cy = rng.uniform(0.3, 0.7) * s, rng.uniform(0.3, 0.7) * s
-    angle = rng.uniform(0, 2 * np.pi)
-    speed = rng.uniform(0.022, 0.035) * s  # pixels per frame
-    spin = rng.uniform(0.10, 0.16)  # radians per frame
-    rate = rng.uniform(0.025, 0.04)  # relative size change per frame
-    noise = rng.integers(0, 20, (num_frames, s, s, 1))
     frames = np.empty((num_frames, s, s, 3), np.uint8)
-    mid = (num_frames - 1) / 2
     for t in range(num_frames):
-        dt = t - mid
-        x, y, r, a = cx, cy, base_r, angle
-        if cls == "move_left":
-            x = (cx - speed * dt) % s
-        elif cls == "move_right":
-            x = (cx + speed * dt) % s
-        elif cls == "rotate_cw":
-            a = angle + spin * dt
-        elif cls == "rotate_ccw":
-            a = angle - spin * dt
-        elif cls == "grow":
-            r = base_r * math.exp(rate * dt)
-        elif cls == "shrink":
-            r = base_r * math.exp(-rate * dt)
-        poly = _polygon(sides, r, a) + np.array([x, y])
-        mask = np.zeros((s, s), bool)
-        for ox in (-s, 0, s):  # wrap around horizontally so translation never leaves the frame
-            mask |= _inside(poly + np.array([ox, 0]), xs, ys)
-        frame = np.where(mask[..., None], fg, bg).astype(np.int16) + noise[t]
+        x, a, ph = cx, angle, phase
+        if cls.startswith("move"):
+            x = cx + sign * speed * t
+        elif cls.startswith("rotate"):
+            a = angle + sign * spin * t  # image y points down: +angle turns clockwise on screen
+        else:
+            ph = phase + sign * flow * t  # stripes flow outwards (grow) or inwards (shrink)
+        dx = (xs - x + s / 2) % s - s / 2  # horizontal wrap-around: the shape never leaves the frame
+        dy = ys - cy
+        c, sn = math.cos(a), math.sin(a)
+        u, v = c * dx + sn * dy, -sn * dx + c * dy  # scene coordinates rotated by -a
+        g = np.max((normals[:, 0, None, None] * u + normals[:, 1, None, None] * v) / offsets[:, None, None], 0)
+        stripe = ((g - ph) % period) < period / 2
+        colour = np.where((stripe | (g > radius - border))[..., None], fg, dark)
+        frame = np.where((g < radius)[..., None], colour, bg) + noise[t]
         frames[t] = np.clip(frame, 0, 255).astype(np.uint8)
     return frames
 
@@ -119,7 +133,7 @@ def render_clip(cls: str, rng: np.random.Generator, *, num_frames: int, size: in
 def make_demo_dataset(
     root: str | Path,
     *,
-    num_per_class_train: int = 24,
+    num_per_class_train: int = 48,
     num_per_class_val: int = 8,
     num_per_class_test: int = 8,
     num_frames: int = 32,
@@ -128,16 +142,22 @@ def make_demo_dataset(
     seed: int = 0,
     classes: Sequence[str] | None = None,
 ) -> DemoDataset:
-    """Write videos/<split>/<class>_<i>.{mp4,avi}, train/val/test lists and classes.txt (skips if present)."""
+    """Write videos/<split>/<class>_<i>.{mp4,avi}, train/val/test lists and classes.txt.
+
+    Deterministic for a given seed; a second call with the same arguments finds the finished
+    dataset (a stamp written last) and returns at once, so an interrupted run just regenerates.
+    """
     root = Path(root)
     names = list(classes or DEFAULT_CLASSES)
-    unknown = set(names) - set(DEFAULT_CLASSES)
-    if unknown:
-        raise ValueError(f"unknown demo classes {sorted(unknown)}; choose from {DEFAULT_CLASSES}")
+    unknown = [n for n in names if n not in DEFAULT_CLASSES]
+    if unknown or len(set(names)) != len(names) or len(names) < 2:
+        raise ValueError(f"classes must be at least 2 distinct names from {DEFAULT_CLASSES}, got {names}")
+    if size < 16 or size % 2 or num_frames < 2:
+        raise ValueError(f"size must be even and >= 16, num_frames >= 2; got size={size}, num_frames={num_frames}")
     ds = DemoDataset(root, root, root / "train_list.txt", root / "val_list.txt", root / "test_list.txt",
                      root / "classes.txt", names)
     stamp = root / ".complete"
-    signature = f"{names} {num_per_class_train} {num_per_class_val} {num_per_class_test} {num_frames} {size} {fps} {seed}"
+    signature = f"v{GENERATOR_VERSION} {names} {num_per_class_train} {num_per_class_val} {num_per_class_test} {num_frames} {size} {fps} {seed}"
     if stamp.is_file() and stamp.read_text() == signature:
         return ds
     rng = np.random.default_rng(seed)
@@ -155,20 +175,23 @@ def make_demo_dataset(
     return ds
 
 
-def write_corrupt_video(path: Path) -> None:
+def write_corrupt_video(path: str | Path) -> None:
     """Garbage bytes under a video name (for tests and demos of the preflight scan)."""
+    path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_bytes(np.random.default_rng(1).integers(0, 256, 4096, dtype=np.uint8).tobytes())
 
 
-def write_truncated_video(path: Path, src: Path) -> None:
-    """The first 30% of a real video file."""
-    data = src.read_bytes()
+def write_truncated_video(path: str | Path, src: str | Path) -> None:
+    """The first 30% of a real video file (its header may still promise every frame)."""
+    path = Path(path)
+    data = Path(src).read_bytes()
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_bytes(data[: int(len(data) * 0.3)])
 
 
-def write_empty_video(path: Path) -> None:
+def write_empty_video(path: str | Path) -> None:
     """A zero-byte video file."""
+    path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_bytes(b"")

@@ -6,6 +6,7 @@ Importing this module registers them (the recipe names them by type).
 from __future__ import annotations
 
 import json
+import logging
 from typing import Any
 
 import torch.nn as nn
@@ -13,6 +14,10 @@ from mmaction.datasets import BaseActionDataset
 from mmaction.registry import DATASETS, LOOPS, OPTIM_WRAPPER_CONSTRUCTORS
 from mmengine.optim import DefaultOptimWrapperConstructor
 from mmengine.runner import EpochBasedTrainLoop
+
+from autox_video.errors import DataError
+
+log = logging.getLogger("autox_video")
 
 
 @DATASETS.register_module()
@@ -28,6 +33,18 @@ class AutoXVideoDataset(BaseActionDataset):
         with open(self.ann_file, encoding="utf-8") as f:
             rows = [json.loads(line) for line in f if line.strip()]
         return [dict(filename=r["filename"], label=r["label"] if r["label"] is not None else -1) for r in rows]
+
+    def prepare_data(self, idx: int) -> Any:
+        """Decode one sample; a video that fails mid-run is skipped in training (mmengine refetches)."""
+        try:
+            return super().prepare_data(idx)
+        except Exception as err:  # decoders raise anything from RuntimeError to DECORDError
+            name = self.get_data_info(idx)["filename"]
+            reason = (str(err).strip().splitlines() or [type(err).__name__])[0][:200]
+            if self.test_mode:
+                raise DataError(f"{name}: cannot decode ({reason})") from None
+            log.warning("skipping %s this time: cannot decode (%s)", name, reason)
+            return None
 
 
 @OPTIM_WRAPPER_CONSTRUCTORS.register_module()

@@ -1,0 +1,79 @@
+"""AutoXVideo: the seed's Python API (read_cfg / fit / transform) on top of train.fit and predict.transform."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from autox_video.config import Config, build_config, read_config_file
+from autox_video.predict import Prediction
+from autox_video.train import TrainResult
+
+
+class AutoXVideo:
+    """Train and apply a Video Swin classifier; every argument the seed had optional is optional here."""
+
+    def __init__(self, **config: Any) -> None:
+        self._base: dict[str, Any] = dict(config)
+        self.last_fit: TrainResult | None = None
+        self.last_prediction: Prediction | None = None
+
+    @property
+    def config(self) -> Config:
+        """The current resolved config (file + constructor kwargs + what fit() was given)."""
+        return build_config(self._base)
+
+    def read_cfg(self, cfg_file: str | Path) -> AutoXVideo:
+        """Load config.yaml; later calls' arguments override it."""
+        self._base.update(read_config_file(cfg_file))
+        build_config(self._base, source=str(cfg_file))  # validate now: errors name the file
+        return self
+
+    def fit(
+        self,
+        data_root: str | None = None,
+        ann_file_train: str | None = None,
+        ann_file_val: str | None = None,
+        work_dir: str | None = None,
+        video_length: int | None = None,
+        num_class: int | None = None,
+        videos_per_gpu: int | None = None,
+        epoch: int | None = None,
+        evaluation: int | None = None,
+        **extra: Any,
+    ) -> TrainResult:
+        """Train (resuming from work_dir if it holds a checkpoint); arguments override the config."""
+        from autox_video.train import fit
+
+        given = dict(data_root=data_root, ann_file_train=ann_file_train, ann_file_val=ann_file_val, work_dir=work_dir,
+                     video_length=video_length, num_class=num_class, videos_per_gpu=videos_per_gpu, epoch=epoch,
+                     evaluation=evaluation, **extra)
+        self._base.update({k: v for k, v in given.items() if v is not None})
+        self.last_fit = fit(self.config)
+        return self.last_fit
+
+    def transform(
+        self,
+        data_root: str | None = None,
+        ann_file_test: str | None = None,
+        checkpoints: str | None = None,
+        output_path: str | None = None,
+        **extra: Any,
+    ) -> list[list[float]]:
+        """Predict (after fit() with no arguments: fit's data and best weights); returns per-video probabilities."""
+        from autox_video.predict import transform
+
+        cfg = self.config
+        updates: dict[str, Any] = {k: v for k, v in extra.items() if v is not None}
+        if data_root is not None:
+            updates["data_root"] = data_root
+        if ann_file_test is not None:
+            updates["ann_file_test"] = ann_file_test
+        elif data_root is None and cfg.ann_file_test is None and cfg.ann_file_val is not None:
+            updates["ann_file_test"] = cfg.ann_file_val  # after fit(): predict its validation list
+        if checkpoints is not None:
+            updates["checkpoint"] = checkpoints
+        if output_path is not None:
+            updates["test_results_path"] = output_path
+        self.last_prediction = transform(build_config(cfg.model_dump(), updates))
+        return self.last_prediction.probs

@@ -1,0 +1,188 @@
+"""`autox-video train | test | check | demo | prepare` (also `python -m autox_video`).
+
+Config precedence: command-line flags > --config file (default ./config.yaml) > defaults.
+Every config key is also a flag: `--epoch 3`, `--data-root DIR`, `--pretrained none`.
+Exit codes: 0 ok, 1 runtime failure, 2 usage/config error, 130 interrupted.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from autox_video.config import Config, load_config
+from autox_video.errors import AutoXError, ConfigError
+
+log = logging.getLogger("autox_video")
+
+
+def _add_config_flags(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--config", "-c", help="config.yaml (default: ./config.yaml if it exists)")
+    keys = p.add_argument_group("config keys (override the file)")
+    for name, field in Config.model_fields.items():
+        keys.add_argument("--" + name.replace("_", "-"), dest="cfg_" + name, metavar="V", help=field.description)
+
+
+def _add_launch_flags(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--nproc", type=int, default=None, help="processes (GPUs) on this machine; relaunches via torchrun")
+
+
+def _overrides(args: argparse.Namespace) -> dict[str, Any]:
+    out = {}
+    for key, raw in vars(args).items():
+        if key.startswith("cfg_") and raw is not None:
+            out[key[4:]] = yaml.safe_load(raw)  # "3" -> 3, "none"/"null" -> None-ish, "true" -> True
+            if raw.lower() in ("none", "null") and key[4:] in ("pretrained",):
+                out[key[4:]] = "none"
+    return out
+
+
+def _config(args: argparse.Namespace, *, required: bool) -> Config:
+    path = args.config
+    if path is None and Path("config.yaml").is_file():
+        path = "config.yaml"
+    if path is None and required and not any(k.startswith("cfg_") and v is not None for k, v in vars(args).items()):
+        raise ConfigError("no ./config.yaml here: pass --config PATH (or the keys as flags, e.g. --data-root)")
+    return load_config(path, _overrides(args))
+
+
+def _relaunch_under_torchrun(nproc: int, argv: list[str]) -> int:
+    """Re-run this very command under torchrun with `nproc` processes on this machine."""
+    import subprocess
+
+    rest, skip = [], False
+    for i, a in enumerate(argv):
+        if skip:
+            skip = False
+            continue
+        if a == "--nproc":
+            skip = True
+            continue
+        if a.startswith("--nproc="):
+            continue
+        rest.append(a)
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={nproc}",
+           "-m", "autox_video", *rest]
+    return subprocess.call(cmd)
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    """Train (resuming if the work dir holds a checkpoint)."""
+    from autox_video.train import fit
+
+    cfg = _config(args, required=True)
+    result = fit(cfg)
+    if _rank() == 0:
+        best = f"{result.best_top1:.4f} (epoch {result.best_epoch})" if result.best_top1 is not None else "n/a (no validation)"
+        print(f"done: {result.epochs} epochs, best val top-1 {best}, work dir {result.work_dir}")
+    return 0
+
+
+def cmd_test(args: argparse.Namespace) -> int:
+    """Predict with the best weights and write results.json."""
+    from autox_video.predict import transform
+
+    cfg = _config(args, required=False)
+    pred = transform(cfg)
+    if _rank() == 0:
+        if pred.metrics:
+            print("  ".join(f"{k}: {v:.4f}" for k, v in pred.metrics.items()))
+        if pred.skipped:
+            print(f"{len(pred.skipped)} unreadable videos skipped (listed under 'skipped' in results)")
+        print(f"results: {pred.results_path} ({len(pred.predictions)} videos)")
+    return 0
+
+
+def cmd_check(args: argparse.Namespace) -> int:
+    """Scan the config's lists and report unreadable videos without training."""
+    from autox_video.inputs import localize_training_inputs
+    from autox_video.samples import load_split
+
+    cfg = _config(args, required=True)
+    inputs = localize_training_inputs(cfg)
+    bad = 0
+    for name, ann in (("train", inputs.ann_train), ("val", inputs.ann_val), ("test", cfg.ann_file_test)):
+        if ann is None:
+            continue
+        split = load_split(name, ann, inputs.data_root, num_class=cfg.num_class, require_labels=name != "test",
+                           max_bad_fraction=1.0)
+        for p in split.problems:
+            print(f"{ann}: {p.path}: {p.reason}")
+        bad += len(split.problems)
+        print(f"{name}: {len(split.samples)} readable, {len(split.problems)} unreadable ({split.source})")
+    return 1 if bad else 0
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    """Synthetic dataset -> train a small Swin on CPU -> predict; prints val top-1 and results path."""
+    from autox_video.demo_run import run_demo
+
+    run_demo(Path(args.out), epochs=args.epochs)
+    return 0
+
+
+def cmd_prepare(args: argparse.Namespace) -> int:
+    """Transcode a dataset once into a random-access-friendly form."""
+    from autox_video.prepare import prepare_dataset
+
+    report = prepare_dataset(args.src, args.dst, short_side=args.short_side)
+    print(report)
+    return 0
+
+
+def _rank() -> int:
+    return int(os.environ.get("RANK", "0"))
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser of `autox-video`."""
+    parser = argparse.ArgumentParser(prog="autox-video", description=__doc__.splitlines()[0])
+    parser.add_argument("--debug", action="store_true", help="show tracebacks")
+    sub = parser.add_subparsers(dest="command", required=True)
+    p = sub.add_parser("train", help="train or resume a Video Swin classifier")
+    _add_config_flags(p)
+    _add_launch_flags(p)
+    p.set_defaults(func=cmd_train)
+    p = sub.add_parser("test", help="predict with the best weights; writes results.json")
+    _add_config_flags(p)
+    _add_launch_flags(p)
+    p.set_defaults(func=cmd_test)
+    p = sub.add_parser("check", help="list unreadable videos in the config's annotation lists")
+    _add_config_flags(p)
+    p.set_defaults(func=cmd_check)
+    p = sub.add_parser("demo", help="synthetic dataset, CPU training and prediction end to end")
+    p.add_argument("--out", default="demo_run", help="folder for the dataset and the run")
+    p.add_argument("--epochs", type=int, default=None, help="override the demo's epochs")
+    p.set_defaults(func=cmd_demo)
+    p = sub.add_parser("prepare", help="transcode a dataset (short side, keyframes) for fast training")
+    p.add_argument("src")
+    p.add_argument("dst")
+    p.add_argument("--short-side", type=int, default=256)
+    p.set_defaults(func=cmd_prepare)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point: parse, run, map errors to one line and an exit code."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.INFO if _rank() == 0 else logging.WARNING, format="%(message)s")
+    nproc = getattr(args, "nproc", None)
+    if nproc and nproc > 1 and "LOCAL_RANK" not in os.environ:
+        return _relaunch_under_torchrun(nproc, argv)
+    try:
+        return int(args.func(args))
+    except AutoXError as err:
+        if args.debug:
+            raise
+        print(f"autox-video: error: {err}", file=sys.stderr)
+        return err.exit_code
+    except KeyboardInterrupt:
+        print("autox-video: interrupted; run the same command again to resume", file=sys.stderr)
+        return 130

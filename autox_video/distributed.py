@@ -1,0 +1,72 @@
+"""Process-group facts and helpers; works the same single-process, under torchrun, or in a PyTorchJob."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from typing import TypeVar
+
+import torch
+import torch.distributed as dist
+
+from autox_video.errors import AutoXError
+
+T = TypeVar("T")
+
+
+def world_size() -> int:
+    """Processes in the job (1 when not under torchrun)."""
+    return int(os.environ.get("WORLD_SIZE", "1"))
+
+
+def rank() -> int:
+    """Global rank of this process."""
+    return int(os.environ.get("RANK", "0"))
+
+
+def local_rank() -> int:
+    """Rank of this process on its node."""
+    return int(os.environ.get("LOCAL_RANK", "0"))
+
+
+def is_local_rank0() -> bool:
+    """The process of each node that downloads and writes node-local files."""
+    return local_rank() == 0
+
+
+def launcher() -> str:
+    """mmengine launcher name: 'pytorch' under torchrun, else 'none'."""
+    return "pytorch" if world_size() > 1 else "none"
+
+
+def setup() -> bool:
+    """Join the process group (nccl on GPU, gloo on CPU) if started by torchrun; return whether CUDA is used."""
+    cuda = torch.cuda.is_available()
+    if world_size() > 1 and not dist.is_initialized():
+        if cuda:
+            torch.cuda.set_device(local_rank())
+        dist.init_process_group("nccl" if cuda else "gloo")
+    return cuda
+
+
+def barrier() -> None:
+    """Wait for every rank (no-op single-process)."""
+    if dist.is_initialized():
+        dist.barrier()
+
+
+def on_rank0_then_broadcast(fn: Callable[[], T]) -> T:
+    """Run `fn` on rank 0 only and hand its result (or its AutoXError) to every rank."""
+    if not dist.is_initialized():
+        return fn()
+    box: list[object] = [None]
+    if rank() == 0:
+        try:
+            box[0] = ("ok", fn())
+        except AutoXError as err:
+            box[0] = ("err", err)
+    dist.broadcast_object_list(box, src=0)
+    kind, value = box[0]  # type: ignore[misc]
+    if kind == "err":
+        raise value  # type: ignore[misc]
+    return value  # type: ignore[return-value]

@@ -1,0 +1,184 @@
+"""transform(): weights -> per-video class probabilities -> results.json (DESIGN §3)."""
+
+from __future__ import annotations
+
+import json
+import logging
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from autox_video import distributed
+from autox_video.config import Config
+from autox_video.errors import CheckpointError, ConfigError
+from autox_video.samples import CheckedSplit, load_split, write_list
+
+log = logging.getLogger("autox_video")
+
+
+@dataclass
+class Prediction:
+    """Everything a prediction run produced."""
+
+    results_path: str
+    predictions: list[dict[str, Any]]
+    metrics: dict[str, float] | None
+    skipped: list[dict[str, str]] = field(default_factory=list)
+
+    @property
+    def probs(self) -> list[list[float]]:
+        """Per-video class probabilities in list order (the seed's return value)."""
+        return [p["probs"] for p in self.predictions]
+
+
+def _model_setup(cfg: Config, ckpt: dict[str, Any], path: Path) -> tuple[Config, int, list[str] | None]:
+    """The training config stored in the checkpoint (model shape), with this run's test-time keys."""
+    meta = ckpt.get("meta", {}).get("autox")
+    if meta:
+        trained = Config(**meta["config"])
+        test_keys = {"test_clips", "test_crops", "videos_per_gpu", "num_workers", "decoder"}
+        merged = trained.model_copy(update={k: getattr(cfg, k) for k in test_keys})
+        return merged, int(meta["num_classes"]), meta.get("class_names")
+    if cfg.num_class is None:
+        raise CheckpointError(f"{path}: not an autox-video checkpoint; set num_class and backbone in the config")
+    return cfg, cfg.num_class, None
+
+
+def build_model(cfg: Config, num_classes: int, state_dict: dict[str, torch.Tensor], path: Path) -> torch.nn.Module:
+    """Recognizer3D with the checkpoint's weights, strictly loaded, in eval mode."""
+    from autox_video.recipe import build_recognizer
+
+    model = build_recognizer(cfg, num_classes)
+    result = model.load_state_dict(state_dict, strict=False)
+    missing = [k for k in result.missing_keys if not k.endswith("relative_position_index")]
+    if missing or result.unexpected_keys:
+        bad = (missing or result.unexpected_keys)[0]
+        raise CheckpointError(f"{path}: weights do not fit backbone {cfg.backbone} with {num_classes} classes (e.g. {bad})")
+    return model.eval()
+
+
+def _class_names(names: list[str] | None, cfg: Config) -> list[str] | None:
+    if names:
+        return names
+    if cfg.class_names and Path(cfg.class_names).is_file():
+        from autox_video.annotations import read_class_names
+
+        return read_class_names(cfg.class_names)
+    return None
+
+
+def _run_model(model: torch.nn.Module, cfg: Config, list_file: str, n: int) -> list[torch.Tensor]:
+    """Class probabilities per sample, in list order, gathered from every rank."""
+    from mmengine.dist import collect_results
+    from mmengine.runner import Runner
+
+    from autox_video import engine, recipe  # noqa: F401  (registers the dataset)
+
+    pipeline = recipe.eval_pipeline(cfg, num_clips=cfg.test_clips, num_crops=cfg.test_crops)
+    workers = cfg.num_workers if cfg.num_workers is not None else recipe.default_num_workers()
+    loader = Runner.build_dataloader(
+        dict(
+            batch_size=cfg.videos_per_gpu,
+            num_workers=workers,
+            sampler=dict(type="DefaultSampler", shuffle=False),
+            dataset=dict(type="AutoXVideoDataset", ann_file=list_file, pipeline=pipeline, test_mode=True),
+        )
+    )
+    device = torch.device("cuda", distributed.local_rank()) if torch.cuda.is_available() else torch.device("cpu")
+    model.to(device)
+    scores: list[torch.Tensor] = []
+    with torch.inference_mode():
+        for batch in loader:
+            for sample in model.test_step(batch):
+                scores.append(sample.pred_scores.item.float().cpu())
+    gathered = collect_results(scores, n, device="cpu")
+    return gathered if gathered is not None else []
+
+
+def _metrics(labels: list[int | None], probs: torch.Tensor) -> dict[str, float] | None:
+    if not labels or any(label is None for label in labels):
+        return None
+    target = torch.tensor(labels)
+    k = min(5, probs.shape[1])
+    topk = probs.topk(k, dim=1).indices
+    return {
+        "top1": float((topk[:, 0] == target).float().mean()),
+        f"top{k}" if k != 5 else "top5": float((topk == target[:, None]).any(dim=1).float().mean()),
+    }
+
+
+def predict_split(
+    cfg: Config, weights: Path, data_root: Path, ann_file: str | None, work: Path
+) -> tuple[dict[str, Any], Prediction]:
+    """Predict every readable video of a list (or of data_root); returns (results.json dict, Prediction)."""
+    from autox_video.checkpoints import load_state, resumable_torch_load
+
+    with resumable_torch_load():
+        ckpt = load_state(weights)
+    model_cfg, num_classes, names = _model_setup(cfg, ckpt, weights)
+    model = build_model(model_cfg, num_classes, ckpt.get("state_dict", ckpt), weights)
+    names = _class_names(names, cfg)
+
+    def plan() -> CheckedSplit:
+        return load_split("test", ann_file, data_root, num_class=num_classes, require_labels=False,
+                          max_bad_fraction=cfg.max_bad_fraction)
+
+    split = distributed.on_rank0_then_broadcast(plan)
+    list_file = work / f"test_list.rank{distributed.rank()}.jsonl"
+    write_list(split, data_root, list_file)
+    scores = _run_model(model, model_cfg, str(list_file), len(split.samples)) if split.samples else []
+    list_file.unlink(missing_ok=True)
+    probs = torch.stack(scores) if scores else torch.zeros(0, num_classes)
+    preds = []
+    for sample, p in zip(split.samples, probs):
+        k = min(5, num_classes)
+        top = p.topk(k)
+        label = int(top.indices[0])
+        preds.append({
+            "video": sample.path,
+            "label": label,
+            "label_name": names[label] if names else None,
+            "score": float(top.values[0]),
+            "topk": [[int(i), float(v)] for i, v in zip(top.indices, top.values)],
+            "probs": [float(x) for x in p],
+            **({"true_label": sample.label} if sample.label is not None else {}),
+        })
+    metrics = _metrics([s.label for s in split.samples], probs)
+    skipped = [{"video": p.path, "reason": p.reason} for p in split.problems]
+    results: dict[str, Any] = {
+        "model": model_cfg.backbone,
+        "checkpoint": str(weights),
+        "classes": names if names else list(range(num_classes)),
+        **({"metrics": metrics} if metrics else {}),
+        "predictions": preds,
+        **({"skipped": skipped} if skipped else {}),
+    }
+    return results, Prediction("", preds, metrics, skipped)
+
+
+def write_results(results: dict[str, Any], path: Path, fmt: str) -> None:
+    """results.json in our format, or the seed's list of probability lists."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    body: Any = [p["probs"] for p in results["predictions"]] if fmt == "seed" else results
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    tmp.write_text(json.dumps(body, indent=1) + "\n", encoding="utf-8")
+    tmp.replace(path)
+
+
+def transform(cfg: Config, *, local_inputs: Any = None) -> Prediction:
+    """Predict with cfg.checkpoint (else work_dir's best.pth / latest) and write results.json on rank 0."""
+    from autox_video.inputs import localize_prediction_inputs
+
+    distributed.setup()
+    inputs = local_inputs or localize_prediction_inputs(cfg)
+    if inputs.weights is None:
+        raise ConfigError("no checkpoint: pass --checkpoint or set work_dir to a training run")
+    results, pred = predict_split(cfg, inputs.weights, inputs.data_root, inputs.ann_test, inputs.scratch)
+    if distributed.rank() == 0:
+        write_results(results, inputs.results_local, cfg.results_format)
+        if inputs.publish_results is not None:
+            inputs.publish_results(inputs.results_local)
+    pred.results_path = inputs.results_uri
+    return pred

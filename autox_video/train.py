@@ -1,0 +1,166 @@
+"""fit(): config -> checked data -> mmengine Runner (resumes by itself) -> best.pth + metrics."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from autox_video import distributed
+from autox_video.annotations import infer_num_class, read_class_names
+from autox_video.config import Config
+from autox_video.errors import ConfigError, DataError
+from autox_video.samples import CheckedSplit, load_split, record_skipped, write_list
+
+log = logging.getLogger("autox_video")
+
+
+@dataclass
+class TrainResult:
+    """What a finished training run produced (read back from progress.json)."""
+
+    work_dir: Path
+    num_classes: int
+    epochs: int
+    best_top1: float | None
+    best_epoch: int | None
+    best_checkpoint: Path | None
+    skipped: int
+
+
+@dataclass
+class DataPlan:
+    """Checked splits and class info, computed on rank 0 and broadcast to every rank."""
+
+    train: CheckedSplit
+    val: CheckedSplit | None
+    num_classes: int
+    class_names: list[str] | None
+
+
+def plan_data(cfg: Config, data_root: Path, ann_train: str, ann_val: str | None, class_file: str | None) -> DataPlan:
+    """Read and check the lists; infer num_class; read class names."""
+    names = read_class_names(class_file) if class_file else None
+    num_class = cfg.num_class or (len(names) if names else None)
+    train = load_split("train", ann_train, data_root, num_class=num_class, require_labels=True,
+                       max_bad_fraction=cfg.max_bad_fraction)
+    if num_class is None:
+        num_class = infer_num_class(train.samples)
+        log.info("num_class not set: inferred %d from %s", num_class, train.source)
+    if names is not None and len(names) != num_class:
+        raise ConfigError(f"class_names {class_file} has {len(names)} names but num_class is {num_class}")
+    val = None
+    if ann_val is not None:
+        val = load_split("val", ann_val, data_root, num_class=num_class, require_labels=True,
+                         max_bad_fraction=cfg.max_bad_fraction)
+    if not train.samples:
+        raise DataError(f"{train.source}: no readable training videos")
+    return DataPlan(train, val, num_class, names)
+
+
+def _write_run_files(cfg: Config, plan: DataPlan, work: Path) -> None:
+    (work / "config.yaml").write_text(cfg.model_copy(update={"num_class": plan.num_classes}).to_yaml(), encoding="utf-8")
+    if plan.class_names:
+        (work / "classes.txt").write_text("\n".join(plan.class_names) + "\n", encoding="utf-8")
+    n = record_skipped([s for s in (plan.train, plan.val) if s is not None], work)
+    if n:
+        log.warning("%d unreadable videos skipped; listed in %s", n, work / "skipped.txt")
+
+
+def _result(work: Path, plan: DataPlan, skipped: int) -> TrainResult:
+    progress = json.loads((work / "progress.json").read_text())
+    best = work / "best.pth"
+    return TrainResult(work, plan.num_classes, progress["epoch"], progress["best_top1"], progress["best_epoch"],
+                       best if best.is_file() else None, skipped)
+
+
+def build_runner(cfg: Config, plan: DataPlan, work: Path, *, resume_from: Path | None, cuda: bool) -> Any:
+    """The mmengine Runner for this run, our hooks configured."""
+    from mmengine.config import Config as MMConfig
+    from mmengine.runner import Runner
+
+    from autox_video import engine, hooks, recipe  # noqa: F401  (registers our components)
+    from autox_video.checkpoints import make_checkpoints_weights_only_safe
+
+    make_checkpoints_weights_only_safe()
+
+    lists = recipe.Lists(
+        train=str(work / "lists" / "train.jsonl"),
+        val=str(work / "lists" / "val.jsonl") if plan.val is not None and plan.val.samples else None,
+        test=None,
+        num_classes=plan.num_classes,
+        class_names=plan.class_names,
+    )
+    mm = recipe.runner_cfg(cfg, lists, work_dir=str(work), cuda=cuda, launcher=distributed.launcher(),
+                           load_from=str(resume_from) if resume_from else None)
+    mm["resume"] = resume_from is not None
+    runner = Runner.from_cfg(MMConfig(mm))
+    progress = next(h for h in runner.hooks if isinstance(h, hooks.ProgressHook))
+    progress.checkpoint_meta = {
+        "num_classes": plan.num_classes,
+        "class_names": plan.class_names,
+        "config": cfg.model_copy(update={"num_class": plan.num_classes}).model_dump(mode="json"),
+    }
+    return runner
+
+
+def fit(cfg: Config, *, local_inputs: Any = None, publisher: Any = None) -> TrainResult:
+    """Train (or resume) per `cfg`; only rank 0 writes run files. Returns the run's summary."""
+    from autox_video import checkpoints
+    from autox_video.inputs import localize_training_inputs
+
+    cuda = distributed.setup()
+    inputs = local_inputs or localize_training_inputs(cfg)
+    work = inputs.work_dir
+    if cfg.ann_file_train is None:
+        raise ConfigError("ann_file_train is not set: add it to config.yaml or pass --ann-file-train")
+    plan = distributed.on_rank0_then_broadcast(
+        lambda: plan_data(cfg, inputs.data_root, inputs.ann_train, inputs.ann_val, inputs.class_names)
+    )
+    if distributed.is_local_rank0():
+        work.mkdir(parents=True, exist_ok=True)
+        write_list(plan.train, inputs.data_root, work / "lists" / "train.jsonl")
+        if plan.val is not None:
+            write_list(plan.val, inputs.data_root, work / "lists" / "val.jsonl")
+    if distributed.rank() == 0:
+        _write_run_files(cfg, plan, work)
+    distributed.barrier()
+
+    resume_from = checkpoints.latest_checkpoint(work)
+    if resume_from is not None:
+        log.info("resuming from %s", resume_from)
+    runner = build_runner(cfg, plan, work, resume_from=resume_from, cuda=cuda)
+    progress = next(h for h in runner.hooks if type(h).__name__ == "ProgressHook")
+    progress.publisher = publisher or inputs.publisher
+    if resume_from is None:
+        weights = inputs.pretrained
+        if weights is not None:
+            checkpoints.load_pretrained(runner.model, weights)
+    try:
+        with checkpoints.resumable_torch_load():
+            runner.train()
+    except BaseException as err:
+        if distributed.rank() == 0 and (work / "progress.json").is_file():
+            _mark_failed(work, err)
+            if progress.publisher is not None:
+                progress.publisher(work, -1, True)
+        raise
+    skipped = sum(len(s.problems) for s in (plan.train, plan.val) if s is not None)
+    return _result(work, plan, skipped)
+
+
+def _mark_failed(work: Path, err: BaseException) -> None:
+    from autox_video.hooks import write_json_atomic
+
+    path = work / "progress.json"
+    data = json.loads(path.read_text())
+    data.update(phase="failed", message=(str(err).splitlines() or [type(err).__name__])[0][:500])
+    write_json_atomic(path, data)
+
+
+def in_torchrun() -> bool:
+    """True when started by torchrun (or a PyTorchJob pod's environment)."""
+    return "LOCAL_RANK" in os.environ or "TORCHELASTIC_RUN_ID" in os.environ
