@@ -1,0 +1,112 @@
+"""Where S3 is and how hard to try: endpoint, region, retries, transfer sizes and the boto3 client.
+
+Precedence for endpoint and region: `configure()` (the config keys `s3_endpoint_url`,
+`s3_region`) > the environment (`AWS_ENDPOINT_URL_S3`, `AWS_ENDPOINT_URL`, `AWS_REGION`,
+`AWS_DEFAULT_REGION`) > boto3's defaults. Credentials come from boto3's standard chain
+(`AWS_ACCESS_KEY_ID` / `AWS_SECRET_ACCESS_KEY`, a profile, an IAM role), never from a config file.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from typing import Any
+
+_MB = 1024 * 1024
+_lock = threading.Lock()
+_overrides: dict[str, str | None] = {"endpoint_url": None, "region": None}
+_clients: dict[tuple[str | None, ...], Any] = {}
+
+
+def configure(endpoint_url: str | None = None, region: str | None = None) -> None:
+    """Set the S3 endpoint and region for this process (None: take it from the environment)."""
+    with _lock:
+        _overrides["endpoint_url"] = endpoint_url or None
+        _overrides["region"] = region or None
+
+
+def endpoint_url() -> str | None:
+    """The S3 endpoint in use (None: AWS S3 itself)."""
+    return (
+        _overrides["endpoint_url"]
+        or os.environ.get("AWS_ENDPOINT_URL_S3")
+        or os.environ.get("AWS_ENDPOINT_URL")
+        or None
+    )
+
+
+def region() -> str | None:
+    """The S3 region in use (None: boto3's default)."""
+    return _overrides["region"] or os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION") or None
+
+
+def _env_float(name: str, default: float) -> float:
+    raw = os.environ.get(name)
+    try:
+        return float(raw) if raw else default
+    except ValueError:
+        from autox_video.errors import ConfigError
+
+        raise ConfigError(f"{name}={raw!r} is not a number") from None
+
+
+def retry_seconds() -> float:
+    """How long one operation keeps retrying through an outage (AUTOX_S3_RETRY_SECONDS, default 300)."""
+    return _env_float("AUTOX_S3_RETRY_SECONDS", 300.0)
+
+
+def multipart_bytes() -> int:
+    """Files at least this large move in parts, several at once (AUTOX_S3_MULTIPART_MB, default 64; min 5)."""
+    return max(5, int(_env_float("AUTOX_S3_MULTIPART_MB", 64))) * _MB
+
+
+def transfer_config() -> Any:
+    """boto3 TransferConfig for upload_file/download_file (multipart threshold and part size)."""
+    from boto3.s3.transfer import TransferConfig
+
+    size = multipart_bytes()
+    return TransferConfig(multipart_threshold=size, multipart_chunksize=size, max_concurrency=8)
+
+
+def client() -> Any:
+    """The process's S3 client for the current endpoint, region and credentials (thread-safe, cached)."""
+    env = os.environ
+    key = (
+        endpoint_url(),
+        region(),
+        env.get("AWS_ACCESS_KEY_ID"),
+        env.get("AWS_SECRET_ACCESS_KEY"),
+        env.get("AWS_SESSION_TOKEN"),
+        env.get("AWS_PROFILE"),
+    )
+    with _lock:  # boto3 sessions are not thread-safe; the clients they make are
+        if key not in _clients:
+            _clients[key] = _make_client(key[0], key[1])
+        return _clients[key]
+
+
+def _make_client(endpoint: str | None, region_name: str | None) -> Any:
+    import boto3
+    from botocore.config import Config
+
+    extra: dict[str, Any] = {}
+    if endpoint:
+        # MinIO, Ceph and moto: path-style addressing (no bucket DNS names), and checksums only
+        # where S3 requires them (several S3-compatible stores reject the newer default CRC headers).
+        extra = {
+            "s3": {"addressing_style": "path"},
+            "request_checksum_calculation": "when_required",
+            "response_checksum_validation": "when_required",
+        }
+    config = Config(
+        retries={
+            "mode": os.environ.get("AWS_RETRY_MODE") or "standard",
+            "max_attempts": int(_env_float("AWS_MAX_ATTEMPTS", 5)),
+        },
+        connect_timeout=10,
+        read_timeout=120,
+        max_pool_connections=32,  # download_many runs up to 16 workers, multipart 8 parts at once
+        user_agent_extra="autox-video",
+        **extra,
+    )
+    return boto3.session.Session().client("s3", endpoint_url=endpoint, region_name=region_name, config=config)
