@@ -1,0 +1,125 @@
+"""VideoTrainingJob (short name vtj): train a Video Swin classifier as a Kubeflow PyTorchJob (DESIGN §4)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import Field
+
+from autox_video.config import Backbone, Config, Decoder, Precision
+from autox_video.spec.common import (
+    S3_URI_PATTERN,
+    CamelModel,
+    CommonStatus,
+    PrinterColumn,
+    ResourceInfo,
+    ResourcesSpec,
+    RunPolicySpec,
+    StorageSpec,
+    sub,
+)
+
+
+def _like(config_key: str, description: str | None = None, **extra: Any) -> Any:
+    """A field with the default, bounds and description of config.yaml's `config_key` (one source of truth)."""
+    info = Config.model_fields[config_key]
+    bounds = {
+        k: getattr(m, k) for m in info.metadata for k in ("ge", "gt", "le", "lt") if getattr(m, k, None) is not None
+    }
+    return Field(info.default, description=description or info.description, **bounds, **extra)
+
+
+class TrainingDataset(CamelModel):
+    """Videos and `path label` lists (mmaction2 format) on S3."""
+
+    videos: str = Field(pattern=S3_URI_PATTERN, description="Prefix the list paths are relative to (data_root).")
+    train: str = Field(pattern=S3_URI_PATTERN, description="Training list: one `relative/path label` per line.")
+    val: str | None = Field(None, pattern=S3_URI_PATTERN, description="Validation list (optional).")
+    class_names: str | None = Field(
+        None, pattern=S3_URI_PATTERN, description="File with one class name per line (line i = label i)."
+    )
+
+
+class TrainingModel(CamelModel):
+    """The network and the weights it starts from."""
+
+    backbone: Backbone = Field("swin_b", description="Video Swin size: swin_t, swin_s, swin_b (swin_micro: tests).")
+    pretrained: str | None = Field(
+        None,
+        min_length=1,
+        description="Weights to start from (s3:// URI or a path in the trainer image); 'none' = random init.",
+    )
+
+
+class TrainingParams(CamelModel):
+    """Schedule and optimisation (config.yaml keys, camelCase)."""
+
+    epochs: int = _like("epoch")
+    batch_size_per_gpu: int = _like("videos_per_gpu")
+    eval_interval: int = _like("evaluation")
+    video_length: int = _like("video_length")
+    clip_len: int | None = _like("clip_len")
+    frame_interval: int | None = _like("frame_interval")
+    img_size: int = _like("img_size")
+    precision: Precision = _like("precision")
+    lr: float = _like("lr")
+    backbone_lr_mult: float = _like("backbone_lr_mult")
+    weight_decay: float = _like("weight_decay", "Weight decay (AdamW).")
+    warmup_epochs: float = _like("warmup_epochs")
+    grad_clip: float | None = _like("grad_clip")
+    drop_path_rate: float = _like("drop_path_rate", "Stochastic depth rate of the backbone.")
+    num_workers: int | None = _like("num_workers")
+    seed: int = _like("seed", "Random seed.")
+    num_class: int | None = _like("num_class")
+    decoder: Decoder = _like("decoder")
+    test_clips: int = _like("test_clips")
+    keep_checkpoints: int = _like("keep_checkpoints")
+    max_bad_fraction: float = _like("max_bad_fraction")
+    log_interval: int = _like("log_interval")
+
+
+class VideoTrainingJobSpec(CamelModel):
+    """What to train, on what, with which resources, and where the results go."""
+
+    dataset: TrainingDataset = Field(description="Training (and validation) data on S3.")
+    model: TrainingModel = sub(TrainingModel, "Backbone and pretrained weights.")
+    training: TrainingParams = sub(TrainingParams, "Epochs, batch size, learning rate and the rest of the schedule.")
+    resources: ResourcesSpec = sub(ResourcesSpec, "Pods, GPUs, CPU, memory and scheduling constraints.")
+    output: str = Field(
+        pattern=S3_URI_PATTERN,
+        description="S3 prefix for checkpoints, logs, metrics.jsonl and progress.json (work_dir).",
+    )
+    storage: StorageSpec = sub(StorageSpec, "S3 endpoint, region and credentials Secret.")
+    image: str | None = Field(None, min_length=1, description="Trainer image; default: the operator's trainer image.")
+    run_policy: RunPolicySpec = sub(RunPolicySpec, "Retries, deadline, TTL and suspend/resume.")
+
+
+class VideoTrainingJobStatus(CommonStatus):
+    """Observed state: phase, PyTorchJob conditions and training progress from progress.json."""
+
+    epoch: int | None = Field(None, description="Last finished epoch.")
+    total_epochs: int | None = Field(None, description="Epochs the run will train.")
+    best_top1: float | None = Field(None, description="Best validation top-1 accuracy so far (0-1).")
+    best_epoch: int | None = Field(None, description="Epoch of the best validation top-1.")
+    best_checkpoint: str | None = Field(None, description="s3:// URI of the best weights (best.pth).")
+    latest_checkpoint: str | None = Field(None, description="s3:// URI of the latest epoch checkpoint.")
+    progress_updated: str | None = Field(
+        None, json_schema_extra={"format": "date-time"}, description="When the trainer last wrote progress.json."
+    )
+
+
+TRAINING = ResourceInfo(
+    kind="VideoTrainingJob",
+    plural="videotrainingjobs",
+    singular="videotrainingjob",
+    short_names=("vtj",),
+    description="VideoTrainingJob trains a Video Swin Transformer classifier on labelled videos as a PyTorchJob.",
+    spec=VideoTrainingJobSpec,
+    status=VideoTrainingJobStatus,
+    printer_columns=(
+        PrinterColumn("Phase", "string", ".status.phase", "Pending, Running, Succeeded, Failed or Suspended."),
+        PrinterColumn("Epoch", "integer", ".status.epoch", "Last finished epoch."),
+        PrinterColumn("Best-Top1", "number", ".status.bestTop1", "Best validation top-1 accuracy."),
+        PrinterColumn("Age", "date", ".metadata.creationTimestamp"),
+    ),
+)

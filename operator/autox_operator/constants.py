@@ -1,0 +1,51 @@
+"""Names shared by builders, handlers, the chart and the tests: labels, resources, mount points."""
+
+from __future__ import annotations
+
+from autox_video.spec import GROUP, VERSION
+
+# Our custom resources, as (group, version, plural) for kopf and the API client.
+TRAINING_PLURAL = "videotrainingjobs"
+INFERENCE_PLURAL = "videoinferencejobs"
+TRAINING_KIND = "VideoTrainingJob"
+INFERENCE_KIND = "VideoInferenceJob"
+CR_GROUP, CR_VERSION = GROUP, VERSION
+
+# The Kubeflow training operator's PyTorchJob.
+PYTORCHJOB_GROUP = "kubeflow.org"
+PYTORCHJOB_VERSION = "v1"
+PYTORCHJOB_PLURAL = "pytorchjobs"
+PYTORCHJOB_KIND = "PyTorchJob"
+PYTORCH_CONTAINER = "pytorch"  # the training operator's webhook requires this container name
+
+# Labels on every child object (ConfigMap, PyTorchJob, pod template).
+LABEL_MANAGED_BY = "app.kubernetes.io/managed-by"
+LABEL_NAME = "app.kubernetes.io/name"
+LABEL_COMPONENT = "app.kubernetes.io/component"
+LABEL_JOB_KIND = f"{GROUP}/job-kind"
+LABEL_JOB_NAME = f"{GROUP}/job-name"
+MANAGED_BY = "autox-operator"
+APP_NAME = "autox-video"
+
+# Kopf keeps its handler progress in annotations with this prefix (not in status).
+ANNOTATION_PREFIX = GROUP
+FINALIZER = f"{GROUP}/operator"
+
+# Inside the trainer pods.
+ENTRYPOINT = "autox-entrypoint"
+CONFIG_DIR = "/etc/autox"
+CONFIG_KEY = "config.yaml"
+CONFIG_PATH = f"{CONFIG_DIR}/{CONFIG_KEY}"
+DATA_DIR = "/data"
+CACHE_DIR = f"{DATA_DIR}/cache"
+SHM_DIR = "/dev/shm"
+
+# Child object names: <job name><suffix>, shortened deterministically when too long.
+CONFIGMAP_SUFFIX = "-config"
+PYTORCHJOB_SUFFIX = ""
+# PyTorchJob pods/services are named <job>-master-0 / <job>-worker-N: keep room under 63 chars.
+MAX_CHILD_NAME = 48
+
+# What progress.json / results.json are called under spec.output.
+PROGRESS_FILE = "progress.json"
+RESULTS_FILE = "results.json"

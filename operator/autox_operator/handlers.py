@@ -1,0 +1,180 @@
+"""kopf handlers: glue between Kubernetes events and `reconcile` (each a few lines).
+
+kopf run --standalone -m autox_operator.handlers    (what `autox-operator` runs)
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Mapping
+from typing import Any, cast
+
+import kopf
+
+from autox_video.spec import API_VERSION
+from autox_operator import constants as C
+from autox_operator import reconcile
+from autox_operator.kube import Kube, connection_info, load_configuration
+from autox_operator.settings import SYNC_INTERVAL, OperatorSettings
+from autox_operator.status import failed_status, phase_event, waiting_status
+
+TRAINING = (C.CR_GROUP, C.CR_VERSION, C.TRAINING_PLURAL)
+INFERENCE = (C.CR_GROUP, C.CR_VERSION, C.INFERENCE_PLURAL)
+PLURAL_OF_KIND = {C.TRAINING_KIND: C.TRAINING_PLURAL, C.INFERENCE_KIND: C.INFERENCE_PLURAL}
+StartFn = Callable[[Mapping[str, Any], Kube, OperatorSettings], dict[str, Any]]
+START: dict[str, StartFn] = {C.TRAINING_PLURAL: reconcile.start_training, C.INFERENCE_PLURAL: reconcile.start_inference}
+
+
+@kopf.on.startup()
+def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> None:
+    """All kopf tuning in one place, plus the API client and our settings (from the chart's env)."""
+    settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix=C.ANNOTATION_PREFIX)
+    settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(
+        prefix=C.ANNOTATION_PREFIX, key="last-handled-configuration"
+    )
+    settings.persistence.finalizer = C.FINALIZER
+    settings.posting.level = logging.INFO  # our explicit Events (phase changes, waiting, suspend) ...
+    settings.posting.loggers = False  # ... but not every log line (a waiting job retries often)
+    settings.peering.standalone = True  # one replica (Deployment strategy Recreate)
+    settings.scanning.disabled = True  # no list/watch on CRDs and namespaces: least privilege
+    settings.watching.server_timeout = 300
+    settings.watching.client_timeout = 330
+    memo.settings = OperatorSettings.from_env()
+    memo.kube = Kube.from_environment()
+
+
+@kopf.on.login()
+def login(**_: Any) -> kopf.ConnectionInfo:
+    """The same cluster access as our own API client (in-cluster, else $KUBECONFIG)."""
+    return kopf.ConnectionInfo(**connection_info(load_configuration()))
+
+
+# --- start: validate, check prerequisites, create ConfigMap + PyTorchJob ---------------------
+
+
+def _start(start: StartFn, body: kopf.Body, patch: kopf.Patch, memo: kopf.Memo, *, again: bool = False) -> None:
+    status = body.get("status") or {}
+    if reconcile.is_finished(status) and not again:
+        return
+    if status.get("pytorchJob") and memo.kube.get_pytorchjob(body.metadata.namespace, status["pytorchJob"]):
+        return  # started before (operator restart): nothing to create
+    try:
+        started = start(body, memo.kube, memo.settings)
+    except reconcile.Invalid as err:
+        _blocked(body, patch, failed_status(err.reason, err.message), err.reason)
+        raise kopf.PermanentError(err.message) from None
+    except reconcile.Waiting as err:
+        new = waiting_status(err.reason, err.message, previous=status.get("conditions") or [])
+        _blocked(body, patch, new, err.reason)
+        raise kopf.TemporaryError(err.message, delay=memo.settings.retry_delay) from None
+    patch.status.update(started)
+    _post_phase(body, status.get("phase"), started.get("phase"), started.get("message"))
+
+
+def _blocked(body: kopf.Body, patch: kopf.Patch, new: dict[str, Any], reason: str) -> None:
+    status = body.get("status") or {}
+    patch.status.update(new)
+    if status.get("message") != new["message"]:  # once per cause, not on every retry
+        kopf.warn(body, reason=reason, message=new["message"])
+
+
+def _post_phase(body: Mapping[str, Any], old: str | None, new: str | None, message: str | None) -> None:
+    event = phase_event(old, new, message)
+    if event is not None:  # kopf.event takes any mapping with apiVersion, kind and metadata
+        kopf.event(cast(kopf.Body, body), type=event[0], reason=event[1], message=event[2])
+
+
+@kopf.on.resume(*TRAINING)
+@kopf.on.create(*TRAINING)
+def start_training(body: kopf.Body, patch: kopf.Patch, memo: kopf.Memo, **_: Any) -> None:
+    _start(reconcile.start_training, body, patch, memo)
+
+
+@kopf.on.resume(*INFERENCE)
+@kopf.on.create(*INFERENCE)
+def start_inference(body: kopf.Body, patch: kopf.Patch, memo: kopf.Memo, **_: Any) -> None:
+    _start(reconcile.start_inference, body, patch, memo)
+
+
+# --- spec changes: suspend/resume applies, the rest is reported ------------------------------
+
+
+def _spec_changed(plural: str, body: kopf.Body, old: Any, new: Any, patch: kopf.Patch, memo: kopf.Memo) -> None:
+    status = body.get("status") or {}
+    if not status.get("pytorchJob"):
+        # Never started and no longer retried (it failed, or waits after an earlier edit): the edit is a new try.
+        if status.get("phase") in ("Failed", "Pending"):
+            _start(START[plural], body, patch, memo, again=True)
+        return
+    old, new = dict(old or {}), dict(new or {})
+    old_policy, new_policy = dict(old.pop("runPolicy", None) or {}), dict(new.pop("runPolicy", None) or {})
+    suspend = bool(new_policy.pop("suspend", False))
+    if bool(old_policy.pop("suspend", False)) != suspend and not reconcile.is_finished(status):
+        memo.kube.patch_pytorchjob(
+            body.metadata.namespace, status["pytorchJob"], {"spec": {"runPolicy": {"suspend": suspend}}}
+        )
+        kopf.info(
+            body,
+            reason="Suspending" if suspend else "Resuming",
+            message=f"PyTorchJob {status['pytorchJob']} runPolicy.suspend={str(suspend).lower()}",
+        )
+        _sync(plural, body.metadata.namespace, body.metadata.name, memo)
+    ignored = sorted(
+        {k for k in old.keys() | new.keys() if old.get(k) != new.get(k)}
+        | ({"runPolicy"} if old_policy != new_policy else set())
+    )
+    if ignored:
+        kopf.warn(
+            body,
+            reason="SpecChangeIgnored",
+            message=(
+                f"spec.{', spec.'.join(ignored)} changed after the job started: only spec.runPolicy.suspend "
+                "applies to a started job; delete and re-create it to apply the rest"
+            ),
+        )
+    patch.status["observedGeneration"] = body.metadata.get("generation")
+
+
+@kopf.on.update(*TRAINING, field="spec")
+def training_spec_changed(body: kopf.Body, old: Any, new: Any, patch: kopf.Patch, memo: kopf.Memo, **_: Any) -> None:
+    _spec_changed(C.TRAINING_PLURAL, body, old, new, patch, memo)
+
+
+@kopf.on.update(*INFERENCE, field="spec")
+def inference_spec_changed(body: kopf.Body, old: Any, new: Any, patch: kopf.Patch, memo: kopf.Memo, **_: Any) -> None:
+    _spec_changed(C.INFERENCE_PLURAL, body, old, new, patch, memo)
+
+
+# --- status: PyTorchJob events and a timer for progress.json ---------------------------------
+
+
+def _sync(plural: str, namespace: str | None, name: str, memo: kopf.Memo) -> None:
+    if namespace is None:  # both resources are namespaced
+        return
+    result = reconcile.sync_status(plural, namespace, name, memo.kube, memo.settings)
+    if result is not None:
+        body, old_phase, patch = result
+        message = patch["message"] if "message" in patch else (body.get("status") or {}).get("message")
+        _post_phase(body, old_phase, patch.get("phase"), message)
+
+
+@kopf.on.event(C.PYTORCHJOB_GROUP, C.PYTORCHJOB_VERSION, C.PYTORCHJOB_PLURAL, labels={C.LABEL_MANAGED_BY: C.MANAGED_BY})
+def pytorchjob_changed(body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
+    """A PyTorchJob of ours changed: map it to its owner (ownerReferences) and update the owner's status."""
+    for ref in body.metadata.get("ownerReferences") or []:
+        if ref.get("controller") and ref.get("apiVersion") == API_VERSION and ref.get("kind") in PLURAL_OF_KIND:
+            _sync(PLURAL_OF_KIND[ref["kind"]], body.metadata.namespace, ref["name"], memo)
+
+
+def _following(status: Mapping[str, Any], **_: Any) -> bool:
+    return bool(status.get("pytorchJob")) and not reconcile.is_finished(status)
+
+
+@kopf.timer(*TRAINING, interval=SYNC_INTERVAL, when=_following)
+def follow_training(namespace: str | None, name: str, memo: kopf.Memo, **_: Any) -> None:
+    _sync(C.TRAINING_PLURAL, namespace, name, memo)
+
+
+@kopf.timer(*INFERENCE, interval=SYNC_INTERVAL, when=_following)
+def follow_inference(namespace: str | None, name: str, memo: kopf.Memo, **_: Any) -> None:
+    _sync(C.INFERENCE_PLURAL, namespace, name, memo)

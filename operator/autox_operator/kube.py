@@ -1,0 +1,133 @@
+"""The handful of Kubernetes API calls the handlers make (official `kubernetes` client, sync).
+
+Idempotent where it matters: creating an object that exists returns the existing one.
+"""
+
+from __future__ import annotations
+
+import base64
+import os
+from typing import Any, cast
+
+import kubernetes.client
+import kubernetes.config
+from kubernetes.client.rest import ApiException
+
+from autox_operator import constants as C
+
+
+def load_configuration() -> kubernetes.client.Configuration:
+    """In-cluster service account, else the kubeconfig: $KUBECONFIG (read now, not at import) or ~/.kube/config."""
+    config = kubernetes.client.Configuration()
+    try:
+        kubernetes.config.load_incluster_config(client_configuration=config)
+    except kubernetes.config.ConfigException:
+        kubernetes.config.load_kube_config(
+            config_file=os.environ.get("KUBECONFIG") or None, client_configuration=config
+        )
+    return config
+
+
+def connection_info(config: kubernetes.client.Configuration) -> dict[str, Any]:
+    """kopf.ConnectionInfo keyword arguments for the same cluster and credentials as `config`."""
+    header = config.get_api_key_with_prefix("BearerToken") or config.get_api_key_with_prefix("authorization")
+    parts = header.split(" ", 1) if header else []
+    scheme, token = (parts[0], parts[1]) if len(parts) == 2 else (None, parts[0] if parts else None)
+    return {
+        "server": config.host,
+        "ca_path": config.ssl_ca_cert,
+        "insecure": not config.verify_ssl,
+        "username": config.username or None,
+        "password": config.password or None,
+        "scheme": scheme,
+        "token": token,
+        "certificate_path": config.cert_file,
+        "private_key_path": config.key_file,
+    }
+
+
+class Kube:
+    """Typed-enough access to our resources, PyTorchJobs, ConfigMaps and Secrets."""
+
+    def __init__(self, api_client: kubernetes.client.ApiClient) -> None:
+        self.api_client = api_client
+        self.custom = kubernetes.client.CustomObjectsApi(api_client)
+        self.core = kubernetes.client.CoreV1Api(api_client)
+
+    @classmethod
+    def from_environment(cls) -> Kube:
+        return cls(kubernetes.client.ApiClient(load_configuration()))
+
+    # --- our custom resources ---
+
+    def get_job(self, plural: str, namespace: str, name: str) -> dict[str, Any] | None:
+        try:
+            job = self.custom.get_namespaced_custom_object(C.CR_GROUP, C.CR_VERSION, namespace, plural, name)
+            return cast(dict[str, Any], job)
+        except ApiException as err:
+            if err.status == 404:
+                return None
+            raise
+
+    def patch_job_status(self, plural: str, namespace: str, name: str, status: dict[str, Any]) -> None:
+        """Merge-patch the status subresource (a handler's `patch` only reaches the object it handles)."""
+        self.custom.patch_namespaced_custom_object_status(
+            C.CR_GROUP, C.CR_VERSION, namespace, plural, name, {"status": status}
+        )
+
+    # --- PyTorchJobs ---
+
+    def get_pytorchjob(self, namespace: str, name: str) -> dict[str, Any] | None:
+        try:
+            job = self.custom.get_namespaced_custom_object(
+                C.PYTORCHJOB_GROUP, C.PYTORCHJOB_VERSION, namespace, C.PYTORCHJOB_PLURAL, name
+            )
+            return cast(dict[str, Any], job)
+        except ApiException as err:
+            if err.status == 404:
+                return None
+            raise
+
+    def create_pytorchjob(self, body: dict[str, Any]) -> dict[str, Any]:
+        """Create it, or return the one that already exists under that name."""
+        namespace, name = body["metadata"]["namespace"], body["metadata"]["name"]
+        try:
+            created = self.custom.create_namespaced_custom_object(
+                C.PYTORCHJOB_GROUP, C.PYTORCHJOB_VERSION, namespace, C.PYTORCHJOB_PLURAL, body
+            )
+            return cast(dict[str, Any], created)
+        except ApiException as err:
+            if err.status != 409:
+                raise
+        existing = self.get_pytorchjob(namespace, name)
+        if existing is None:  # deleted between the two calls: the next retry creates it
+            raise RuntimeError(f"PyTorchJob {namespace}/{name} vanished while being created")
+        return existing
+
+    def patch_pytorchjob(self, namespace: str, name: str, patch: dict[str, Any]) -> None:
+        self.custom.patch_namespaced_custom_object(
+            C.PYTORCHJOB_GROUP, C.PYTORCHJOB_VERSION, namespace, C.PYTORCHJOB_PLURAL, name, patch
+        )
+
+    # --- ConfigMaps and Secrets ---
+
+    def apply_configmap(self, body: dict[str, Any]) -> None:
+        """Create the ConfigMap, or bring an existing one's data up to date."""
+        namespace, name = body["metadata"]["namespace"], body["metadata"]["name"]
+        try:
+            self.core.create_namespaced_config_map(namespace, body)
+        except ApiException as err:
+            if err.status != 409:
+                raise
+            self.core.patch_namespaced_config_map(name, namespace, {"data": body["data"]})
+
+    def read_secret(self, namespace: str, name: str) -> dict[str, str] | None:
+        """The Secret's data, decoded; None if there is no such Secret."""
+        try:
+            secret = self.core.read_namespaced_secret(name, namespace)
+        except ApiException as err:
+            if err.status == 404:
+                return None
+            raise
+        data = secret.data or {}
+        return {key: base64.b64decode(value).decode("utf-8", "replace") for key, value in data.items()}

@@ -1,0 +1,278 @@
+"""What the handlers do, step by step: validate -> check prerequisites -> build -> apply -> status.
+
+Raises `Waiting` (retry later: a Secret, bucket or training job is not there yet) or `Invalid`
+(the spec cannot work: do not retry); both carry a message that says what to fix.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from typing import Any, TypeVar
+
+from pydantic import BaseModel, ValidationError
+
+from autox_video.errors import ConfigError
+from autox_video.spec import TERMINAL_PHASES, StorageSpec, VideoInferenceJobSpec, VideoTrainingJobSpec
+from autox_operator import constants as C
+from autox_operator import s3
+from autox_operator.builders import (
+    TEST_ARGS,
+    TRAIN_ARGS,
+    Owner,
+    build_configmap,
+    build_inference_config,
+    build_pytorchjob,
+    build_training_config,
+    progress_uri,
+    results_uri,
+    s3_endpoint,
+)
+from autox_operator.kube import Kube
+from autox_operator.settings import OperatorSettings
+from autox_operator.status import (
+    inference_status,
+    job_status,
+    progress_fields,
+    results_fields,
+    status_diff,
+    training_status,
+)
+
+SECRET_KEYS = ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY")
+M = TypeVar("M", bound=BaseModel)
+
+
+class Blocked(Exception):
+    """The job cannot start now; `reason` is a CamelCase word, the message says what to fix."""
+
+    def __init__(self, reason: str, message: str) -> None:
+        super().__init__(message)
+        self.reason = reason
+        self.message = message
+
+
+class Waiting(Blocked):
+    """A prerequisite is missing but may appear: retry later."""
+
+
+class Invalid(Blocked):
+    """The spec cannot work as written: fail, do not retry."""
+
+
+_locks: dict[tuple[str, str, str], threading.Lock] = {}
+
+
+@contextmanager
+def job_lock(plural: str, namespace: str, name: str) -> Iterator[None]:
+    """Serialise status updates of one job (the PyTorchJob watch and the timer run in threads)."""
+    with _locks.setdefault((plural, namespace, name), threading.Lock()):
+        yield
+
+
+def parse_spec(model: type[M], spec: Mapping[str, Any]) -> M:
+    try:
+        return model.model_validate(dict(spec))
+    except ValidationError as err:
+        first = err.errors()[0]
+        where = ".".join(["spec", *(str(p) for p in first["loc"])])
+        value = f"={first['input']!r}" if "input" in first and first["loc"] else ""
+        raise Invalid("InvalidSpec", f"{where}{value}: {first['msg']}") from None
+
+
+def storage_access(kube: Kube, namespace: str, storage: StorageSpec, settings: OperatorSettings) -> s3.S3Access:
+    """S3 endpoint, region and the credentials from spec.storage.secretRef (read through the API)."""
+    endpoint = s3_endpoint(storage, settings)
+    if storage.secret_ref is None:
+        return s3.S3Access(endpoint, storage.region)
+    data = kube.read_secret(namespace, storage.secret_ref)
+    if data is None:
+        raise Waiting(
+            "SecretNotFound",
+            f"Secret {storage.secret_ref!r} not found in namespace {namespace!r}: "
+            f"create it with keys {' and '.join(SECRET_KEYS)}, or fix spec.storage.secretRef",
+        )
+    missing = [key for key in SECRET_KEYS if not data.get(key)]
+    if missing:
+        raise Waiting(
+            "SecretKeyMissing",
+            f"Secret {storage.secret_ref!r} has no {', '.join(missing)}: add "
+            f"{'it' if len(missing) == 1 else 'them'}, or fix spec.storage.secretRef",
+        )
+    return s3.S3Access(endpoint, storage.region, data[SECRET_KEYS[0]], data[SECRET_KEYS[1]])
+
+
+def preflight(access: s3.S3Access, *, buckets: list[str], objects: list[tuple[str, str]]) -> None:
+    """Buckets reachable and present, and the given objects there; `objects` is [(uri, field to fix)]."""
+    try:
+        seen: set[str] = set()
+        for uri in buckets:
+            bucket, _ = s3.split_uri(uri)
+            if bucket not in seen:
+                seen.add(bucket)
+                s3.check_bucket(access, uri)
+        for uri, field in objects:
+            if not s3.exists(access, uri):
+                raise Waiting(
+                    "ObjectNotFound", f"{uri} does not exist at {access.describe()}: upload it, or fix {field}"
+                )
+    except s3.S3Error as err:
+        raise Waiting(err.reason, str(err)) from None
+
+
+def _apply_children(kube: Kube, owner: Owner, configmap: dict[str, Any], pytorchjob: dict[str, Any]) -> dict[str, Any]:
+    kube.apply_configmap(configmap)
+    existing = kube.create_pytorchjob(pytorchjob)
+    uids = [ref.get("uid") for ref in existing.get("metadata", {}).get("ownerReferences", [])]
+    if owner.uid not in uids:
+        name = pytorchjob["metadata"]["name"]
+        raise Invalid(
+            "NameConflict",
+            f"PyTorchJob {name!r} already exists and belongs to another owner: "
+            f"delete it, or give this {owner.kind} another name",
+        )
+    return {
+        **job_status(existing),
+        "pytorchJob": pytorchjob["metadata"]["name"],
+        "configMap": configmap["metadata"]["name"],
+    }
+
+
+def start_training(body: Mapping[str, Any], kube: Kube, settings: OperatorSettings) -> dict[str, Any]:
+    """Create the ConfigMap and PyTorchJob of a VideoTrainingJob (idempotent); returns status fields."""
+    spec = parse_spec(VideoTrainingJobSpec, body["spec"])
+    owner = Owner.from_body(body)
+    access = storage_access(kube, owner.namespace, spec.storage, settings)
+    preflight(access, buckets=[spec.output, spec.dataset.train], objects=[(spec.dataset.train, "spec.dataset.train")])
+    try:
+        config = build_training_config(spec, settings)
+    except ConfigError as err:
+        raise Invalid("InvalidSpec", str(err)) from None
+    pytorchjob = build_pytorchjob(owner, spec, args=TRAIN_ARGS, settings=settings)
+    started = _apply_children(kube, owner, build_configmap(owner, config), pytorchjob)
+    return {**started, "observedGeneration": body["metadata"].get("generation")}
+
+
+def resolve_checkpoint(
+    kube: Kube, namespace: str, spec: VideoInferenceJobSpec
+) -> tuple[str, VideoTrainingJobSpec | None]:
+    """The checkpoint to predict with and, for trainingJobRef, the training job's spec."""
+    if spec.model.checkpoint is not None:
+        return spec.model.checkpoint, None
+    ref = spec.model.training_job_ref
+    assert ref is not None  # the model validator guarantees one of the two
+    job = kube.get_job(C.TRAINING_PLURAL, namespace, ref)
+    if job is None:
+        raise Waiting(
+            "TrainingJobNotFound",
+            f"VideoTrainingJob {ref!r} not found in namespace {namespace!r}: "
+            "create it, or fix spec.model.trainingJobRef",
+        )
+    status = job.get("status") or {}
+    phase = status.get("phase") or "Pending"
+    if phase == "Failed":
+        raise Invalid(
+            "TrainingJobFailed",
+            f"VideoTrainingJob {ref!r} failed ({status.get('message') or 'no message'}): "
+            "re-run it, or set spec.model.checkpoint",
+        )
+    if phase != "Succeeded":
+        raise Waiting("TrainingJobNotSucceeded", f"waiting for VideoTrainingJob {ref!r} to succeed (phase {phase})")
+    checkpoint = status.get("bestCheckpoint") or status.get("latestCheckpoint")
+    if not checkpoint:
+        raise Invalid(
+            "NoCheckpoint",
+            f"VideoTrainingJob {ref!r} succeeded but reports no bestCheckpoint: set spec.model.checkpoint",
+        )
+    try:
+        training = VideoTrainingJobSpec.model_validate(job.get("spec") or {})
+    except ValidationError:
+        training = None
+    return checkpoint, training
+
+
+def start_inference(body: Mapping[str, Any], kube: Kube, settings: OperatorSettings) -> dict[str, Any]:
+    """Create the ConfigMap and PyTorchJob of a VideoInferenceJob once its checkpoint is known."""
+    spec = parse_spec(VideoInferenceJobSpec, body["spec"])
+    owner = Owner.from_body(body)
+    checkpoint, training = resolve_checkpoint(kube, owner.namespace, spec)
+    access = storage_access(kube, owner.namespace, spec.storage, settings)
+    checkpoint_field = "spec.model.checkpoint" if spec.model.checkpoint else "the training job's bestCheckpoint"
+    objects = [(checkpoint, checkpoint_field)]
+    if spec.dataset.list:
+        objects.append((spec.dataset.list, "spec.dataset.list"))
+    preflight(access, buckets=[spec.output, spec.dataset.videos], objects=objects)
+    try:
+        config = build_inference_config(spec, settings, checkpoint=checkpoint, training=training)
+    except ConfigError as err:
+        raise Invalid("InvalidSpec", str(err)) from None
+    pytorchjob = build_pytorchjob(owner, spec, args=TEST_ARGS, settings=settings)
+    started = _apply_children(kube, owner, build_configmap(owner, config), pytorchjob)
+    return {
+        **started,
+        "checkpoint": checkpoint,
+        "resultsUri": results_uri(spec.output),
+        "observedGeneration": body["metadata"].get("generation"),
+    }
+
+
+def _observe_training(
+    body: Mapping[str, Any], pytorchjob: dict[str, Any] | None, kube: Kube, settings: OperatorSettings
+) -> dict[str, Any]:
+    progress = None
+    try:
+        spec = VideoTrainingJobSpec.model_validate(body["spec"])
+        access = storage_access(kube, body["metadata"]["namespace"], spec.storage, settings)
+        progress = s3.read_json(access, progress_uri(spec.output))
+    except (ValidationError, Blocked, s3.S3Error):
+        pass  # keep what status has; the PyTorchJob part still updates
+    if pytorchjob is None:  # deleted (e.g. ttlSecondsAfterFinished): keep the phase we saw last
+        return progress_fields(progress)
+    return training_status(pytorchjob, progress)
+
+
+def _observe_inference(
+    body: Mapping[str, Any], pytorchjob: dict[str, Any] | None, kube: Kube, settings: OperatorSettings
+) -> dict[str, Any]:
+    if pytorchjob is None:
+        return {}
+    desired = inference_status(pytorchjob, None)
+    current = body.get("status") or {}
+    if desired["phase"] == "Succeeded" and current.get("videos") is None:
+        uri = current.get("resultsUri")
+        try:
+            spec = VideoInferenceJobSpec.model_validate(body["spec"])
+            uri = uri or results_uri(spec.output)
+            access = storage_access(kube, body["metadata"]["namespace"], spec.storage, settings)
+            results = s3.read_json(access, uri)
+        except (ValidationError, Blocked, s3.S3Error) as err:
+            return {**desired, "message": f"cannot read results.json at {uri}: {err}"}
+        if results is None:
+            return {**desired, "message": f"the job succeeded but wrote no results.json at {uri}"}
+        desired.update(results_fields(results))
+    return desired
+
+
+def sync_status(
+    plural: str, namespace: str, name: str, kube: Kube, settings: OperatorSettings
+) -> tuple[dict[str, Any], str | None, dict[str, Any]] | None:
+    """Read the job, its PyTorchJob (and progress.json / results.json), patch the status if it changed.
+
+    Returns (job body, phase before, status patch), or None when the job has no PyTorchJob yet.
+    """
+    with job_lock(plural, namespace, name):
+        body = kube.get_job(plural, namespace, name)
+        status = (body or {}).get("status") or {}
+        if body is None or not status.get("pytorchJob"):
+            return None
+        pytorchjob = kube.get_pytorchjob(namespace, status["pytorchJob"])
+        observe = _observe_training if plural == C.TRAINING_PLURAL else _observe_inference
+        patch = status_diff(status, observe(body, pytorchjob, kube, settings))
+        if patch:
+            kube.patch_job_status(plural, namespace, name, patch)
+        return body, status.get("phase"), patch
+
+
+def is_finished(status: Mapping[str, Any] | None) -> bool:
+    return (status or {}).get("phase") in TERMINAL_PHASES

@@ -1,0 +1,123 @@
+"""The little S3 the operator needs: is a bucket/object there, read a small JSON object (boto3)."""
+
+from __future__ import annotations
+
+import functools
+import json
+from dataclasses import dataclass
+from typing import Any
+
+import boto3
+import botocore.config
+import botocore.exceptions
+
+
+class S3Error(Exception):
+    """S3 said no, or could not be reached; `reason` is one CamelCase word for conditions."""
+
+    def __init__(self, reason: str, message: str) -> None:
+        super().__init__(message)
+        self.reason = reason
+
+
+@dataclass(frozen=True)
+class S3Access:
+    """Endpoint, region and credentials (None: boto3's default chain) of one job's storage."""
+
+    endpoint: str | None
+    region: str
+    access_key: str | None = None
+    secret_key: str | None = None
+
+    def describe(self) -> str:
+        return self.endpoint or f"AWS S3 ({self.region})"
+
+
+def split_uri(uri: str) -> tuple[str, str]:
+    if not uri.startswith("s3://"):
+        raise ValueError(f"not an s3:// URI: {uri!r}")
+    bucket, _, key = uri[len("s3://") :].partition("/")
+    return bucket, key
+
+
+@functools.lru_cache(maxsize=64)
+def _client(access: S3Access) -> Any:
+    # Short timeouts and few retries: handlers must not hang on an unreachable endpoint.
+    config = botocore.config.Config(connect_timeout=3, read_timeout=10, retries={"max_attempts": 2, "mode": "standard"})
+    return boto3.session.Session().client(
+        "s3",
+        endpoint_url=access.endpoint,
+        region_name=access.region,
+        aws_access_key_id=access.access_key,
+        aws_secret_access_key=access.secret_key,
+        config=config,
+    )
+
+
+def _code(err: botocore.exceptions.ClientError) -> str:
+    return str(err.response.get("Error", {}).get("Code", ""))
+
+
+def _translate(err: Exception, access: S3Access, what: str) -> S3Error:
+    if isinstance(err, botocore.exceptions.ClientError):
+        code = _code(err)
+        if code in ("403", "AccessDenied", "InvalidAccessKeyId", "SignatureDoesNotMatch", "Forbidden"):
+            return S3Error(
+                "StorageAccessDenied",
+                f"access denied to {what} at {access.describe()} ({code}): "
+                "check the credentials in spec.storage.secretRef",
+            )
+        return S3Error("StorageError", f"S3 error on {what} at {access.describe()}: {code or err}")
+    if isinstance(err, botocore.exceptions.NoCredentialsError):
+        return S3Error("StorageNoCredentials", f"no S3 credentials to read {what}: set spec.storage.secretRef")
+    return S3Error(
+        "StorageUnreachable",
+        f"cannot reach S3 at {access.describe()} ({err}): check spec.storage.endpoint and the network",
+    )
+
+
+def check_bucket(access: S3Access, uri: str) -> None:
+    """Raise S3Error unless the bucket of `uri` exists and these credentials may use it."""
+    bucket, _ = split_uri(uri)
+    try:
+        _client(access).head_bucket(Bucket=bucket)
+    except botocore.exceptions.ClientError as err:
+        if _code(err) in ("404", "NoSuchBucket", "NotFound"):
+            raise S3Error(
+                "BucketNotFound",
+                f"bucket {bucket!r} does not exist at {access.describe()}: create it or fix the URI {uri!r}",
+            ) from None
+        raise _translate(err, access, f"bucket {bucket!r}") from None
+    except (botocore.exceptions.BotoCoreError, OSError) as err:
+        raise _translate(err, access, f"bucket {bucket!r}") from None
+
+
+def exists(access: S3Access, uri: str) -> bool:
+    bucket, key = split_uri(uri)
+    try:
+        _client(access).head_object(Bucket=bucket, Key=key)
+        return True
+    except botocore.exceptions.ClientError as err:
+        if _code(err) in ("404", "NoSuchKey", "NotFound"):
+            return False
+        raise _translate(err, access, uri) from None
+    except (botocore.exceptions.BotoCoreError, OSError) as err:
+        raise _translate(err, access, uri) from None
+
+
+def read_json(access: S3Access, uri: str) -> dict[str, Any] | None:
+    """The JSON object at `uri`; None when it does not exist (yet) or is not a JSON object."""
+    bucket, key = split_uri(uri)
+    try:
+        body = _client(access).get_object(Bucket=bucket, Key=key)["Body"].read()
+    except botocore.exceptions.ClientError as err:
+        if _code(err) in ("404", "NoSuchKey", "NotFound", "NoSuchBucket"):
+            return None
+        raise _translate(err, access, uri) from None
+    except (botocore.exceptions.BotoCoreError, OSError) as err:
+        raise _translate(err, access, uri) from None
+    try:
+        data = json.loads(body)
+    except ValueError:
+        return None
+    return data if isinstance(data, dict) else None

@@ -1,0 +1,40 @@
+"""Operator settings from the environment (the Helm chart sets them); read once, at startup."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+
+
+def _float(name: str, default: float) -> float:
+    raw = os.environ.get(name, "")
+    try:
+        return float(raw) if raw else default
+    except ValueError:
+        raise SystemExit(f"{name}={raw!r}: expected a number of seconds") from None
+
+
+# How often a running job's progress.json is read (kopf timer interval; fixed at import).
+SYNC_INTERVAL = _float("AUTOX_SYNC_INTERVAL", 15.0)
+
+
+@dataclass(frozen=True)
+class OperatorSettings:
+    """What the chart's values configure."""
+
+    trainer_image: str = "ghcr.io/autox/autox-video-trainer:latest"
+    default_s3_endpoint: str | None = None
+    image_pull_policy: str = "IfNotPresent"
+    retry_delay: float = 30.0  # waiting for a Secret, a bucket or a training job
+    namespaces: tuple[str, ...] = field(default_factory=tuple)  # empty: all namespaces
+
+    @classmethod
+    def from_env(cls) -> OperatorSettings:
+        namespaces = tuple(n.strip() for n in os.environ.get("AUTOX_NAMESPACES", "").split(",") if n.strip())
+        return cls(
+            trainer_image=os.environ.get("AUTOX_TRAINER_IMAGE") or cls.trainer_image,
+            default_s3_endpoint=os.environ.get("AUTOX_S3_ENDPOINT") or None,
+            image_pull_policy=os.environ.get("AUTOX_IMAGE_PULL_POLICY") or cls.image_pull_policy,
+            retry_delay=_float("AUTOX_RETRY_DELAY", cls.retry_delay),
+            namespaces=namespaces,
+        )

@@ -1,0 +1,178 @@
+"""Pure status mappers: PyTorchJob, progress.json and results.json in, our CR status fields out."""
+
+from __future__ import annotations
+
+import datetime
+import math
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+# The conditions the Kubeflow training operator sets on a PyTorchJob, mirrored into our status.
+PYTORCHJOB_CONDITIONS = ("Created", "Running", "Restarting", "Succeeded", "Failed", "Suspended")
+CONDITION_KEYS = ("type", "status", "reason", "message", "lastTransitionTime")
+
+
+def now_iso() -> str:
+    return datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def _true_conditions(pytorchjob: Mapping[str, Any]) -> dict[str, Mapping[str, Any]]:
+    conditions = (pytorchjob.get("status") or {}).get("conditions") or []
+    return {c["type"]: c for c in conditions if c.get("status") == "True" and "type" in c}
+
+
+def phase_from_pytorchjob(pytorchjob: Mapping[str, Any] | None) -> tuple[str, str | None]:
+    """(phase, message) of a PyTorchJob: Failed > Succeeded > Suspended > Running (Restarting) > Pending.
+
+    A job whose spec asks to be suspended is Suspended before the training operator confirms it.
+    """
+    if pytorchjob is None:
+        return "Pending", None
+    true = _true_conditions(pytorchjob)
+    suspend_requested = bool(((pytorchjob.get("spec") or {}).get("runPolicy") or {}).get("suspend"))
+    if "Failed" in true:
+        return "Failed", true["Failed"].get("message") or "the PyTorchJob failed"
+    if "Succeeded" in true:
+        return "Succeeded", None
+    if suspend_requested or "Suspended" in true:
+        return "Suspended", None
+    if "Restarting" in true:
+        return "Running", f"restarting: {true['Restarting'].get('message') or 'a replica failed'}"
+    if "Running" in true:
+        return "Running", None
+    return "Pending", None
+
+
+def mirror_conditions(pytorchjob: Mapping[str, Any] | None) -> list[dict[str, Any]]:
+    """The PyTorchJob's conditions, restricted to the fields our status schema declares."""
+    if pytorchjob is None:
+        return []
+    conditions = (pytorchjob.get("status") or {}).get("conditions") or []
+    return [
+        {key: c[key] for key in CONDITION_KEYS if c.get(key) is not None}
+        for c in conditions
+        if c.get("type") and c.get("status")
+    ]
+
+
+def condition(
+    type_: str,
+    status: str,
+    reason: str,
+    message: str,
+    *,
+    previous: Sequence[Mapping[str, Any]] = (),
+    now: str | None = None,
+) -> dict[str, Any]:
+    """A condition; keeps lastTransitionTime when the same type already had this status."""
+    since = next(
+        (c.get("lastTransitionTime") for c in previous if c.get("type") == type_ and c.get("status") == status), None
+    )
+    return {
+        "type": type_,
+        "status": status,
+        "reason": reason,
+        "message": message,
+        "lastTransitionTime": since or now or now_iso(),
+    }
+
+
+def waiting_status(
+    reason: str, message: str, *, previous: Sequence[Mapping[str, Any]] = (), now: str | None = None
+) -> dict[str, Any]:
+    """Blocked on something the user can fix (a Secret, a bucket, a training job): phase Pending."""
+    return {
+        "phase": "Pending",
+        "message": message,
+        "conditions": [condition("Waiting", "True", reason, message, previous=previous, now=now)],
+    }
+
+
+def failed_status(reason: str, message: str, *, now: str | None = None) -> dict[str, Any]:
+    """An unusable spec: phase Failed, no retry."""
+    return {
+        "phase": "Failed",
+        "message": message,
+        "conditions": [condition("Failed", "True", reason, message, now=now)],
+    }
+
+
+def _int(value: Any) -> int | None:
+    return value if isinstance(value, int) and not isinstance(value, bool) else None
+
+
+def _float(value: Any) -> float | None:
+    ok = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+    return float(value) if ok else None
+
+
+def _str(value: Any) -> str | None:
+    return value if isinstance(value, str) and value else None
+
+
+def progress_fields(progress: Mapping[str, Any] | None) -> dict[str, Any]:
+    """Status fields from the trainer's progress.json (wrongly typed values are ignored)."""
+    if not progress:
+        return {}
+    fields = {
+        "epoch": _int(progress.get("epoch")),
+        "totalEpochs": _int(progress.get("total_epochs")),
+        "bestTop1": _float(progress.get("best_top1")),
+        "bestEpoch": _int(progress.get("best_epoch")),
+        "bestCheckpoint": _str(progress.get("best_checkpoint")),
+        "latestCheckpoint": _str(progress.get("latest_checkpoint")),
+        "progressUpdated": _str(progress.get("updated")),
+    }
+    return {k: v for k, v in fields.items() if v is not None}
+
+
+def results_fields(results: Mapping[str, Any] | None) -> dict[str, Any]:
+    """Status fields from results.json: the number of videos and the metrics (when labels existed)."""
+    if not results:
+        return {}
+    out: dict[str, Any] = {}
+    predictions = results.get("predictions")
+    if isinstance(predictions, list):
+        out["videos"] = len(predictions)
+    metrics = results.get("metrics")
+    if isinstance(metrics, Mapping):
+        numbers = {str(k): _float(v) for k, v in metrics.items()}
+        out["metrics"] = {k: v for k, v in numbers.items() if v is not None} or None
+    return out
+
+
+def job_status(pytorchjob: Mapping[str, Any] | None) -> dict[str, Any]:
+    """Phase, message, conditions and times of our job from its PyTorchJob."""
+    phase, message = phase_from_pytorchjob(pytorchjob)
+    pj_status = (pytorchjob or {}).get("status") or {}
+    return {
+        "phase": phase,
+        "message": message,
+        "conditions": mirror_conditions(pytorchjob),
+        "startTime": pj_status.get("startTime"),
+        "completionTime": pj_status.get("completionTime"),
+    }
+
+
+def training_status(pytorchjob: Mapping[str, Any] | None, progress: Mapping[str, Any] | None) -> dict[str, Any]:
+    """The whole observed status of a VideoTrainingJob (progress fields only when progress.json was read)."""
+    return {**job_status(pytorchjob), **progress_fields(progress)}
+
+
+def inference_status(pytorchjob: Mapping[str, Any] | None, results: Mapping[str, Any] | None) -> dict[str, Any]:
+    """The whole observed status of a VideoInferenceJob (result fields once results.json exists)."""
+    return {**job_status(pytorchjob), **results_fields(results)}
+
+
+def status_diff(current: Mapping[str, Any], desired: Mapping[str, Any]) -> dict[str, Any]:
+    """A merge patch turning `current` into `desired` for the keys `desired` names (None removes)."""
+    return {key: value for key, value in desired.items() if current.get(key) != value}
+
+
+def phase_event(old: str | None, new: str | None, message: str | None) -> tuple[str, str, str] | None:
+    """(type, reason, message) of the Kubernetes Event for a phase change, or None if unchanged."""
+    if new is None or old == new:
+        return None
+    kind = "Warning" if new == "Failed" else "Normal"
+    text = (f"phase {old} -> {new}" if old else f"phase {new}") + (f": {message}" if message else "")
+    return kind, new, text

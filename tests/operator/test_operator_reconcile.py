@@ -1,0 +1,258 @@
+"""The reconcile steps without kopf: an in-memory Kubernetes API and a real S3 server (moto).
+
+Bad input the schema cannot catch ends as Waiting (retry, with what to fix) or Invalid (Failed)."""
+
+from __future__ import annotations
+
+import copy
+from typing import Any
+
+import pytest
+from ops3 import S3, S3_KEY, S3_SECRET
+
+from autox_operator import reconcile
+from autox_operator.settings import OperatorSettings
+
+SETTINGS = OperatorSettings(trainer_image="registry.test/trainer:1", retry_delay=1)
+
+
+class FakeKube:
+    """The `autox_operator.kube.Kube` surface, in memory."""
+
+    def __init__(self) -> None:
+        self.jobs: dict[tuple[str, str, str], dict[str, Any]] = {}
+        self.pytorchjobs: dict[tuple[str, str], dict[str, Any]] = {}
+        self.configmaps: dict[tuple[str, str], dict[str, Any]] = {}
+        self.secrets: dict[tuple[str, str], dict[str, str]] = {}
+        self.creates = 0
+
+    def get_job(self, plural: str, namespace: str, name: str) -> dict[str, Any] | None:
+        return copy.deepcopy(self.jobs.get((plural, namespace, name)))
+
+    def patch_job_status(self, plural: str, namespace: str, name: str, status: dict[str, Any]) -> None:
+        current = self.jobs[(plural, namespace, name)].setdefault("status", {})
+        for key, value in status.items():
+            if value is None:
+                current.pop(key, None)
+            else:
+                current[key] = value
+
+    def get_pytorchjob(self, namespace: str, name: str) -> dict[str, Any] | None:
+        return copy.deepcopy(self.pytorchjobs.get((namespace, name)))
+
+    def create_pytorchjob(self, body: dict[str, Any]) -> dict[str, Any]:
+        key = (body["metadata"]["namespace"], body["metadata"]["name"])
+        if key not in self.pytorchjobs:
+            self.creates += 1
+            self.pytorchjobs[key] = copy.deepcopy(body)
+        return copy.deepcopy(self.pytorchjobs[key])
+
+    def patch_pytorchjob(self, namespace: str, name: str, patch: dict[str, Any]) -> None:
+        self.pytorchjobs[(namespace, name)]["spec"]["runPolicy"].update(patch["spec"]["runPolicy"])
+
+    def apply_configmap(self, body: dict[str, Any]) -> None:
+        self.configmaps[(body["metadata"]["namespace"], body["metadata"]["name"])] = copy.deepcopy(body)
+
+    def read_secret(self, namespace: str, name: str) -> dict[str, str] | None:
+        return self.secrets.get((namespace, name))
+
+
+@pytest.fixture()
+def kube() -> FakeKube:
+    fake = FakeKube()
+    fake.secrets[("ns", "s3")] = {"AWS_ACCESS_KEY_ID": S3_KEY, "AWS_SECRET_ACCESS_KEY": S3_SECRET}
+    return fake
+
+
+@pytest.fixture()
+def bucket(operator_s3: S3) -> str:
+    name = operator_s3.new_bucket()
+    operator_s3.put_text(f"s3://{name}/train.txt", "a.mp4 0\n")
+    return name
+
+
+def vtj(bucket: str, endpoint: str, name: str = "job", uid: str = "uid-1", **spec: Any) -> dict[str, Any]:
+    body: dict[str, Any] = {
+        "apiVersion": "autox.io/v1alpha1",
+        "kind": "VideoTrainingJob",
+        "metadata": {"name": name, "namespace": "ns", "uid": uid, "generation": 1},
+        "spec": {
+            "dataset": {"videos": f"s3://{bucket}/v/", "train": f"s3://{bucket}/train.txt"},
+            "output": f"s3://{bucket}/runs/{name}/",
+            "storage": {"endpoint": endpoint, "secretRef": "s3"},
+        },
+    }
+    body["spec"].update(spec)
+    return body
+
+
+def test_start_training_creates_the_children_once(kube: FakeKube, bucket: str, operator_s3: S3) -> None:
+    body = vtj(bucket, operator_s3.endpoint_url)
+    status = reconcile.start_training(body, kube, SETTINGS)  # type: ignore[arg-type]
+    assert status == {
+        "phase": "Pending",
+        "message": None,
+        "conditions": [],
+        "startTime": None,
+        "completionTime": None,
+        "pytorchJob": "job",
+        "configMap": "job-config",
+        "observedGeneration": 1,
+    }
+    assert set(kube.pytorchjobs) == {("ns", "job")} and set(kube.configmaps) == {("ns", "job-config")}
+    assert reconcile.start_training(body, kube, SETTINGS) == status  # type: ignore[arg-type]
+    assert kube.creates == 1
+
+
+def test_a_pytorchjob_of_someone_else_is_not_adopted(kube: FakeKube, bucket: str, operator_s3: S3) -> None:
+    reconcile.start_training(vtj(bucket, operator_s3.endpoint_url, uid="uid-old"), kube, SETTINGS)  # type: ignore[arg-type]
+    with pytest.raises(reconcile.Invalid, match="PyTorchJob 'job' already exists and belongs to another owner"):
+        reconcile.start_training(vtj(bucket, operator_s3.endpoint_url, uid="uid-new"), kube, SETTINGS)  # type: ignore[arg-type]
+
+
+def test_a_spec_the_models_reject_fails_naming_field_and_value(kube: FakeKube, bucket: str, operator_s3: S3) -> None:
+    body = vtj(bucket, operator_s3.endpoint_url, training={"epochs": 0})
+    with pytest.raises(
+        reconcile.Invalid, match=r"^spec\.training\.epochs=0: Input should be greater than or equal to 1"
+    ):
+        reconcile.start_training(body, kube, SETTINGS)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(
+    ("change", "reason", "message"),
+    [
+        (
+            lambda b, k: b["spec"]["storage"].update(secretRef="nope"),
+            "SecretNotFound",
+            "Secret 'nope' not found in namespace 'ns': create it with keys AWS_ACCESS_KEY_ID and "
+            "AWS_SECRET_ACCESS_KEY, or fix spec.storage.secretRef",
+        ),
+        (
+            lambda b, k: k.secrets[("ns", "s3")].pop("AWS_SECRET_ACCESS_KEY"),
+            "SecretKeyMissing",
+            "Secret 's3' has no AWS_SECRET_ACCESS_KEY: add it, or fix spec.storage.secretRef",
+        ),
+        (
+            lambda b, k: b["spec"].update(output="s3://no-such-bucket-here/runs/"),
+            "BucketNotFound",
+            "bucket 'no-such-bucket-here' does not exist at http",
+        ),
+        (
+            lambda b, k: b["spec"]["dataset"].update(train=b["spec"]["dataset"]["train"] + ".missing"),
+            "ObjectNotFound",
+            "train.txt.missing does not exist at http",
+        ),
+        (
+            lambda b, k: b["spec"]["storage"].update(endpoint="http://127.0.0.1:9"),
+            "StorageUnreachable",
+            "cannot reach S3 at http://127.0.0.1:9",
+        ),
+    ],
+    ids=["unknown Secret", "Secret without a key", "no bucket", "no training list", "unreachable endpoint"],
+)
+def test_missing_prerequisites_wait_with_a_message_that_says_what_to_fix(
+    kube: FakeKube, bucket: str, operator_s3: S3, change: Any, reason: str, message: str
+) -> None:
+    body = vtj(bucket, operator_s3.endpoint_url)
+    change(body, kube)
+    with pytest.raises(reconcile.Waiting) as info:
+        reconcile.start_training(body, kube, SETTINGS)  # type: ignore[arg-type]
+    assert info.value.reason == reason and message in info.value.message
+    assert "Traceback" not in info.value.message and not kube.pytorchjobs
+
+
+def vij(ref: str | None = "job", checkpoint: str | None = None, bucket: str = "data") -> dict[str, Any]:
+    model = {"trainingJobRef": ref} if ref else {"checkpoint": checkpoint}
+    return {
+        "apiVersion": "autox.io/v1alpha1",
+        "kind": "VideoInferenceJob",
+        "metadata": {"name": "pred", "namespace": "ns", "uid": "uid-9", "generation": 1},
+        "spec": {
+            "model": model,
+            "dataset": {"videos": f"s3://{bucket}/v/"},
+            "output": f"s3://{bucket}/out/",
+            "storage": {"secretRef": "s3"},
+        },
+    }
+
+
+@pytest.mark.parametrize(
+    ("training_status", "error", "reason", "message"),
+    [
+        (
+            None,
+            reconcile.Waiting,
+            "TrainingJobNotFound",
+            "VideoTrainingJob 'job' not found in namespace 'ns': create it, or fix spec.model.trainingJobRef",
+        ),
+        (
+            {"phase": "Running"},
+            reconcile.Waiting,
+            "TrainingJobNotSucceeded",
+            "waiting for VideoTrainingJob 'job' to succeed (phase Running)",
+        ),
+        ({}, reconcile.Waiting, "TrainingJobNotSucceeded", "(phase Pending)"),
+        (
+            {"phase": "Failed", "message": "OOMKilled"},
+            reconcile.Invalid,
+            "TrainingJobFailed",
+            "VideoTrainingJob 'job' failed (OOMKilled): re-run it, or set spec.model.checkpoint",
+        ),
+        ({"phase": "Succeeded"}, reconcile.Invalid, "NoCheckpoint", "set spec.model.checkpoint"),
+    ],
+    ids=["missing", "running", "no status", "failed", "no checkpoint"],
+)
+def test_training_job_ref_that_cannot_be_used_yet(
+    kube: FakeKube, training_status: dict[str, Any] | None, error: type, reason: str, message: str
+) -> None:
+    if training_status is not None:
+        kube.jobs[("videotrainingjobs", "ns", "job")] = {**vtj("data", "http://x"), "status": training_status}
+    with pytest.raises(error) as info:
+        reconcile.start_inference(vij(), kube, SETTINGS)  # type: ignore[arg-type]
+    assert info.value.reason == reason and message in info.value.message
+
+
+def test_inference_uses_the_best_checkpoint_of_a_succeeded_training_job(
+    kube: FakeKube, bucket: str, operator_s3: S3
+) -> None:
+    operator_s3.put_text(f"s3://{bucket}/runs/job/best.pth", "w")
+    training = vtj(bucket, operator_s3.endpoint_url, model={"backbone": "swin_t"})
+    training["status"] = {"phase": "Succeeded", "bestCheckpoint": f"s3://{bucket}/runs/job/best.pth"}
+    kube.jobs[("videotrainingjobs", "ns", "job")] = training
+    body = vij(bucket=bucket)
+    body["spec"]["storage"]["endpoint"] = operator_s3.endpoint_url
+    status = reconcile.start_inference(body, kube, SETTINGS)  # type: ignore[arg-type]
+    assert status["checkpoint"] == f"s3://{bucket}/runs/job/best.pth"
+    assert status["resultsUri"] == f"s3://{bucket}/out/results.json" and status["pytorchJob"] == "pred"
+    assert "backbone: swin_t" in kube.configmaps[("ns", "pred-config")]["data"]["config.yaml"]
+
+
+def test_sync_follows_the_pytorchjob_and_progress_and_patches_only_changes(
+    kube: FakeKube, bucket: str, operator_s3: S3
+) -> None:
+    body = vtj(bucket, operator_s3.endpoint_url)
+    kube.jobs[("videotrainingjobs", "ns", "job")] = body
+    body["status"] = reconcile.start_training(body, kube, SETTINGS)  # type: ignore[arg-type]
+    assert reconcile.sync_status("videotrainingjobs", "ns", "job", kube, SETTINGS)[2] == {}  # type: ignore[arg-type, index]
+
+    kube.pytorchjobs[("ns", "job")]["status"] = {"conditions": [{"type": "Running", "status": "True"}]}
+    operator_s3.put_json(f"s3://{bucket}/runs/job/progress.json", {"epoch": 1, "total_epochs": 3, "best_top1": 0.5})
+    _, old_phase, patch = reconcile.sync_status("videotrainingjobs", "ns", "job", kube, SETTINGS)  # type: ignore[arg-type, misc]
+    assert old_phase == "Pending"
+    assert patch == {
+        "phase": "Running",
+        "conditions": [{"type": "Running", "status": "True"}],
+        "epoch": 1,
+        "totalEpochs": 3,
+        "bestTop1": 0.5,
+    }
+
+    del kube.pytorchjobs[("ns", "job")]  # e.g. ttlSecondsAfterFinished: the last phase stays
+    assert reconcile.sync_status("videotrainingjobs", "ns", "job", kube, SETTINGS)[2] == {}  # type: ignore[arg-type, index]
+    assert kube.jobs[("videotrainingjobs", "ns", "job")]["status"]["phase"] == "Running"
+
+
+def test_sync_does_nothing_before_the_job_started(kube: FakeKube) -> None:
+    kube.jobs[("videotrainingjobs", "ns", "job")] = vtj("data", "http://x")
+    assert reconcile.sync_status("videotrainingjobs", "ns", "job", kube, SETTINGS) is None  # type: ignore[arg-type]
+    assert reconcile.sync_status("videotrainingjobs", "ns", "gone", kube, SETTINGS) is None  # type: ignore[arg-type]
