@@ -95,11 +95,13 @@ def scan_videos(data_root: str | Path) -> list[Sample]:
 
 
 def infer_num_class(samples: list[Sample]) -> int:
-    """Number of classes implied by the labels (max label + 1, at least 2)."""
+    """Number of classes implied by the labels: max label + 1."""
     labels = [s.label for s in samples if s.label is not None]
     if not labels:
-        raise AnnotationError("cannot infer num_class: the training list has no labels; set num_class")
-    return max(2, max(labels) + 1)
+        raise AnnotationError("cannot infer num_class: the training list has no labelled videos; set num_class")
+    if max(labels) == 0:
+        raise AnnotationError("cannot infer num_class: every label is 0 (one class); set num_class or fix the labels")
+    return max(labels) + 1
 
 
 def read_class_names(path: str | Path) -> list[str]:
@@ -116,4 +118,6 @@ def read_class_names(path: str | Path) -> list[str]:
         if name in names:
             raise AnnotationError(f"{p}:{lineno}: duplicate class name {name!r}")
         names.append(name)
+    if not names:
+        raise AnnotationError(f"{p}: no class names (expected one name per line, line i naming label i-1)")
     return names

@@ -13,12 +13,13 @@ import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import cast
 
 import numpy as np
 
 DEFAULT_CLASSES = ("move_left", "move_right", "rotate_cw", "rotate_ccw", "grow", "shrink")
 FORMATS = ((".mp4", "libx264"), (".avi", "mpeg4"))  # (extension, PyAV encoder), alternated per video
-GENERATOR_VERSION = 2  # part of the completion stamp: a changed generator regenerates old datasets
+GENERATOR_VERSION = 4  # part of the completion stamp: a changed generator regenerates old datasets
 
 
 @dataclass(frozen=True)
@@ -46,7 +47,7 @@ def write_video(path: str | Path, frames: np.ndarray, fps: int = 16, codec: str 
     codec = codec or dict(FORMATS).get(path.suffix, "mpeg4")
     path.parent.mkdir(parents=True, exist_ok=True)
     with av.open(str(path), mode="w") as container:
-        stream = container.add_stream(codec, rate=fps)
+        stream = cast("av.video.stream.VideoStream", container.add_stream(codec, rate=fps))
         stream.width, stream.height = frames.shape[2], frames.shape[1]
         stream.pix_fmt = "yuv420p"
         if codec == "libx264":
@@ -61,22 +62,28 @@ def write_video(path: str | Path, frames: np.ndarray, fps: int = 16, codec: str 
             container.mux(packet)
 
 
-def _gauge(sides: int, long_vertex: float) -> tuple[np.ndarray, np.ndarray]:
-    """Edge normals and offsets of a convex polygon of unit radius with one longer vertex.
+def _edges(sides: int, long_vertex: float) -> tuple[np.ndarray, np.ndarray]:
+    """Unit outward normals and distances from the centre of the edges of a convex polygon.
 
-    g(p) = max_i(n_i . p / h_i) is 1 on the outline and scales linearly with p, so for pixel
-    offsets p the level sets g = r are the outline scaled to radius r: g < radius is the inside,
-    and stripes of g are concentric copies of the outline.
-    The long vertex breaks the symmetry, so a rotation is visible for every shape type.
+    Circumradius 1, with one vertex `long_vertex` times further out: the asymmetry makes a rotation
+    visible for every shape type. For pixel offsets p of a polygon scaled by r,
+    D(p) = min_i(r * dist_i - n_i . p) is the distance to the outline inside it (negative outside);
+    its level sets are the outline offset inwards, which draws the concentric stripes.
     """
     k = np.arange(sides)
     r = np.where(k == 0, long_vertex, 1.0)
     verts = np.stack([r * np.cos(2 * np.pi * k / sides), r * np.sin(2 * np.pi * k / sides)], 1)
     edges = np.roll(verts, -1, axis=0) - verts
     normals = np.stack([edges[:, 1], -edges[:, 0]], 1)
-    offsets = (normals * verts).sum(1)
-    normals *= np.sign(offsets)[:, None]  # outward whatever the vertex order
-    return normals, np.abs(offsets)
+    normals /= np.linalg.norm(normals, axis=1, keepdims=True)
+    dist = (normals * verts).sum(1)
+    normals *= np.sign(dist)[:, None]  # outward whatever the vertex order
+    return normals.astype(np.float32), np.abs(dist).astype(np.float32)
+
+
+def _ramp(d: np.ndarray) -> np.ndarray:
+    """Coverage of a pixel whose centre lies d pixels inside an edge: anti-aliased, no drawing library."""
+    return np.clip(d + 0.5, 0.0, 1.0)
 
 
 def render_clip(cls: str, rng: np.random.Generator, *, num_frames: int, size: int) -> np.ndarray:
@@ -92,22 +99,22 @@ def render_clip(cls: str, rng: np.random.Generator, *, num_frames: int, size: in
     if cls not in DEFAULT_CLASSES:
         raise ValueError(f"unknown demo class {cls!r}; choose from {DEFAULT_CLASSES}")
     s = size
-    bg = rng.integers(0, 70, 3)
-    fg = rng.integers(150, 256, 3)
-    dark = fg // 2  # the second stripe colour: same hue, clearly darker, still brighter than most backgrounds
-    normals, offsets = _gauge(int(rng.integers(3, 6)), 1.4)
-    radius = rng.uniform(0.24, 0.30) * s
-    period = rng.uniform(0.22, 0.28) * s
-    border = max(1.0, 0.04 * s)
+    bg = rng.integers(0, 70, 3).astype(np.float32)
+    fg = rng.integers(150, 256, 3).astype(np.float32)
+    dark = fg * 0.3  # the second stripe colour: same hue, far darker, so flowing stripes have high contrast
+    normals, dist = _edges(int(rng.integers(3, 6)), 1.3)
+    radius = rng.uniform(0.30, 0.36) * s  # x1.3 for the long vertex: still under s/2, so the wrap never cuts it
+    period = rng.uniform(0.14, 0.17) * s
+    border = max(1.0, 0.03 * s)
     cx, cy = rng.uniform(0, s), rng.uniform(0.35, 0.65) * s
     angle, phase = rng.uniform(0, 2 * np.pi), rng.uniform(0, period)
-    # Per-frame speeds: a few pixels per frame, and under half a stripe period per 3-4 frames so
-    # that clips sampled with a frame interval do not alias (a wagon wheel would reverse).
+    # Per-frame speeds of a few pixels. Sampled with frame_interval <= 4, stripes move under half a
+    # period and the polygon turns under half its symmetry angle per step: no wagon-wheel aliasing.
     speed = rng.uniform(0.03, 0.045) * s
-    spin = rng.uniform(0.08, 0.12)
-    flow = rng.uniform(0.016, 0.024) * s
+    spin = rng.uniform(0.09, 0.13)
+    flow = rng.uniform(0.09, 0.11) * period
     sign = 1.0 if cls in ("move_right", "rotate_cw", "grow") else -1.0
-    noise = rng.integers(0, 16, (num_frames, s, s, 1), dtype=np.int16)
+    noise = rng.integers(0, 16, (num_frames, s, s, 1)).astype(np.float32)
     ys, xs = np.mgrid[0:s, 0:s].astype(np.float32) + 0.5
     frames = np.empty((num_frames, s, s, 3), np.uint8)
     for t in range(num_frames):
@@ -115,17 +122,19 @@ def render_clip(cls: str, rng: np.random.Generator, *, num_frames: int, size: in
         if cls.startswith("move"):
             x = cx + sign * speed * t
         elif cls.startswith("rotate"):
-            a = angle + sign * spin * t  # image y points down: +angle turns clockwise on screen
+            a = angle + sign * spin * t  # image y points down: a growing angle turns clockwise on screen
         else:
             ph = phase + sign * flow * t  # stripes flow outwards (grow) or inwards (shrink)
         dx = (xs - x + s / 2) % s - s / 2  # horizontal wrap-around: the shape never leaves the frame
         dy = ys - cy
         c, sn = math.cos(a), math.sin(a)
         u, v = c * dx + sn * dy, -sn * dx + c * dy  # scene coordinates rotated by -a
-        g = np.max((normals[:, 0, None, None] * u + normals[:, 1, None, None] * v) / offsets[:, None, None], 0)
-        stripe = ((g - ph) % period) < period / 2
-        colour = np.where((stripe | (g > radius - border))[..., None], fg, dark)
-        frame = np.where((g < radius)[..., None], colour, bg) + noise[t]
+        depth = np.min(radius * dist[:, None, None] - normals[:, 0, None, None] * u - normals[:, 1, None, None] * v, 0)
+        w = (depth + ph) % period  # stripes: bright on [0, period/2), dark on [period/2, period)
+        into_stripe = np.where(w < period / 2, np.minimum(w, period / 2 - w), -np.minimum(w - period / 2, period - w))
+        bright = np.maximum(_ramp(into_stripe), _ramp(border - depth))[..., None]
+        colour = dark + bright * (fg - dark)
+        frame = bg + _ramp(depth)[..., None] * (colour - bg) + noise[t]
         frames[t] = np.clip(frame, 0, 255).astype(np.uint8)
     return frames
 

@@ -70,3 +70,29 @@ def on_rank0_then_broadcast(fn: Callable[[], T]) -> T:
     if kind == "err":
         raise value  # type: ignore[misc]
     return value  # type: ignore[return-value]
+
+
+def local_rank0_first(fetch: Callable[[], None]) -> None:
+    """Local rank 0 of each node runs `fetch` (downloads); then the others do (cache hits only).
+
+    A failure on any rank is raised on every rank, so nobody waits forever at a barrier.
+    """
+    error: AutoXError | None = None
+    if is_local_rank0():
+        try:
+            fetch()
+        except AutoXError as err:
+            error = err
+    _raise_if_any_failed(error)
+    if not is_local_rank0():
+        fetch()
+
+
+def _raise_if_any_failed(error: AutoXError | None) -> None:
+    if dist.is_initialized():
+        flag = torch.tensor([1 if error is not None else 0])
+        dist.all_reduce(flag)
+        if error is None and int(flag) > 0:
+            raise AutoXError("another process of this job failed while preparing data (see its error)")
+    if error is not None:
+        raise error

@@ -152,10 +152,20 @@ class ProgressHook(Hook):
         if improved:
             runner.message_hub.update_info(BEST_KEY, {"top1": top1, "epoch": epoch})
             if is_main_process():
-                runner.save_checkpoint(
-                    str(self._dir(runner)), BEST_PENDING, save_optimizer=False, save_param_scheduler=False
-                )
+                self._save_weights(runner, self._dir(runner) / BEST_PENDING, epoch, top1)
         runner.message_hub.update_info(PENDING_KEY, {"epoch": epoch, "metrics": row})
+
+    def _save_weights(self, runner: Any, path: Path, epoch: int, top1: float) -> None:
+        """Weights + plain metadata only: loads with torch.load(weights_only=True) anywhere."""
+        import torch
+        from mmengine.model import is_model_wrapper
+
+        model = runner.model.module if is_model_wrapper(runner.model) else runner.model
+        meta = {"epoch": epoch, "iter": runner.iter, "top1": top1, "autox": dict(self.checkpoint_meta)}
+        state = {k: v.detach().cpu() for k, v in model.state_dict().items()}
+        tmp = path.with_suffix(".tmp")
+        torch.save({"meta": meta, "state_dict": state}, tmp)
+        os.replace(tmp, path)
 
     def before_save_checkpoint(self, runner: Any, checkpoint: dict[str, Any]) -> None:
         """Make every checkpoint self-describing: classes, resolved config, epoch."""

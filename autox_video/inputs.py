@@ -1,4 +1,7 @@
-"""Where a run's inputs and outputs live on this machine: local paths as given, s3:// mirrored locally."""
+"""Where a run's inputs and outputs live on this machine: local paths as given, s3:// mirrored locally.
+
+Downloads happen on local rank 0 of each node (each node has its own disk); the other ranks wait.
+"""
 
 from __future__ import annotations
 
@@ -6,6 +9,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+from autox_video import distributed, storage
+from autox_video.annotations import VIDEO_EXTENSIONS, read_annotations
 from autox_video.checkpoints import find_pretrained
 from autox_video.config import Config
 from autox_video.errors import ConfigError
@@ -21,27 +26,8 @@ class TrainingInputs:
     class_names: str | None
     pretrained: str | None
     work_dir: Path
+    output_uri: str | None = None
     publisher: Callable[[Path, int, bool], None] | None = None
-
-
-def _local(value: str | None, key: str) -> str | None:
-    if value is not None and value.startswith("s3://"):
-        raise ConfigError(f"{key}={value!r}: S3 locations need the storage layer (not wired yet)")
-    return value
-
-
-def localize_training_inputs(cfg: Config) -> TrainingInputs:
-    """Resolve the config's locations to local paths (downloading S3 inputs on local rank 0)."""
-    if cfg.data_root is None:
-        raise ConfigError("data_root is not set: add it to config.yaml or pass --data-root")
-    return TrainingInputs(
-        data_root=Path(_local(cfg.data_root, "data_root") or "."),
-        ann_train=_local(cfg.ann_file_train, "ann_file_train"),
-        ann_val=_local(cfg.ann_file_val, "ann_file_val"),
-        class_names=_local(cfg.class_names, "class_names"),
-        pretrained=_local(find_pretrained(cfg.pretrained), "pretrained"),
-        work_dir=Path(_local(cfg.work_dir, "work_dir") or "work_dir"),
-    )
 
 
 @dataclass
@@ -57,20 +43,104 @@ class PredictionInputs:
     publish_results: Callable[[Path], None] | None = None
 
 
+def _localize(value: str | None) -> str | None:
+    return None if value is None else str(storage.localize(value))
+
+
+def _fetch_listed_videos(data_root: str, lists: list[str]) -> Path:
+    """Download the videos the (local copies of the) lists name, into the cache; return the local root."""
+    local_root = storage.cache_path(data_root)
+    paths: list[str] = []
+    for ann in lists:
+        paths += [s.path for s in read_annotations(ann, local_root, require_labels=False, check_exists=False)]
+    storage.download_many(data_root, sorted(set(paths)), local_root)
+    return local_root
+
+
+def localize_training_inputs(cfg: Config) -> TrainingInputs:
+    """Resolve the config's locations to local paths (S3 inputs downloaded, S3 output mirrored)."""
+    from autox_video.remote import RunPublisher, mirror_dir, restore_run
+
+    if cfg.data_root is None:
+        raise ConfigError("data_root is not set: add it to config.yaml or pass --data-root")
+    storage.configure(cfg.s3_endpoint_url, cfg.s3_region)
+    out_uri = cfg.work_dir if storage.is_s3(cfg.work_dir) else None
+    work = mirror_dir(cfg.work_dir) if out_uri else Path(cfg.work_dir)
+    holder: dict[str, object] = {}
+
+    def fetch() -> None:
+        holder["ann"] = [_localize(cfg.ann_file_train), _localize(cfg.ann_file_val), _localize(cfg.class_names)]
+        holder["pretrained"] = _localize(find_pretrained(cfg.pretrained))
+        if storage.is_s3(cfg.data_root):
+            lists = [a for a in holder["ann"][:2] if a]  # type: ignore[index]
+            holder["root"] = _fetch_listed_videos(cfg.data_root, lists)  # type: ignore[arg-type]
+        if out_uri:
+            from autox_video.checkpoints import latest_checkpoint
+
+            if latest_checkpoint(work) is None:  # a fresh disk: continue from what S3 holds
+                restore_run(out_uri, work)
+
+    distributed.local_rank0_first(fetch)
+    ann = holder["ann"]
+    return TrainingInputs(
+        data_root=Path(holder.get("root", cfg.data_root)),  # type: ignore[arg-type]
+        ann_train=ann[0],  # type: ignore[index]
+        ann_val=ann[1],  # type: ignore[index]
+        class_names=ann[2],  # type: ignore[index]
+        pretrained=holder["pretrained"],  # type: ignore[arg-type]
+        work_dir=work,
+        output_uri=out_uri,
+        publisher=RunPublisher(out_uri, cfg.keep_checkpoints) if out_uri else None,
+    )
+
+
+def _weights_from_uri(uri: str) -> Path:
+    """A .pth URI as is; a training output prefix -> its best.pth, else its latest complete checkpoint."""
+    from autox_video.remote import POINTER
+
+    if uri.endswith(".pth"):
+        return storage.localize(uri)
+    best = storage.join(uri, "best.pth")
+    if storage.exists(best):
+        return storage.localize(best)
+    pointer = storage.join(uri, POINTER)
+    if storage.exists(pointer):
+        return storage.localize(storage.join(uri, storage.read_text(pointer).strip()))
+    raise ConfigError(f"{uri}: no best.pth or {POINTER} there; pass a checkpoint URI ending in .pth")
+
+
 def localize_prediction_inputs(cfg: Config) -> PredictionInputs:
     """Resolve weights (checkpoint, else the work dir's best/latest), data and the results location."""
     from autox_video.checkpoints import best_or_latest
 
-    ann = _local(cfg.ann_file_test, "ann_file_test")
-    if cfg.data_root is not None:
-        data_root = Path(_local(cfg.data_root, "data_root") or ".")
-    elif ann is not None:
-        data_root = Path(ann).resolve().parent  # paths in a list are relative to it when no data_root
-    else:
+    storage.configure(cfg.s3_endpoint_url, cfg.s3_region)
+    if cfg.data_root is None and cfg.ann_file_test is None:
         raise ConfigError("nothing to predict: set data_root (every video under it) or ann_file_test")
-    if cfg.checkpoint is not None:
-        weights = Path(_local(cfg.checkpoint, "checkpoint") or "")
+    holder: dict[str, object] = {}
+
+    def fetch() -> None:
+        source = cfg.checkpoint or cfg.work_dir
+        if storage.is_s3(source) or source.endswith(".pth") or cfg.checkpoint:
+            holder["weights"] = _weights_from_uri(source) if storage.is_s3(source) else Path(source)
+        else:
+            holder["weights"] = best_or_latest(Path(source))
+        holder["ann"] = _localize(cfg.ann_file_test)
+        if cfg.data_root is not None and storage.is_s3(cfg.data_root):
+            if holder["ann"]:
+                holder["root"] = _fetch_listed_videos(cfg.data_root, [holder["ann"]])  # type: ignore[list-item]
+            else:
+                holder["root"] = storage.sync_down(cfg.data_root, suffixes=VIDEO_EXTENSIONS)
+
+    distributed.local_rank0_first(fetch)
+    ann = holder["ann"]
+    if cfg.data_root is None:
+        data_root = Path(str(ann)).resolve().parent  # paths in a list are relative to it when no data_root
     else:
-        weights = best_or_latest(Path(_local(cfg.work_dir, "work_dir") or "work_dir"))
-    results = Path(_local(cfg.test_results_path, "test_results_path") or "results.json")
-    return PredictionInputs(weights, data_root, ann, results.parent, results, str(results))
+        data_root = Path(holder.get("root", cfg.data_root))  # type: ignore[arg-type]
+    results_uri = cfg.test_results_path
+    if storage.is_s3(results_uri):
+        local = storage.cache_root() / "results" / results_uri.removeprefix("s3://")
+        publish: Callable[[Path], None] | None = lambda p: storage.upload(p, results_uri)  # noqa: E731
+    else:
+        local, publish = Path(results_uri), None
+    return PredictionInputs(holder["weights"], data_root, ann, local.parent, local, results_uri, publish)  # type: ignore[arg-type]

@@ -33,6 +33,7 @@ def load_split(
     max_bad_fraction: float,
     check: bool = True,
     workers: int = 2,
+    skipped: Path | None = None,
 ) -> CheckedSplit:
     """Read a list (or scan data_root when there is none), probe every video, enforce the bad share."""
     if ann_file is None:
@@ -45,7 +46,10 @@ def load_split(
     good, problems = check_videos(samples, data_root, workers=workers, progress=False)
     for p in problems:
         log.warning("skipping unreadable video %s: %s", p.path, p.reason)
-    enforce_bad_fraction(problems, len(samples), max_bad_fraction, source)
+    if skipped is not None and problems and len(problems) / len(samples) > max_bad_fraction:
+        skipped.parent.mkdir(parents=True, exist_ok=True)
+        write_skipped(problems, skipped)  # before aborting: the message points the user at it
+    enforce_bad_fraction(problems, len(samples), max_bad_fraction, source, skipped=skipped or "skipped.txt")
     return CheckedSplit(name, good, problems, source)
 
 

@@ -41,12 +41,15 @@ class DataPlan:
     class_names: list[str] | None
 
 
-def plan_data(cfg: Config, data_root: Path, ann_train: str, ann_val: str | None, class_file: str | None) -> DataPlan:
+def plan_data(
+    cfg: Config, data_root: Path, ann_train: str, ann_val: str | None, class_file: str | None, work: Path
+) -> DataPlan:
     """Read and check the lists; infer num_class; read class names."""
     names = read_class_names(class_file) if class_file else None
     num_class = cfg.num_class or (len(names) if names else None)
+    skipped = work / "skipped.txt"
     train = load_split("train", ann_train, data_root, num_class=num_class, require_labels=True,
-                       max_bad_fraction=cfg.max_bad_fraction)
+                       max_bad_fraction=cfg.max_bad_fraction, skipped=skipped)
     if num_class is None:
         num_class = infer_num_class(train.samples)
         log.info("num_class not set: inferred %d from %s", num_class, train.source)
@@ -55,7 +58,7 @@ def plan_data(cfg: Config, data_root: Path, ann_train: str, ann_val: str | None,
     val = None
     if ann_val is not None:
         val = load_split("val", ann_val, data_root, num_class=num_class, require_labels=True,
-                         max_bad_fraction=cfg.max_bad_fraction)
+                         max_bad_fraction=cfg.max_bad_fraction, skipped=skipped)
     if not train.samples:
         raise DataError(f"{train.source}: no readable training videos")
     return DataPlan(train, val, num_class, names)
@@ -118,7 +121,7 @@ def fit(cfg: Config, *, local_inputs: Any = None, publisher: Any = None) -> Trai
     if cfg.ann_file_train is None:
         raise ConfigError("ann_file_train is not set: add it to config.yaml or pass --ann-file-train")
     plan = distributed.on_rank0_then_broadcast(
-        lambda: plan_data(cfg, inputs.data_root, inputs.ann_train, inputs.ann_val, inputs.class_names)
+        lambda: plan_data(cfg, inputs.data_root, inputs.ann_train, inputs.ann_val, inputs.class_names, work)
     )
     if distributed.is_local_rank0():
         work.mkdir(parents=True, exist_ok=True)
@@ -135,6 +138,7 @@ def fit(cfg: Config, *, local_inputs: Any = None, publisher: Any = None) -> Trai
     runner = build_runner(cfg, plan, work, resume_from=resume_from, cuda=cuda)
     progress = next(h for h in runner.hooks if type(h).__name__ == "ProgressHook")
     progress.publisher = publisher or inputs.publisher
+    progress.output = inputs.output_uri
     if resume_from is None:
         weights = inputs.pretrained
         if weights is not None:

@@ -72,3 +72,47 @@ def test_class_names_blank_and_duplicates_are_errors(tmp_path: Path) -> None:
     p.write_text("cat\ncat\n")
     with pytest.raises(AnnotationError, match=r"classes\.txt:2: duplicate class name 'cat'"):
         read_class_names(p)
+
+
+def test_label_is_the_last_token_even_when_the_path_has_spaces_and_digits(root: Path) -> None:
+    (root / "clip 2.mp4").write_bytes(b"x")
+    text = "\ufeffclip 2.mp4 1\r\nclip 2.mp4\r\n"  # BOM and CRLF as Windows editors save them
+    samples = read_annotations(_list(root, text), root, num_class=3, require_labels=False)
+    assert [(s.path, s.label, s.line) for s in samples] == [("clip 2.mp4", 1, 1), ("clip 2.mp4", None, 2)]
+
+
+@pytest.mark.parametrize("path", ["C:\\videos\\a.mp4", "\\\\server\\a.mp4", "sub/../../a.mp4"])
+def test_windows_and_nested_escapes_are_refused(root: Path, path: str) -> None:
+    with pytest.raises(AnnotationError, match=r"list\.txt:1: path .* (is absolute|escapes data_root)"):
+        read_annotations(_list(root, f"{path} 0\n"), root)
+
+
+def test_missing_list_and_missing_folder_are_named(root: Path) -> None:
+    with pytest.raises(AnnotationError, match=r"nope\.txt: annotation list not found"):
+        read_annotations(root / "nope.txt", root)
+    with pytest.raises(AnnotationError, match=r"data_root is not a folder"):
+        scan_videos(root / "nope")
+
+
+def test_existence_check_can_be_skipped_for_remote_data(root: Path) -> None:
+    samples = read_annotations(_list(root, "later/x.mp4 1\n"), root, check_exists=False)
+    assert samples[0].path == "later/x.mp4"
+
+
+def test_num_class_needs_labels_from_at_least_two_classes() -> None:
+    from autox_video.annotations import Sample
+
+    assert infer_num_class([Sample("a.mp4", 4, 1), Sample("b.mp4", 1, 2)]) == 5
+    with pytest.raises(AnnotationError, match="no labelled videos"):
+        infer_num_class([])
+    with pytest.raises(AnnotationError, match="every label is 0"):
+        infer_num_class([Sample("a.mp4", 0, 1)])
+
+
+def test_class_names_file_must_name_something(tmp_path: Path) -> None:
+    p = tmp_path / "classes.txt"
+    p.write_text("\n\n")
+    with pytest.raises(AnnotationError, match=r"classes\.txt: no class names"):
+        read_class_names(p)
+    p.write_text("cat\ndog\n\n")  # trailing blank lines are harmless
+    assert read_class_names(p) == ["cat", "dog"]

@@ -2,57 +2,91 @@
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
 import numpy as np
 import pytest
 
+from autox_video import videocheck
 from autox_video.annotations import Sample
 from autox_video.demo import render_clip, write_corrupt_video, write_empty_video, write_truncated_video, write_video
 from autox_video.errors import DataError
-from autox_video.videocheck import check_videos, enforce_bad_fraction, probe_file, write_skipped
+from autox_video.videocheck import check_videos, enforce_bad_fraction, probe_file, probe_video, write_skipped
 
 
 @pytest.fixture(scope="module")
 def folder(tmp_path_factory: pytest.TempPathFactory) -> Path:
     root = tmp_path_factory.mktemp("videos")
     rng = np.random.default_rng(0)
-    write_video(root / "good.mp4", render_clip("grow", rng, num_frames=48, size=64))
-    write_video(root / "good.avi", render_clip("rotate_cw", rng, num_frames=16, size=32))
+    write_video(root / "good.mp4", render_clip("grow", rng, num_frames=48, size=32))
+    write_video(root / "good.avi", render_clip("rotate_cw", rng, num_frames=48, size=32))
+    write_video(root / "one frame.avi", render_clip("move_left", rng, num_frames=1, size=32))
     write_corrupt_video(root / "corrupt.mp4")
     write_empty_video(root / "empty.avi")
-    write_truncated_video(root / "truncated.mp4", root / "good.mp4")
+    write_truncated_video(root / "truncated.mp4", root / "good.mp4")  # index (moov) lost: cannot open
+    write_truncated_video(root / "truncated.avi", root / "good.avi")  # opens, but 70% of the frames are gone
     return root
 
 
-def test_good_files_pass_and_each_bad_one_has_a_reason(folder: Path) -> None:
+def test_good_files_pass_and_each_bad_one_has_its_reason(folder: Path) -> None:
     assert probe_file(str(folder / "good.mp4")) is None
     assert probe_file(str(folder / "good.avi")) is None
+    assert probe_file(str(folder / "one frame.avi")) is None  # short is fine: clips loop over it
     assert probe_file(str(folder / "empty.avi")) == "empty file"
-    assert probe_file(str(folder / "corrupt.mp4")).startswith("cannot open")
-    truncated = probe_file(str(folder / "truncated.mp4"))
-    assert truncated is not None and ("decode failed" in truncated or "cannot open" in truncated or "frames" in truncated)
+    assert probe_file(str(folder / "missing.mp4")) == "file not found"
+    assert probe_file(str(folder / "corrupt.mp4")).startswith("cannot open: ")
+    assert probe_file(str(folder / "truncated.mp4")).startswith("cannot open: ")
+    assert probe_file(str(folder / "truncated.avi")).startswith("truncated: ")
+    assert "of 48 frames decodable" in probe_file(str(folder / "truncated.avi"))
+
+
+def test_probe_video_runs_in_a_child_process(folder: Path) -> None:
+    assert probe_video(folder / "good.avi", timeout_s=30) is None
+    assert probe_video(folder / "corrupt.mp4", timeout_s=30).startswith("cannot open: ")
 
 
 def test_check_keeps_order_skips_bad_and_writes_skipped(folder: Path, tmp_path: Path) -> None:
-    names = ["good.mp4", "corrupt.mp4", "good.avi", "empty.avi", "truncated.mp4"]
-    samples = [Sample(n, 0, i + 1) for i, n in enumerate(names)]
-    good, problems = check_videos(samples, folder, workers=2)
-    assert [s.path for s in good] == ["good.mp4", "good.avi"]
-    assert [p.path for p in problems] == ["corrupt.mp4", "empty.avi", "truncated.mp4"]
-    write_skipped(problems, tmp_path / "skipped.txt")
-    lines = (tmp_path / "skipped.txt").read_text().splitlines()
-    assert lines[1] == "empty.avi\tempty file"
-    with pytest.raises(DataError, match=r"3 of 5 videos in train\.txt are unreadable \(60% > max_bad_fraction 50%\)"):
-        enforce_bad_fraction(problems, 5, 0.5, "train.txt")
-    enforce_bad_fraction(problems, 5, 0.6, "train.txt")  # at the limit: allowed
+    names = ["good.mp4", "corrupt.mp4", "good.avi", "empty.avi", "truncated.mp4", "one frame.avi", "truncated.avi"]
+    samples = [Sample(n, i % 3, i + 1) for i, n in enumerate(names)]
+    good, problems = check_videos(samples, folder, workers=2, progress=False)
+    assert good == [samples[0], samples[2], samples[5]]
+    assert [p.path for p in problems] == ["corrupt.mp4", "empty.avi", "truncated.mp4", "truncated.avi"]
+    write_skipped(problems, tmp_path / "run" / "skipped.txt")
+    lines = (tmp_path / "run" / "skipped.txt").read_text().splitlines()
+    assert len(lines) == 4 and lines[1] == "empty.avi\tempty file"
+    assert all(line.split("\t")[1] for line in lines)
+
+
+def test_too_many_unreadable_videos_abort_with_one_clear_line(folder: Path) -> None:
+    problems = [videocheck.VideoProblem(f"v{i}.mp4", "empty file") for i in range(12)]
+    with pytest.raises(DataError) as err:
+        enforce_bad_fraction(problems, 40, 0.1, "train_list.txt", skipped="run/skipped.txt")
+    assert str(err.value) == (
+        "12 of 40 videos in train_list.txt are unreadable (30% > max_bad_fraction 10%); "
+        "first: v0.mp4: empty file; see run/skipped.txt"
+    )
+    assert "\n" not in str(err.value)
+    enforce_bad_fraction(problems, 120, 0.1, "train_list.txt")  # exactly 10%: allowed
+    enforce_bad_fraction([], 0, 0.0, "empty list")  # nothing to check: nothing to abort
+
+
+def test_many_small_videos_are_probed_in_seconds(folder: Path, tmp_path: Path) -> None:
+    rng = np.random.default_rng(1)
+    for i in range(4):
+        write_video(tmp_path / f"v{i}.avi" if i % 2 else tmp_path / f"v{i}.mp4",
+                    render_clip("shrink", rng, num_frames=16, size=32))
+    samples = [Sample(f"v{i % 4}.avi" if i % 2 else f"v{i % 4}.mp4", 0, i + 1) for i in range(120)]
+    start = time.monotonic()
+    good, problems = check_videos(samples, tmp_path, workers=2, progress=True)
+    elapsed = time.monotonic() - start
+    assert len(good) == 120 and problems == []
+    assert elapsed < 30, f"probing 120 small videos took {elapsed:.1f}s"
 
 
 def test_a_hanging_probe_times_out_and_the_rest_still_get_probed() -> None:
-    import time
-
-    from autox_video import videocheck
-
     # time.sleep stands in for decord hanging on a bad container: 0 returns at once, 60 hangs.
-    reasons = videocheck._probe_all([0, 60, 0, 0], workers=1, timeout_s=2, probe=time.sleep)  # type: ignore[list-item]
-    assert reasons == [None, "timed out after 2s (decoder hang)", None, None]
+    start = time.monotonic()
+    reasons = videocheck._probe_all([0, 60, 0, 0, 60, 0], workers=2, timeout_s=2, probe=time.sleep)  # type: ignore[list-item]
+    assert reasons == [None, "timed out after 2s (decoder hang)", None, None, "timed out after 2s (decoder hang)", None]
+    assert time.monotonic() - start < 20

@@ -1,0 +1,81 @@
+"""A training run whose output lives in S3: restore it onto an empty disk, publish it as it goes.
+
+S3 layout of an output prefix (DESIGN §3 + the pointer):
+  epoch_N.pth, best.pth, metrics.jsonl, progress.json, config.yaml, classes.txt, skipped.txt, logs/
+  last_checkpoint   the name of the latest *complete* checkpoint; written after it, read first.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import re
+from pathlib import Path
+
+from autox_video import storage
+
+log = logging.getLogger("autox_video")
+
+POINTER = "last_checkpoint"
+RUN_FILES = ("metrics.jsonl", "progress.json", "config.yaml", "classes.txt", "skipped.txt")
+
+
+def mirror_dir(uri: str) -> Path:
+    """The local work dir that mirrors an S3 output prefix (stable per URI)."""
+    digest = hashlib.sha1(uri.rstrip("/").encode()).hexdigest()[:12]
+    return storage.cache_root() / "runs" / digest
+
+
+def restore_run(uri: str, local: Path) -> Path | None:
+    """Fetch the latest complete checkpoint (per the pointer) and the run files; return the checkpoint."""
+    local.mkdir(parents=True, exist_ok=True)
+    pointer = storage.join(uri, POINTER)
+    if not storage.exists(pointer):
+        return None
+    name = storage.read_text(pointer).strip()
+    ckpt = local / name
+    storage.download(storage.join(uri, name), ckpt)
+    for extra in (*RUN_FILES, "best.pth"):
+        src = storage.join(uri, extra)
+        if storage.exists(src):
+            storage.download(src, local / extra)
+    (local / POINTER).write_text(str(ckpt))  # mmengine's pointer format: the checkpoint's path
+    log.info("restored %s from %s", name, uri)
+    return ckpt
+
+
+class RunPublisher:
+    """Uploads a run's files after each epoch: objects first, the checkpoint pointer last."""
+
+    def __init__(self, uri: str, keep: int) -> None:
+        self.uri = uri
+        self.keep = keep
+
+    def __call__(self, work: Path, epoch: int, final: bool) -> None:
+        """Publish what the epoch wrote (called on rank 0 by ProgressHook)."""
+        latest = _latest_local(work)
+        if latest is not None:
+            storage.upload(latest, storage.join(self.uri, latest.name))
+        if (work / "best.pth").is_file():
+            storage.upload(work / "best.pth", storage.join(self.uri, "best.pth"))
+        for name in RUN_FILES:
+            if (work / name).is_file():
+                storage.upload(work / name, storage.join(self.uri, name))
+        for logfile in sorted(work.glob("*/*.log")):
+            storage.upload(logfile, storage.join(self.uri, "logs", logfile.name))
+        if latest is not None:
+            storage.write_text(storage.join(self.uri, POINTER), latest.name)  # last: only now is it usable
+            self._prune(latest.name)
+
+    def _prune(self, current: str) -> None:
+        keys = [k for k in storage.list_keys(self.uri) if re.fullmatch(r"epoch_\d+\.pth", k.rsplit("/", 1)[-1])]
+        names = sorted({k.rsplit("/", 1)[-1] for k in keys}, key=lambda n: int(re.sub(r"\D", "", n)))
+        for name in names[: max(0, len(names) - self.keep)]:
+            if name != current:
+                storage.delete(storage.join(self.uri, name))
+
+
+def _latest_local(work: Path) -> Path | None:
+    from autox_video.checkpoints import latest_checkpoint
+
+    return latest_checkpoint(work)

@@ -1,0 +1,111 @@
+"""Training and prediction with data and output in S3 (moto server over HTTP), as a pod runs them."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from tinyrun import cli, make_tiny_dataset, write_config
+
+pytestmark = pytest.mark.slow
+
+
+def _upload_tree(client, bucket: str, root: Path, prefix: str) -> None:  # type: ignore[no-untyped-def]
+    for path in root.rglob("*"):
+        if path.is_file() and not path.name.startswith("."):
+            client.upload_file(str(path), bucket, f"{prefix}/{path.relative_to(root).as_posix()}")
+
+
+def _s3_config(tmp_path: Path, ds, bucket: str, **extra):  # type: ignore[no-untyped-def]
+    base = f"s3://{bucket}/data"
+    return write_config(
+        tmp_path / "config.yaml", ds, f"s3://{bucket}/runs/r1/",
+        data_root=base, ann_file_train=f"{base}/train_list.txt", ann_file_val=f"{base}/val_list.txt",
+        ann_file_test=f"{base}/test_list.txt", class_names=f"{base}/classes.txt",
+        test_results_path=str(tmp_path / "results.json"), **extra,
+    )
+
+
+def _metrics(client, bucket: str) -> list[int]:  # type: ignore[no-untyped-def]
+    body = client.get_object(Bucket=bucket, Key="runs/r1/metrics.jsonl")["Body"].read().decode()
+    return [json.loads(line)["epoch"] for line in body.splitlines() if line.strip()]
+
+
+def test_pod_loss_resumes_from_s3_on_an_empty_disk_then_predicts_from_s3(s3_server, s3_env, bucket, tmp_path: Path) -> None:
+    client = s3_server.client()
+    ds = make_tiny_dataset(tmp_path / "local")
+    _upload_tree(client, bucket, ds.root, "data")
+    config = _s3_config(tmp_path, ds, bucket, epoch=4)
+
+    first = {**os.environ, "AUTOX_CACHE_DIR": str(tmp_path / "disk1"), "PYTHONUNBUFFERED": "1"}
+    proc = subprocess.Popen([sys.executable, "-m", "autox_video", "train", "--config", str(config)], env=first,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    deadline = time.time() + 300
+    while proc.poll() is None and time.time() < deadline:
+        keys = [o["Key"] for o in client.list_objects_v2(Bucket=bucket, Prefix="runs/r1/").get("Contents", [])]
+        if "runs/r1/last_checkpoint" in keys:
+            break
+        time.sleep(0.2)
+    assert proc.poll() is None, "training ended before the pod could be killed"
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+    pointer = client.get_object(Bucket=bucket, Key="runs/r1/last_checkpoint")["Body"].read().decode()
+    assert pointer.startswith("epoch_")
+
+    # A new pod: empty local disk, same output URI.
+    res = cli("train", "--config", str(config), env={"AUTOX_CACHE_DIR": str(tmp_path / "disk2")})
+    assert res.returncode == 0, res.stderr[-3000:]
+    assert "resumed epoch" in res.stdout + res.stderr
+    assert _metrics(client, bucket) == [1, 2, 3, 4]
+    progress = json.loads(client.get_object(Bucket=bucket, Key="runs/r1/progress.json")["Body"].read())
+    assert progress["phase"] == "succeeded"
+    assert progress["best_checkpoint"] == f"s3://{bucket}/runs/r1/best.pth"
+    assert progress["latest_checkpoint"].startswith(f"s3://{bucket}/runs/r1/epoch_")
+    keys = {o["Key"] for o in client.list_objects_v2(Bucket=bucket, Prefix="runs/r1/")["Contents"]}
+    assert {"runs/r1/best.pth", "runs/r1/config.yaml", "runs/r1/classes.txt"} <= keys
+    assert len([k for k in keys if k.startswith("runs/r1/epoch_")]) <= 2  # keep_checkpoints
+
+    # Prediction from S3: the training output URI stands for its best.pth.
+    res = cli("test", "--config", str(config), "--checkpoint", f"s3://{bucket}/runs/r1/",
+              "--test-results-path", f"s3://{bucket}/out/results.json", env={"AUTOX_CACHE_DIR": str(tmp_path / "disk3")})
+    assert res.returncode == 0, res.stderr[-3000:]
+    results = json.loads(client.get_object(Bucket=bucket, Key="out/results.json")["Body"].read())
+    listed = [line.rsplit(maxsplit=1)[0] for line in Path(ds.test_list).read_text().splitlines() if line.strip()]
+    assert [p["video"] for p in results["predictions"]] == listed
+    assert "top1" in results["metrics"]
+
+
+def test_s3_outage_during_training_is_ridden_out(s3_server, s3_env, bucket, tmp_path: Path) -> None:
+    client = s3_server.client()
+    ds = make_tiny_dataset(tmp_path / "local", per_class=2)
+    _upload_tree(client, bucket, ds.root, "data")
+    config = _s3_config(tmp_path, ds, bucket, epoch=3)
+    env = {**os.environ, "AUTOX_CACHE_DIR": str(tmp_path / "disk"), "AUTOX_S3_RETRY_SECONDS": "60"}
+    proc = subprocess.Popen([sys.executable, "-m", "autox_video", "train", "--config", str(config)], env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    deadline = time.time() + 300
+    while time.time() < deadline and proc.poll() is None:
+        if client.list_objects_v2(Bucket=bucket, Prefix="runs/r1/last_checkpoint").get("KeyCount"):
+            break
+        time.sleep(0.2)
+    s3_server.outage(6).join()  # down for 6 s while training goes on and uploads
+    out, _ = proc.communicate(timeout=300)
+    assert proc.returncode == 0, out[-3000:]
+    assert _metrics(client, bucket) == [1, 2, 3]
+
+
+def test_missing_bucket_is_one_line_naming_the_uri(s3_env, tmp_path: Path) -> None:
+    ds = make_tiny_dataset(tmp_path / "local", per_class=1)
+    config = _s3_config(tmp_path, ds, "no-such-bucket")
+    res = cli("train", "--config", str(config), env={"AUTOX_CACHE_DIR": str(tmp_path / "c")})
+    assert res.returncode != 0
+    last = res.stderr.strip().splitlines()[-1]
+    assert "Traceback" not in res.stderr and last.startswith("autox-video: error: ")
+    assert "no-such-bucket" in last

@@ -1,0 +1,94 @@
+"""`autox-video train` / `test` on real encoded videos with a tiny Swin: resume, best.pth, results.json."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+
+from tinyrun import cli, make_tiny_dataset, write_config
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def dataset(tmp_path_factory: pytest.TempPathFactory):  # type: ignore[no-untyped-def]
+    return make_tiny_dataset(tmp_path_factory.mktemp("tiny"))
+
+
+def _metrics(work: Path) -> list[dict]:
+    return [json.loads(line) for line in (work / "metrics.jsonl").read_text().splitlines() if line.strip()]
+
+
+def test_sigkill_then_same_command_resumes_and_trains_every_epoch_once(dataset, tmp_path: Path) -> None:
+    work = tmp_path / "run"
+    config = write_config(tmp_path / "config.yaml", dataset, work, epoch=4)
+    cmd = [sys.executable, "-m", "autox_video", "train", "--config", str(config)]
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    deadline = time.time() + 300
+    while not (work / "epoch_2.pth").exists() and proc.poll() is None and time.time() < deadline:
+        time.sleep(0.2)
+    assert proc.poll() is None, "training ended before it could be killed"
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+    killed_at = [r["epoch"] for r in _metrics(work)]
+    assert killed_at and killed_at[-1] < 4
+
+    done = cli("train", "--config", str(config))
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "resumed epoch" in done.stdout + done.stderr
+    rows = _metrics(work)
+    assert [r["epoch"] for r in rows] == [1, 2, 3, 4]  # no gap, no repeat
+    progress = json.loads((work / "progress.json").read_text())
+    assert progress["phase"] == "succeeded" and progress["epoch"] == 4
+
+    # best.pth holds the epoch with the highest top-1 in metrics.jsonl (first one on ties).
+    best_row = max(rows, key=lambda r: (r["top1"], -r["epoch"]))
+    best = torch.load(work / "best.pth", map_location="cpu", weights_only=True)
+    assert best["meta"]["epoch"] == best_row["epoch"] == progress["best_epoch"]
+    assert best["meta"]["autox"]["class_names"] == dataset.classes  # self-describing
+    assert (work / "config.yaml").is_file() and "num_class: 3" in (work / "config.yaml").read_text()
+
+
+def test_predict_writes_results_in_list_order_with_names(dataset, tmp_path: Path) -> None:
+    work = tmp_path / "run"
+    config = write_config(tmp_path / "config.yaml", dataset, work, epoch=1)
+    assert cli("train", "--config", str(config)).returncode == 0
+    out = tmp_path / "out" / "results.json"
+    res = cli("test", "--config", str(config), "--test-results-path", str(out))
+    assert res.returncode == 0, res.stderr[-3000:]
+    assert f"results: {out}" in res.stdout and "top1:" in res.stdout
+    results = json.loads(out.read_text())
+    listed = [line.rsplit(maxsplit=1) for line in Path(dataset.test_list).read_text().splitlines() if line.strip()]
+    assert [p["video"] for p in results["predictions"]] == [path for path, _ in listed]
+    assert results["classes"] == dataset.classes
+    for p in results["predictions"]:
+        assert p["label_name"] == dataset.classes[p["label"]]
+        assert abs(sum(p["probs"]) - 1) < 1e-4 and p["score"] == max(p["probs"])
+        assert p["true_label"] == int(listed[results["predictions"].index(p)][1])
+    assert set(results["metrics"]) == {"top1", "top3"} or set(results["metrics"]) == {"top1", "top5"}
+
+    seed = tmp_path / "seed.json"
+    assert cli("test", "--config", str(config), "--test-results-path", str(seed), "--results-format", "seed").returncode == 0
+    assert json.loads(seed.read_text()) == [p["probs"] for p in results["predictions"]]
+
+
+def test_python_api_fit_then_transform_without_arguments(dataset, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from autox_video import AutoXVideo
+
+    monkeypatch.chdir(tmp_path)
+    config = write_config(tmp_path / "config.yaml", dataset, tmp_path / "run", epoch=1)
+    model = AutoXVideo().read_cfg(config)
+    result = model.fit(epoch=1, work_dir=str(tmp_path / "api_run"))
+    assert result.epochs == 1 and (tmp_path / "api_run" / "best.pth").is_file()
+    probs = model.transform()
+    listed = [line for line in Path(dataset.test_list).read_text().splitlines() if line.strip()]
+    assert len(probs) == len(listed) and all(len(p) == 3 and abs(sum(p) - 1) < 1e-4 for p in probs)
+    assert json.loads((tmp_path / "run").parent.joinpath("results.json").read_text())["predictions"][0]["probs"] == probs[0]
