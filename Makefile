@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 PYTEST_ARGS ?=
 
-.PHONY: demo test test-fast crds bench clean
+.PHONY: demo test test-fast lint crds bench image clean
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -23,6 +23,9 @@ test: $(STAMP)
 test-fast: $(STAMP)
 	$(PY) -m pytest -m "not slow" $(PYTEST_ARGS)
 
+lint: $(STAMP)
+	$(VENV)/bin/ruff check autox_video operator tests bench
+
 # CRD YAMLs are generated from the pydantic spec models; never edit crds/ by hand.
 crds: $(STAMP)
 	$(PY) -m autox_video.spec.crdgen crds charts/autox-video/crds
@@ -31,6 +34,10 @@ bench: $(STAMP)
 	$(PY) bench/data_pipeline.py
 	$(PY) bench/train_step.py
 	$(PY) bench/inference.py
+
+TRAINER_IMAGE ?= autox-video-trainer:dev
+image:
+	docker build -f trainer_image/Dockerfile -t $(TRAINER_IMAGE) .
 
 clean:
 	rm -rf demo_run build *.egg-info .pytest_cache

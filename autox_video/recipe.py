@@ -127,13 +127,15 @@ def default_num_workers() -> int:
     return max(0, min(8, cpus // max(1, local) - 1))
 
 
-def _loader(cfg: Config, list_file: str, pipeline: list[dict[str, Any]], *, train: bool, batch: int) -> dict[str, Any]:
+def _loader(
+    cfg: Config, list_file: str, pipeline: list[dict[str, Any]], *, train: bool, batch: int, cuda: bool = False
+) -> dict[str, Any]:
     workers = cfg.num_workers if cfg.num_workers is not None else default_num_workers()
     return dict(
         batch_size=batch,
         num_workers=workers,
         persistent_workers=workers > 0,
-        pin_memory=True,
+        pin_memory=cuda,
         sampler=dict(type="DefaultSampler", shuffle=train),
         dataset=dict(type="AutoXVideoDataset", ann_file=list_file, pipeline=pipeline, test_mode=not train),
     )
@@ -185,7 +187,7 @@ def runner_cfg(cfg: Config, lists: Lists, *, work_dir: str, cuda: bool, launcher
         default_scope="mmaction",
         work_dir=work_dir,
         model=model_cfg(cfg, lists.num_classes),
-        train_dataloader=_loader(cfg, lists.train, train_pipeline(cfg), train=True, batch=cfg.videos_per_gpu),
+        train_dataloader=_loader(cfg, lists.train, train_pipeline(cfg), train=True, batch=cfg.videos_per_gpu, cuda=cuda),
         train_cfg=dict(type="ValidateThenSaveLoop", max_epochs=cfg.epoch, val_interval=cfg.evaluation or cfg.epoch),
         optim_wrapper=optim_wrapper_cfg(cfg, cuda),
         param_scheduler=schedule_cfg(cfg),
@@ -211,7 +213,7 @@ def runner_cfg(cfg: Config, lists: Lists, *, work_dir: str, cuda: bool, launcher
     if validate:
         assert lists.val is not None
         pipeline = eval_pipeline(cfg, num_clips=cfg.test_clips, num_crops=1)
-        out["val_dataloader"] = _loader(cfg, lists.val, pipeline, train=False, batch=cfg.videos_per_gpu)
+        out["val_dataloader"] = _loader(cfg, lists.val, pipeline, train=False, batch=cfg.videos_per_gpu, cuda=cuda)
         out["val_cfg"] = dict(type="ValLoop")
         out["val_evaluator"] = dict(type="AccMetric", metric_options=dict(top_k_accuracy=dict(topk=(1, min(5, lists.num_classes)))))
     return out
