@@ -34,6 +34,7 @@ bench: $(STAMP)
 	$(PY) bench/data_pipeline.py
 	$(PY) bench/train_step.py
 	$(PY) bench/inference.py
+	$(PY) bench/e2e.py
 
 TRAINER_IMAGE ?= autox-video-trainer:dev
 image:

@@ -131,9 +131,12 @@ def cmd_prepare(args: argparse.Namespace) -> int:
     """Transcode a dataset once into a random-access-friendly form."""
     from autox_video.prepare import prepare_dataset
 
-    report = prepare_dataset(args.src, args.dst, short_side=args.short_side)
-    print(report)
-    return 0
+    report = prepare_dataset(args.src, args.dst, short_side=args.short_side, gop=args.gop, crf=args.crf,
+                             workers=args.workers, ann_files=tuple(args.ann))
+    print(report.summary())
+    for path, reason in report.failed:
+        print(f"failed: {path}: {reason}", file=sys.stderr)
+    return 1 if report.failed else 0
 
 
 def _rank() -> int:
@@ -160,10 +163,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", default="demo_run", help="folder for the dataset and the run")
     p.add_argument("--epochs", type=int, default=None, help="override the demo's epochs")
     p.set_defaults(func=cmd_demo)
-    p = sub.add_parser("prepare", help="transcode a dataset (short side, keyframes) for fast training")
+    p = sub.add_parser("prepare", help="transcode a dataset once (short side, frequent keyframes) for fast training;"
+                       " resumable")
     p.add_argument("src")
     p.add_argument("dst")
-    p.add_argument("--short-side", type=int, default=256)
+    p.add_argument("--short-side", type=int, default=256, help="short side of the output videos")
+    p.add_argument("--gop", type=int, default=16, help="keyframe interval (frames): small = cheap random access")
+    p.add_argument("--crf", type=int, default=20, help="H.264 quality (lower = better, bigger)")
+    p.add_argument("--workers", type=int, default=None, help="parallel transcodes (default: CPUs)")
+    p.add_argument("--ann", action="append", default=[], help="annotation list to copy (paths renamed .avi->.mp4)")
     p.set_defaults(func=cmd_prepare)
     return parser
 

@@ -17,7 +17,7 @@ from autox_video.errors import ConfigError
 
 Backbone = Literal["swin_t", "swin_s", "swin_b", "swin_micro"]
 Precision = Literal["auto", "fp32", "fp16", "bf16"]
-Decoder = Literal["decord", "pyav"]
+Decoder = Literal["auto", "decord", "pyav"]
 ResultsFormat = Literal["default", "seed"]
 
 
@@ -62,7 +62,9 @@ class Config(BaseModel):
     class_names: str | None = Field(None, description="File with one class name per line (line i = label i).")
     test_clips: int = Field(2, ge=1, description="Clips averaged per video at validation/test.")
     test_crops: int = Field(1, ge=1, description="Spatial crops averaged per clip at test (1 or 3).")
-    decoder: Decoder = Field("decord", description="Video decoding backend.")
+    decoder: Decoder = Field(
+        "auto", description="Video decoding: auto (PyAV for MPEG-4 Part 2, whose seeks decord gets wrong; else decord)."
+    )
     max_bad_fraction: float = Field(0.1, ge=0, le=1, description="Abort if more than this share of videos is unreadable.")
     keep_checkpoints: int = Field(2, ge=1, description="Epoch checkpoints kept (best.pth is always kept).")
     log_interval: int = Field(10, ge=1, description="Log a line every N iterations.")

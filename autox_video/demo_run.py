@@ -14,7 +14,7 @@ DEMO_SETTINGS: dict[str, Any] = dict(
     pretrained="none",
     clip_len=8,
     frame_interval=3,
-    img_size=48,
+    img_size=64,
     videos_per_gpu=8,
     epoch=30,
     evaluation=5,
@@ -56,7 +56,7 @@ def run_demo(root: Path, *, epochs: int | None = None) -> dict[str, Any]:
 
     start = time.time()
     root.mkdir(parents=True, exist_ok=True)
-    dataset = make_demo_dataset(root / "data")
+    dataset = make_demo_dataset(root / "data", num_per_class_train=48)
     print(f"demo dataset: {len(dataset.classes)} classes under {dataset.data_root} ({time.time() - start:.0f}s)")
     cfg = demo_config(root, dataset, epoch=epochs)
     result = fit(cfg)

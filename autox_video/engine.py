@@ -11,10 +11,12 @@ from typing import Any
 
 import torch.nn as nn
 from mmaction.datasets import BaseActionDataset
-from mmaction.registry import DATASETS, LOOPS, OPTIM_WRAPPER_CONSTRUCTORS
+from mmaction.models.heads import I3DHead
+from mmaction.registry import DATASETS, LOOPS, MODELS, OPTIM_WRAPPER_CONSTRUCTORS
 from mmengine.optim import DefaultOptimWrapperConstructor
 from mmengine.runner import EpochBasedTrainLoop
 
+from autox_video import fast_decode  # noqa: F401  (registers FastDecordInit/FastDecordDecode)
 from autox_video.errors import DataError
 
 log = logging.getLogger("autox_video")
@@ -45,6 +47,16 @@ class AutoXVideoDataset(BaseActionDataset):
                 raise DataError(f"{name}: cannot decode ({reason})") from None
             log.warning("skipping %s this time: cannot decode (%s)", name, reason)
             return None
+
+
+@MODELS.register_module()
+class Float32I3DHead(I3DHead):
+    """I3DHead whose scores leave in float32: under bf16 autocast mmaction2's loss calls .numpy()
+    on them for top-k accuracy, and numpy has no bfloat16. Same parameters, same checkpoint keys."""
+
+    def forward(self, x: Any, **kwargs: Any) -> Any:
+        """Class scores of the pooled features, in float32."""
+        return super().forward(x, **kwargs).float()
 
 
 @OPTIM_WRAPPER_CONSTRUCTORS.register_module()

@@ -62,7 +62,7 @@ def model_cfg(cfg: Config, num_classes: int) -> dict[str, Any]:
         type="Recognizer3D",
         backbone=backbone_cfg(cfg.backbone, cfg.drop_path_rate),
         cls_head=dict(
-            type="I3DHead",
+            type="Float32I3DHead",
             in_channels=feature_dim(cfg.backbone),
             num_classes=num_classes,
             spatial_type="avg",
@@ -73,48 +73,33 @@ def model_cfg(cfg: Config, num_classes: int) -> dict[str, Any]:
     )
 
 
-def _decode_steps(cfg: Config) -> tuple[dict[str, Any], dict[str, Any]]:
-    if cfg.decoder == "pyav":
-        return dict(type="PyAVInit"), dict(type="PyAVDecode")
-    return dict(type="DecordInit", num_threads=1), dict(type="DecordDecode")
+def _with_backend(steps: list[dict[str, Any]], cfg: Config) -> list[dict[str, Any]]:
+    steps[0]["backend"] = cfg.decoder
+    return steps
 
 
 def train_pipeline(cfg: Config) -> list[dict[str, Any]]:
-    """Random temporal offset, random resized crop and flip (mmaction2's Swin train pipeline)."""
-    init, decode = _decode_steps(cfg)
-    short = round(cfg.img_size * 256 / 224)
-    return [
-        init,
-        dict(type="SampleFrames", clip_len=cfg.resolved_clip_len, frame_interval=cfg.resolved_frame_interval, num_clips=1),
-        decode,
-        dict(type="Resize", scale=(-1, short)),
-        dict(type="RandomResizedCrop", area_range=(cfg.min_crop_area, 1.0)),
-        dict(type="Resize", scale=(cfg.img_size, cfg.img_size), keep_ratio=False),
-        *([dict(type="Flip", flip_ratio=0.5)] if cfg.flip else []),
-        dict(type="FormatShape", input_format="NCTHW"),
-        dict(type="PackActionInputs"),
-    ]
+    """Decode small (in the decoder), random temporal offset, random resized crop, optional flip."""
+    from autox_video import fast_decode
+
+    return _with_backend(
+        fast_decode.train_pipeline(
+            cfg.resolved_clip_len,
+            cfg.resolved_frame_interval,
+            cfg.img_size,
+            area_range=(cfg.min_crop_area, 1.0),
+            flip_ratio=0.5 if cfg.flip else 0.0,
+        ),
+        cfg,
+    )
 
 
 def eval_pipeline(cfg: Config, *, num_clips: int, num_crops: int) -> list[dict[str, Any]]:
     """Deterministic sampling (test_mode): evenly spaced clips, center or three crops."""
-    init, decode = _decode_steps(cfg)
-    crop = dict(type="ThreeCrop", crop_size=cfg.img_size) if num_crops == 3 else dict(type="CenterCrop", crop_size=cfg.img_size)
-    return [
-        init,
-        dict(
-            type="SampleFrames",
-            clip_len=cfg.resolved_clip_len,
-            frame_interval=cfg.resolved_frame_interval,
-            num_clips=num_clips,
-            test_mode=True,
-        ),
-        decode,
-        dict(type="Resize", scale=(-1, cfg.img_size)),
-        crop,
-        dict(type="FormatShape", input_format="NCTHW"),
-        dict(type="PackActionInputs"),
-    ]
+    from autox_video import fast_decode
+
+    steps = fast_decode.test_pipeline(cfg.resolved_clip_len, cfg.resolved_frame_interval, cfg.img_size, num_clips, num_crops)
+    return _with_backend(steps, cfg)
 
 
 def default_num_workers() -> int:
@@ -223,6 +208,8 @@ def build_recognizer(cfg: Config, num_classes: int) -> Any:
     """Instantiate the Recognizer3D of `model_cfg` (randomly initialised)."""
     from mmaction.registry import MODELS
     from mmaction.utils import register_all_modules
+
+    from autox_video import engine  # noqa: F401  (registers Float32I3DHead)
 
     register_all_modules(init_default_scope=True)  # nested parts resolve in the mmaction scope
     return MODELS.build(model_cfg(cfg, num_classes))

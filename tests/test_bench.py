@@ -1,0 +1,76 @@
+"""Every benchmark runs in --quick mode and ends with its `name: value` headline lines (no timing asserts)."""
+
+from __future__ import annotations
+
+import math
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+pytestmark = pytest.mark.slow
+BENCH = Path(__file__).resolve().parents[1] / "bench"
+HEADLINE = re.compile(r"^([a-z0-9_]+): (\S+)$")
+
+
+@pytest.fixture(scope="module")
+def cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Source videos shared by the data-pipeline and inference runs of this module."""
+    return tmp_path_factory.mktemp("bench-cache")
+
+
+def _run(script: str, *args: str, env: dict[str, str] | None = None) -> dict[str, float]:
+    """Run a bench script; return its trailing headlines (every line after the table must be one)."""
+    proc = subprocess.run(
+        [sys.executable, str(BENCH / script), "--quick", *args],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        env={**os.environ, **(env or {})},
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    lines = proc.stdout.strip().splitlines()
+    heads: dict[str, float] = {}
+    for line in reversed(lines):
+        m = HEADLINE.match(line)
+        if not m:
+            break
+        heads[m.group(1)] = float(m.group(2))
+    assert heads, f"no headline lines at the end of:\n{proc.stdout}"
+    assert len(lines) > len(heads), "a table must come before the headlines"
+    return heads
+
+
+def _positive(heads: dict[str, float], *names: str) -> None:
+    for name in names:
+        assert name in heads, f"missing headline {name!r}: {sorted(heads)}"
+        assert math.isfinite(heads[name]) and heads[name] > 0, (name, heads[name])
+
+
+def test_data_pipeline_prints_both_ratios_and_records(cache: Path, tmp_path: Path) -> None:
+    results = tmp_path / "RESULTS.md"
+    results.write_text("# Results\n")
+    heads = _run("data_pipeline.py", "--cache-dir", str(cache), "--record", env={"AUTOX_BENCH_RESULTS": str(results)})
+    _positive(heads, "pipeline_ratio_720p", "prepared_ratio_720p", "pipeline_ratio_320p", "mmaction_clips_per_core_s_720p")
+    text = results.read_text()
+    assert "## CPU results" in text and "Machine: " in text and "Command: `" in text and "pipeline_ratio_720p: " in text
+    assert "data_pipeline.py --quick" in text
+
+
+def test_train_step_runs_on_cpu(tmp_path: Path) -> None:
+    heads = _run("train_step.py", "--device", "cpu")
+    _positive(heads, "swin_micro_seed_fp32_clips_per_s", "swin_micro_bf16_clips_per_s", "swin_micro_bf16_mfu_pct", "swin_micro_gflops_per_clip")
+
+
+def test_inference_runs_on_cpu(cache: Path) -> None:
+    heads = _run("inference.py", "--device", "cpu", "--cache-dir", str(cache))
+    _positive(heads, "seed_videos_per_s", "ours_videos_per_s", "inference_speedup", "tuned_batch_size")
+
+
+def test_e2e_runs_on_cpu(cache: Path) -> None:
+    heads = _run("e2e.py", "--device", "cpu", "--cache-dir", str(cache))
+    _positive(heads, "e2e_clips_per_s", "compute_only_clips_per_s")
+    assert 0 <= heads["input_wait_share"] <= 1

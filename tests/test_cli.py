@@ -1,0 +1,43 @@
+"""`autox-video check` and `autox-video prepare` from the command line, on real encoded files."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import pytest
+
+from tinyrun import cli, make_tiny_dataset, write_config
+
+
+@pytest.fixture(scope="module")
+def dataset(tmp_path_factory: pytest.TempPathFactory):  # type: ignore[no-untyped-def]
+    return make_tiny_dataset(tmp_path_factory.mktemp("tiny"), per_class=2)
+
+
+def test_check_lists_unreadable_videos_and_exits_1(dataset, tmp_path: Path) -> None:
+    from autox_video.demo import write_empty_video
+
+    config = write_config(tmp_path / "config.yaml", dataset, tmp_path / "run")
+    ok = cli("check", "--config", str(config))
+    assert ok.returncode == 0, ok.stderr[-2000:]
+    assert "train: 6 readable, 0 unreadable" in ok.stdout
+
+    root = tmp_path / "data"
+    shutil.copytree(dataset.data_root, root)
+    first = Path(dataset.val_list).read_text().splitlines()[0].rsplit(" ", 1)[0]
+    write_empty_video(root / first)
+    bad = cli("check", "--config", str(config), "--data-root", str(root))
+    assert bad.returncode == 1
+    assert f"{first}: empty file" in bad.stdout and "val: 5 readable, 1 unreadable" in bad.stdout
+
+
+def test_prepare_transcodes_and_rewrites_lists_then_skips_done_work(dataset, tmp_path: Path) -> None:
+    dst = tmp_path / "prepared"
+    args = ("prepare", str(dataset.data_root), str(dst), "--short-side", "32", "--ann", str(dataset.train_list))
+    first = cli(*args)
+    assert first.returncode == 0, first.stderr[-2000:]
+    listed = (dst / "train_list.txt").read_text().splitlines()
+    assert listed and all(line.split()[0].endswith(".mp4") and (dst / line.split()[0]).is_file() for line in listed)
+    again = cli(*args)
+    assert again.returncode == 0 and "prepared 0 videos" in again.stdout
