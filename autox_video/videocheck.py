@@ -80,8 +80,10 @@ def probe_file(path: str) -> str | None:
 
 
 def _context() -> mp.context.BaseContext:
-    # forkserver/spawn: forking a process that already holds decord/torch threads is unsafe
-    return mp.get_context("forkserver" if "forkserver" in mp.get_all_start_methods() else "spawn")
+    # fork where available, as PyTorch's DataLoader does: spawn/forkserver re-import the caller's
+    # main script in every worker, which re-runs a user's unguarded `AutoXVideo().fit()` script.
+    # The probes touch only decord/PyAV, and a hung child is killed by the timeout anyway.
+    return mp.get_context("fork" if "fork" in mp.get_all_start_methods() else "spawn")
 
 
 def _quiet_worker() -> None:

@@ -90,3 +90,23 @@ def test_a_hanging_probe_times_out_and_the_rest_still_get_probed() -> None:
     reasons = videocheck._probe_all([0, 60, 0, 0, 60, 0], workers=2, timeout_s=2, probe=time.sleep)  # type: ignore[list-item]
     assert reasons == [None, "timed out after 2s (decoder hang)", None, None, "timed out after 2s (decoder hang)", None]
     assert time.monotonic() - start < 20
+
+
+def test_a_user_script_without_main_guard_is_not_re_run_by_the_probe_workers(folder: Path, tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    marker = tmp_path / "runs.txt"
+    script = tmp_path / "user_script.py"
+    script.write_text(
+        "from pathlib import Path\n"
+        "from autox_video.annotations import Sample\n"
+        "from autox_video.videocheck import check_videos\n"
+        f"open({str(marker)!r}, 'a').write('x')\n"
+        f"good, bad = check_videos([Sample('good.mp4', 0, 1), Sample('corrupt.mp4', 0, 2)], Path({str(folder)!r}))\n"
+        "print(len(good), len(bad))\n"
+    )
+    res = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=120)
+    assert res.returncode == 0, res.stderr[-2000:]
+    assert res.stdout.split()[-2:] == ["1", "1"]
+    assert marker.read_text() == "x"  # the script body ran once, not once per worker
