@@ -130,6 +130,8 @@ def predict_split(
     write_list(split, data_root, list_file)
     scores = _run_model(model, model_cfg, str(list_file), len(split.samples)) if split.samples else []
     list_file.unlink(missing_ok=True)
+    if distributed.rank() != 0:  # collect_results gathers on rank 0 only; the others have nothing to report
+        return {}, Prediction("", [], None)
     probs = torch.stack(scores) if scores else torch.zeros(0, num_classes)
     preds = []
     for sample, p in zip(split.samples, probs):

@@ -195,6 +195,9 @@ def runner_cfg(cfg: Config, lists: Lists, *, work_dir: str, cuda: bool, launcher
         load_from=load_from,
         resume=False,
     )
+    if not cuda:
+        # mmengine's default DDP wrapper passes device_ids=[LOCAL_RANK], which DDP rejects for CPU modules.
+        out["model_wrapper_cfg"] = dict(type="MMDistributedDataParallel", device_ids=None, broadcast_buffers=False)
     if validate:
         assert lists.val is not None
         pipeline = eval_pipeline(cfg, num_clips=cfg.test_clips, num_crops=1)
