@@ -25,6 +25,7 @@ test-fast: $(STAMP)
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check autox_video operator tests bench
+	$(VENV)/bin/ruff format --check autox_video operator tests bench
 
 # CRD YAMLs are generated from the pydantic spec models; never edit crds/ by hand.
 crds: $(STAMP)

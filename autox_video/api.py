@@ -45,9 +45,18 @@ class AutoXVideo:
         """Train (resuming from work_dir if it holds a checkpoint); arguments override the config."""
         from autox_video.train import fit
 
-        given = dict(data_root=data_root, ann_file_train=ann_file_train, ann_file_val=ann_file_val, work_dir=work_dir,
-                     video_length=video_length, num_class=num_class, videos_per_gpu=videos_per_gpu, epoch=epoch,
-                     evaluation=evaluation, **extra)
+        given = dict(
+            data_root=data_root,
+            ann_file_train=ann_file_train,
+            ann_file_val=ann_file_val,
+            work_dir=work_dir,
+            video_length=video_length,
+            num_class=num_class,
+            videos_per_gpu=videos_per_gpu,
+            epoch=epoch,
+            evaluation=evaluation,
+            **extra,
+        )
         self._base.update({k: v for k, v in given.items() if v is not None})
         self.last_fit = fit(self.config)
         return self.last_fit

@@ -92,9 +92,12 @@ def load_pretrained(model: nn.Module, path: str | Path) -> str:
         if mismatched:
             k = mismatched[0]
             parts.append(
-                f"{len(mismatched)} with another shape (e.g. {k}: file {tuple(sd[k].shape)} vs model {tuple(target[k].shape)})"
+                f"{len(mismatched)} with another shape "
+                f"(e.g. {k}: file {tuple(sd[k].shape)} vs model {tuple(target[k].shape)})"
             )
-        raise CheckpointError(f"{path}: does not fit this backbone: {'; '.join(parts)}; set `backbone:` to the checkpoint's size")
+        raise CheckpointError(
+            f"{path}: does not fit this backbone: {'; '.join(parts)}; set `backbone:` to the checkpoint's size"
+        )
     load = {k: sd[k] for k in required}
     head = {k: v for k, v in sd.items() if k.startswith("cls_head.") and k in target}
     head_note = ""
@@ -159,7 +162,15 @@ def _resume_safe_globals() -> list[Any]:
 
     multiarray = _numpy_multiarray()
     dtype_classes = [type(np.dtype(t)) for t in ("float64", "float32", "float16", "int64", "int32", "uint8", "bool")]
-    return [HistoryBuffer, multiarray._reconstruct, multiarray.scalar, np.ndarray, np.dtype, _codecs.encode, *dtype_classes]
+    return [
+        HistoryBuffer,
+        multiarray._reconstruct,
+        multiarray.scalar,
+        np.ndarray,
+        np.dtype,
+        _codecs.encode,
+        *dtype_classes,
+    ]
 
 
 def _history_buffer_state(self: Any) -> dict[str, Any]:

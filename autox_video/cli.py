@@ -57,7 +57,7 @@ def _relaunch_under_torchrun(nproc: int, argv: list[str]) -> int:
     import subprocess
 
     rest, skip = [], False
-    for i, a in enumerate(argv):
+    for a in argv:
         if skip:
             skip = False
             continue
@@ -67,8 +67,16 @@ def _relaunch_under_torchrun(nproc: int, argv: list[str]) -> int:
         if a.startswith("--nproc="):
             continue
         rest.append(a)
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={nproc}",
-           "-m", "autox_video", *rest]
+    cmd = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--standalone",
+        f"--nproc_per_node={nproc}",
+        "-m",
+        "autox_video",
+        *rest,
+    ]
     return subprocess.call(cmd)
 
 
@@ -79,7 +87,11 @@ def cmd_train(args: argparse.Namespace) -> int:
     cfg = _config(args, required=True)
     result = fit(cfg)
     if _rank() == 0:
-        best = f"{result.best_top1:.4f} (epoch {result.best_epoch})" if result.best_top1 is not None else "n/a (no validation)"
+        best = (
+            f"{result.best_top1:.4f} (epoch {result.best_epoch})"
+            if result.best_top1 is not None
+            else "n/a (no validation)"
+        )
         print(f"done: {result.epochs} epochs, best val top-1 {best}, work dir {result.work_dir}")
     return 0
 
@@ -110,8 +122,9 @@ def cmd_check(args: argparse.Namespace) -> int:
     for name, ann in (("train", inputs.ann_train), ("val", inputs.ann_val), ("test", cfg.ann_file_test)):
         if ann is None:
             continue
-        split = load_split(name, ann, inputs.data_root, num_class=cfg.num_class, require_labels=name != "test",
-                           max_bad_fraction=1.0)
+        split = load_split(
+            name, ann, inputs.data_root, num_class=cfg.num_class, require_labels=name != "test", max_bad_fraction=1.0
+        )
         for p in split.problems:
             print(f"{ann}: {p.path}: {p.reason}")
         bad += len(split.problems)
@@ -131,8 +144,15 @@ def cmd_prepare(args: argparse.Namespace) -> int:
     """Transcode a dataset once into a random-access-friendly form."""
     from autox_video.prepare import prepare_dataset
 
-    report = prepare_dataset(args.src, args.dst, short_side=args.short_side, gop=args.gop, crf=args.crf,
-                             workers=args.workers, ann_files=tuple(args.ann))
+    report = prepare_dataset(
+        args.src,
+        args.dst,
+        short_side=args.short_side,
+        gop=args.gop,
+        crf=args.crf,
+        workers=args.workers,
+        ann_files=tuple(args.ann),
+    )
     print(report.summary())
     for path, reason in report.failed:
         print(f"failed: {path}: {reason}", file=sys.stderr)
@@ -163,8 +183,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", default="demo_run", help="folder for the dataset and the run")
     p.add_argument("--epochs", type=int, default=None, help="override the demo's epochs")
     p.set_defaults(func=cmd_demo)
-    p = sub.add_parser("prepare", help="transcode a dataset once (short side, frequent keyframes) for fast training;"
-                       " resumable")
+    p = sub.add_parser(
+        "prepare", help="transcode a dataset once (short side, frequent keyframes) for fast training; resumable"
+    )
     p.add_argument("src")
     p.add_argument("dst")
     p.add_argument("--short-side", type=int, default=256, help="short side of the output videos")

@@ -30,9 +30,13 @@ class Config(BaseModel):
     data_root: str | None = Field(None, description="Folder (or s3:// prefix) the annotation paths are relative to.")
     ann_file_train: str | None = Field(None, description="Training list: one `relative/path label` per line.")
     ann_file_val: str | None = Field(None, description="Validation list (optional).")
-    ann_file_test: str | None = Field(None, description="Test list; without it every video under data_root is predicted.")
+    ann_file_test: str | None = Field(
+        None, description="Test list; without it every video under data_root is predicted."
+    )
     video_length: int = Field(8, ge=1, description="Seed meaning: clip_len = 4 x video_length frames, interval 6.")
-    num_class: int | None = Field(None, ge=2, description="Number of classes; inferred from training labels if omitted.")
+    num_class: int | None = Field(
+        None, ge=2, description="Number of classes; inferred from training labels if omitted."
+    )
     videos_per_gpu: int = Field(8, ge=1, description="Batch size per process (GPU).")
     epoch: int = Field(30, ge=1, description="Training epochs.")
     evaluation: int = Field(2, ge=0, description="Validate every N epochs (0 = never).")
@@ -65,7 +69,9 @@ class Config(BaseModel):
     decoder: Decoder = Field(
         "auto", description="Video decoding: auto (PyAV for MPEG-4 Part 2, whose seeks decord gets wrong; else decord)."
     )
-    max_bad_fraction: float = Field(0.1, ge=0, le=1, description="Abort if more than this share of videos is unreadable.")
+    max_bad_fraction: float = Field(
+        0.1, ge=0, le=1, description="Abort if more than this share of videos is unreadable."
+    )
     keep_checkpoints: int = Field(2, ge=1, description="Epoch checkpoints kept (best.pth is always kept).")
     log_interval: int = Field(10, ge=1, description="Log a line every N iterations.")
     results_format: ResultsFormat = Field("default", description="results.json layout: default or seed.")

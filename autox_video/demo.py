@@ -163,10 +163,12 @@ def make_demo_dataset(
         raise ValueError(f"classes must be at least 2 distinct names from {DEFAULT_CLASSES}, got {names}")
     if size < 16 or size % 2 or num_frames < 2:
         raise ValueError(f"size must be even and >= 16, num_frames >= 2; got size={size}, num_frames={num_frames}")
-    ds = DemoDataset(root, root, root / "train_list.txt", root / "val_list.txt", root / "test_list.txt",
-                     root / "classes.txt", names)
+    ds = DemoDataset(
+        root, root, root / "train_list.txt", root / "val_list.txt", root / "test_list.txt", root / "classes.txt", names
+    )
     stamp = root / ".complete"
-    signature = f"v{GENERATOR_VERSION} {names} {num_per_class_train} {num_per_class_val} {num_per_class_test} {num_frames} {size} {fps} {seed}"
+    counts = f"{num_per_class_train} {num_per_class_val} {num_per_class_test}"
+    signature = f"v{GENERATOR_VERSION} {names} {counts} {num_frames} {size} {fps} {seed}"
     if stamp.is_file() and stamp.read_text() == signature:
         return ds
     rng = np.random.default_rng(seed)

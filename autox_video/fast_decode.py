@@ -80,7 +80,9 @@ BACKENDS = ("auto", "decord", "pyav")
 class _DecordReader:
     """decord.VideoReader, scaled inside FFmpeg when that pays (see `scaled_size`)."""
 
-    def __init__(self, path: str, size: tuple[int, int], short_side: int | None, min_factor: float, threads: int) -> None:
+    def __init__(
+        self, path: str, size: tuple[int, int], short_side: int | None, min_factor: float, threads: int
+    ) -> None:
         import decord
 
         width, height = scaled_size(*size, short_side, min_factor)
@@ -149,7 +151,7 @@ class _PyAVReader:
         return segments
 
     def _decode(self, want: dict[int, int], frames: list[np.ndarray | None], seek: int) -> int:
-        """Decode forward from the keyframe at or before `seek` until every wanted frame is in; returns how many are missing."""
+        """Decode from the keyframe at or before `seek` until every wanted frame is in; return how many are missing."""
         container, ctx = self._container, self._stream.codec_context
         container.seek(seek, stream=self._stream, backward=True)
         missing = sum(frames[k] is None for k in want.values())
@@ -200,7 +202,9 @@ class FastDecordInit(BaseTransform):
         backend: "auto" (PyAV for the codecs in PYAV_CODECS, decord otherwise), "decord" or "pyav".
     """
 
-    def __init__(self, short_side: int | None = 256, num_threads: int = 1, min_factor: float = 1.5, backend: str = "auto") -> None:
+    def __init__(
+        self, short_side: int | None = 256, num_threads: int = 1, min_factor: float = 1.5, backend: str = "auto"
+    ) -> None:
         if short_side is not None and short_side < 2:
             raise ValueError(f"short_side must be >= 2 or None, got {short_side!r}")
         if backend not in BACKENDS:
@@ -252,7 +256,8 @@ class FastDecordInit(BaseTransform):
         return self.backend == "pyav" or (self.backend == "auto" and codec in PYAV_CODECS)
 
     def __repr__(self) -> str:
-        return f"{type(self).__name__}(short_side={self.short_side}, num_threads={self.num_threads}, backend={self.backend!r})"
+        name = type(self).__name__
+        return f"{name}(short_side={self.short_side}, num_threads={self.num_threads}, backend={self.backend!r})"
 
 
 @TRANSFORMS.register_module(force=True)
@@ -274,7 +279,8 @@ class FastDecordDecode(BaseTransform):
         if inds.min() < 0 or inds.max() >= total:
             reader.close()
             raise DataError(
-                f"frame indices {int(inds.min())}..{int(inds.max())} out of range for video {path!r} with {total} frames"
+                f"frame indices {int(inds.min())}..{int(inds.max())} out of range "
+                f"for video {path!r} with {total} frames"
             )
         # Ascending unique order: the decoder goes forward from each keyframe at most once.
         uniq, inverse = np.unique(inds, return_inverse=True)
@@ -282,7 +288,8 @@ class FastDecordDecode(BaseTransform):
             frames = reader.read(uniq)
         except Exception as err:
             raise DataError(
-                f"cannot decode frames {int(uniq[0])}..{int(uniq[-1])} of video {path!r} ({total} frames): {_reason(err)}"
+                f"cannot decode frames {int(uniq[0])}..{int(uniq[-1])} "
+                f"of video {path!r} ({total} frames): {_reason(err)}"
             ) from err
         finally:
             reader.close()
@@ -309,7 +316,9 @@ def train_pipeline(
     short = short_side if short_side is not None else round(img_size * 256 / 224)
     steps: list[dict[str, Any]] = [
         dict(type="FastDecordInit", short_side=short),
-        dict(type="SampleFrames", clip_len=clip_len, frame_interval=frame_interval, num_clips=1, out_of_bound_opt="loop"),
+        dict(
+            type="SampleFrames", clip_len=clip_len, frame_interval=frame_interval, num_clips=1, out_of_bound_opt="loop"
+        ),
         dict(type="FastDecordDecode"),
         dict(type="RandomResizedCrop", area_range=tuple(area_range)),
         dict(type="Resize", scale=(img_size, img_size), keep_ratio=False),

@@ -13,7 +13,7 @@ import json
 import os
 import time
 from collections.abc import Callable
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -32,7 +32,7 @@ Publisher = Callable[[Path, int, bool], None]
 
 
 def _now() -> str:
-    return datetime.now(timezone.utc).isoformat(timespec="seconds")
+    return datetime.now(UTC).isoformat(timespec="seconds")
 
 
 def write_json_atomic(path: Path, data: dict[str, Any]) -> None:
@@ -130,7 +130,9 @@ class ProgressHook(Hook):
     def after_train_iter(self, runner: Any, batch_idx: int, data_batch: Any = None, outputs: Any = None) -> None:
         """Accumulate the training loss for metrics.jsonl."""
         if outputs and "loss" in outputs:
-            self._loss_sum += float(outputs["loss"].detach()) if hasattr(outputs["loss"], "detach") else float(outputs["loss"])
+            self._loss_sum += (
+                float(outputs["loss"].detach()) if hasattr(outputs["loss"], "detach") else float(outputs["loss"])
+            )
             self._loss_n += 1
 
     def after_val_epoch(self, runner: Any, metrics: dict[str, float] | None = None) -> None:

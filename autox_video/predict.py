@@ -55,7 +55,9 @@ def build_model(cfg: Config, num_classes: int, state_dict: dict[str, torch.Tenso
     missing = [k for k in result.missing_keys if not k.endswith("relative_position_index")]
     if missing or result.unexpected_keys:
         bad = (missing or result.unexpected_keys)[0]
-        raise CheckpointError(f"{path}: weights do not fit backbone {cfg.backbone} with {num_classes} classes (e.g. {bad})")
+        raise CheckpointError(
+            f"{path}: weights do not fit backbone {cfg.backbone} with {num_classes} classes (e.g. {bad})"
+        )
     return model.eval()
 
 
@@ -122,8 +124,14 @@ def predict_split(
     names = _class_names(names, cfg)
 
     def plan() -> CheckedSplit:
-        return load_split("test", ann_file, data_root, num_class=num_classes, require_labels=False,
-                          max_bad_fraction=cfg.max_bad_fraction)
+        return load_split(
+            "test",
+            ann_file,
+            data_root,
+            num_class=num_classes,
+            require_labels=False,
+            max_bad_fraction=cfg.max_bad_fraction,
+        )
 
     split = distributed.on_rank0_then_broadcast(plan)
     list_file = work / f"test_list.rank{distributed.rank()}.jsonl"
@@ -134,19 +142,21 @@ def predict_split(
         return {}, Prediction("", [], None)
     probs = torch.stack(scores) if scores else torch.zeros(0, num_classes)
     preds = []
-    for sample, p in zip(split.samples, probs):
+    for sample, p in zip(split.samples, probs, strict=True):
         k = min(5, num_classes)
         top = p.topk(k)
         label = int(top.indices[0])
-        preds.append({
-            "video": sample.path,
-            "label": label,
-            "label_name": names[label] if names else None,
-            "score": float(top.values[0]),
-            "topk": [[int(i), float(v)] for i, v in zip(top.indices, top.values)],
-            "probs": [float(x) for x in p],
-            **({"true_label": sample.label} if sample.label is not None else {}),
-        })
+        preds.append(
+            {
+                "video": sample.path,
+                "label": label,
+                "label_name": names[label] if names else None,
+                "score": float(top.values[0]),
+                "topk": [[int(i), float(v)] for i, v in zip(top.indices, top.values, strict=True)],
+                "probs": [float(x) for x in p],
+                **({"true_label": sample.label} if sample.label is not None else {}),
+            }
+        )
     metrics = _metrics([s.label for s in split.samples], probs)
     skipped = [{"video": p.path, "reason": p.reason} for p in split.problems]
     results: dict[str, Any] = {

@@ -225,7 +225,8 @@ def prepare_dataset(
             ctx = mp.get_context("forkserver")
             with ProcessPoolExecutor(max_workers=workers, mp_context=ctx) as pool:
                 futures = {
-                    pool.submit(_job, str(src / rel), str(dst / out_rel), short_side, gop, crf, threads): rel for rel, out_rel in todo
+                    pool.submit(_job, str(src / rel), str(dst / out_rel), short_side, gop, crf, threads): rel
+                    for rel, out_rel in todo
                 }
                 for future in as_completed(futures):
                     _record(report, src, futures[future], future.result())

@@ -98,7 +98,9 @@ def eval_pipeline(cfg: Config, *, num_clips: int, num_crops: int) -> list[dict[s
     """Deterministic sampling (test_mode): evenly spaced clips, center or three crops."""
     from autox_video import fast_decode
 
-    steps = fast_decode.test_pipeline(cfg.resolved_clip_len, cfg.resolved_frame_interval, cfg.img_size, num_clips, num_crops)
+    steps = fast_decode.test_pipeline(
+        cfg.resolved_clip_len, cfg.resolved_frame_interval, cfg.img_size, num_clips, num_crops
+    )
     return _with_backend(steps, cfg)
 
 
@@ -157,14 +159,26 @@ def schedule_cfg(cfg: Config) -> list[dict[str, Any]]:
     warmup = min(cfg.warmup_epochs, float(cfg.epoch))
     steps: list[dict[str, Any]] = []
     if warmup > 0:
-        steps.append(dict(type="LinearLR", start_factor=0.1, by_epoch=True, begin=0, end=warmup, convert_to_iter_based=True))
+        steps.append(
+            dict(type="LinearLR", start_factor=0.1, by_epoch=True, begin=0, end=warmup, convert_to_iter_based=True)
+        )
     steps.append(
-        dict(type="CosineAnnealingLR", T_max=cfg.epoch, eta_min=0, by_epoch=True, begin=0, end=cfg.epoch, convert_to_iter_based=True)
+        dict(
+            type="CosineAnnealingLR",
+            T_max=cfg.epoch,
+            eta_min=0,
+            by_epoch=True,
+            begin=0,
+            end=cfg.epoch,
+            convert_to_iter_based=True,
+        )
     )
     return steps
 
 
-def runner_cfg(cfg: Config, lists: Lists, *, work_dir: str, cuda: bool, launcher: str, load_from: str | None) -> dict[str, Any]:
+def runner_cfg(
+    cfg: Config, lists: Lists, *, work_dir: str, cuda: bool, launcher: str, load_from: str | None
+) -> dict[str, Any]:
     """The whole mmengine Runner config for training (and validation when a val list exists)."""
     validate = lists.val is not None and cfg.evaluation > 0
     assert lists.train is not None
@@ -172,7 +186,9 @@ def runner_cfg(cfg: Config, lists: Lists, *, work_dir: str, cuda: bool, launcher
         default_scope="mmaction",
         work_dir=work_dir,
         model=model_cfg(cfg, lists.num_classes),
-        train_dataloader=_loader(cfg, lists.train, train_pipeline(cfg), train=True, batch=cfg.videos_per_gpu, cuda=cuda),
+        train_dataloader=_loader(
+            cfg, lists.train, train_pipeline(cfg), train=True, batch=cfg.videos_per_gpu, cuda=cuda
+        ),
         train_cfg=dict(type="ValidateThenSaveLoop", max_epochs=cfg.epoch, val_interval=cfg.evaluation or cfg.epoch),
         optim_wrapper=optim_wrapper_cfg(cfg, cuda),
         param_scheduler=schedule_cfg(cfg),
@@ -203,7 +219,9 @@ def runner_cfg(cfg: Config, lists: Lists, *, work_dir: str, cuda: bool, launcher
         pipeline = eval_pipeline(cfg, num_clips=cfg.test_clips, num_crops=1)
         out["val_dataloader"] = _loader(cfg, lists.val, pipeline, train=False, batch=cfg.videos_per_gpu, cuda=cuda)
         out["val_cfg"] = dict(type="ValLoop")
-        out["val_evaluator"] = dict(type="AccMetric", metric_options=dict(top_k_accuracy=dict(topk=(1, min(5, lists.num_classes)))))
+        out["val_evaluator"] = dict(
+            type="AccMetric", metric_options=dict(top_k_accuracy=dict(topk=(1, min(5, lists.num_classes))))
+        )
     return out
 
 

@@ -48,8 +48,15 @@ def plan_data(
     names = read_class_names(class_file) if class_file else None
     num_class = cfg.num_class or (len(names) if names else None)
     skipped = work / "skipped.txt"
-    train = load_split("train", ann_train, data_root, num_class=num_class, require_labels=True,
-                       max_bad_fraction=cfg.max_bad_fraction, skipped=skipped)
+    train = load_split(
+        "train",
+        ann_train,
+        data_root,
+        num_class=num_class,
+        require_labels=True,
+        max_bad_fraction=cfg.max_bad_fraction,
+        skipped=skipped,
+    )
     if num_class is None:
         num_class = infer_num_class(train.samples)
         log.info("num_class not set: inferred %d from %s", num_class, train.source)
@@ -57,15 +64,24 @@ def plan_data(
         raise ConfigError(f"class_names {class_file} has {len(names)} names but num_class is {num_class}")
     val = None
     if ann_val is not None:
-        val = load_split("val", ann_val, data_root, num_class=num_class, require_labels=True,
-                         max_bad_fraction=cfg.max_bad_fraction, skipped=skipped)
+        val = load_split(
+            "val",
+            ann_val,
+            data_root,
+            num_class=num_class,
+            require_labels=True,
+            max_bad_fraction=cfg.max_bad_fraction,
+            skipped=skipped,
+        )
     if not train.samples:
         raise DataError(f"{train.source}: no readable training videos")
     return DataPlan(train, val, num_class, names)
 
 
 def _write_run_files(cfg: Config, plan: DataPlan, work: Path) -> None:
-    (work / "config.yaml").write_text(cfg.model_copy(update={"num_class": plan.num_classes}).to_yaml(), encoding="utf-8")
+    (work / "config.yaml").write_text(
+        cfg.model_copy(update={"num_class": plan.num_classes}).to_yaml(), encoding="utf-8"
+    )
     if plan.class_names:
         (work / "classes.txt").write_text("\n".join(plan.class_names) + "\n", encoding="utf-8")
     n = record_skipped([s for s in (plan.train, plan.val) if s is not None], work)
@@ -76,8 +92,15 @@ def _write_run_files(cfg: Config, plan: DataPlan, work: Path) -> None:
 def _result(work: Path, plan: DataPlan, skipped: int) -> TrainResult:
     progress = json.loads((work / "progress.json").read_text())
     best = work / "best.pth"
-    return TrainResult(work, plan.num_classes, progress["epoch"], progress["best_top1"], progress["best_epoch"],
-                       best if best.is_file() else None, skipped)
+    return TrainResult(
+        work,
+        plan.num_classes,
+        progress["epoch"],
+        progress["best_top1"],
+        progress["best_epoch"],
+        best if best.is_file() else None,
+        skipped,
+    )
 
 
 def build_runner(cfg: Config, plan: DataPlan, work: Path, *, resume_from: Path | None, cuda: bool) -> Any:
@@ -97,8 +120,14 @@ def build_runner(cfg: Config, plan: DataPlan, work: Path, *, resume_from: Path |
         num_classes=plan.num_classes,
         class_names=plan.class_names,
     )
-    mm = recipe.runner_cfg(cfg, lists, work_dir=str(work), cuda=cuda, launcher=distributed.launcher(),
-                           load_from=str(resume_from) if resume_from else None)
+    mm = recipe.runner_cfg(
+        cfg,
+        lists,
+        work_dir=str(work),
+        cuda=cuda,
+        launcher=distributed.launcher(),
+        load_from=str(resume_from) if resume_from else None,
+    )
     mm["resume"] = resume_from is not None
     runner = Runner.from_cfg(MMConfig(mm))
     progress = next(h for h in runner.hooks if isinstance(h, hooks.ProgressHook))
@@ -132,7 +161,7 @@ def fit(cfg: Config, *, local_inputs: Any = None, publisher: Any = None) -> Trai
         _write_run_files(cfg, plan, work)
     distributed.barrier()
 
-    resume_from = checkpoints.latest_checkpoint(work)
+    resume_from = _agree_on_resume(work, inputs.output_uri)
     if resume_from is not None:
         log.info("resuming from %s", resume_from)
     runner = build_runner(cfg, plan, work, resume_from=resume_from, cuda=cuda)
@@ -153,7 +182,32 @@ def fit(cfg: Config, *, local_inputs: Any = None, publisher: Any = None) -> Trai
                 progress.publisher(work, -1, True)
         raise
     skipped = sum(len(s.problems) for s in (plan.train, plan.val) if s is not None)
-    return _result(work, plan, skipped)
+    # Only rank 0 wrote progress.json (other nodes may not share its disk): its summary goes to all.
+    return distributed.on_rank0_then_broadcast(lambda: _result(work, plan, skipped))
+
+
+def _agree_on_resume(work: Path, output_uri: str | None) -> Path | None:
+    """Rank 0's latest checkpoint, made present on every node: all ranks must resume the same epoch."""
+    from autox_video import checkpoints, storage
+
+    name = distributed.on_rank0_then_broadcast(lambda: getattr(checkpoints.latest_checkpoint(work), "name", None))
+    if name is None:
+        return None
+    local = work / name
+
+    def fetch() -> None:
+        # Another node's disk holds only what it restored at start (or an older run): take rank 0's choice.
+        if local.is_file():
+            return
+        if output_uri is None:
+            raise ConfigError(
+                f"{local}: this node cannot see rank 0's checkpoint; for several nodes use an "
+                "s3:// work_dir or a work_dir on a shared filesystem"
+            )
+        storage.download(storage.join(output_uri, name), local)
+
+    distributed.local_rank0_first(fetch)
+    return local
 
 
 def _mark_failed(work: Path, err: BaseException) -> None:

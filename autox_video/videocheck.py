@@ -167,8 +167,8 @@ def check_videos(
     finally:
         if bar is not None:
             bar.close()
-    good = [s for s, r in zip(samples, reasons) if r is None]
-    problems = [VideoProblem(s.path, r) for s, r in zip(samples, reasons) if r is not None]
+    good = [s for s, r in zip(samples, reasons, strict=True) if r is None]
+    problems = [VideoProblem(s.path, r) for s, r in zip(samples, reasons, strict=True) if r is not None]
     return good, problems
 
 

@@ -86,7 +86,9 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
     ap.add_argument("--quick", action="store_true", help="tiny sources and clips: a CI smoke run of a few seconds")
     ap.add_argument("--clips", type=int, default=None, help="clips per source size and pipeline (default 24, quick 2)")
-    ap.add_argument("--cache-dir", type=Path, default=default_cache_dir(), help="where sources and prepared copies are kept")
+    ap.add_argument(
+        "--cache-dir", type=Path, default=default_cache_dir(), help="where sources and prepared copies are kept"
+    )
     ap.add_argument("--record", action="store_true", help="add the result to bench/RESULTS.md")
     args = ap.parse_args(argv)
 
@@ -146,15 +148,32 @@ def main(argv: list[str] | None = None) -> int:
             mm, ours = rate(size, ext, "mmaction", False), rate(size, ext, "ours", False)
             mm_p, ours_p = rate(size, ext, "mmaction", True), rate(size, ext, "ours", True)
             rows.append(
-                [label, mm, ours, ours / mm, mm_p, ours_p, ours_p / mm,
-                 rate(size, ext, "mmaction", False, True), rate(size, ext, "ours", False, True)]
+                [
+                    label,
+                    mm,
+                    ours,
+                    ours / mm,
+                    mm_p,
+                    ours_p,
+                    ours_p / mm,
+                    rate(size, ext, "mmaction", False, True),
+                    rate(size, ext, "ours", False, True),
+                ]
             )
     header = [
-        "source", "mmaction c/s", "ours c/s", "ours/mm", "mm prep c/s", "ours prep c/s", "prep/mm",
-        "mm wall c/s", "ours wall c/s",
+        "source",
+        "mmaction c/s",
+        "ours c/s",
+        "ours/mm",
+        "mm prep c/s",
+        "ours prep c/s",
+        "prep/mm",
+        "mm wall c/s",
+        "ours wall c/s",
     ]
     text = (
-        f"clips of {clip_len}x{interval} frames -> 1x3x{clip_len}x{img}x{img} uint8; {clips} clips per size and pipeline; "
+        f"clips of {clip_len}x{interval} frames -> 1x3x{clip_len}x{img}x{img} uint8; "
+        f"{clips} clips per size and pipeline; "
         f"c/s = clips per CPU-second (one thread); prep = after `autox-video prepare` (short side 256, gop 16); "
         f"setup {setup_s:.1f}s\n" + table(header, rows)
     )

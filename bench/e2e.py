@@ -61,7 +61,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--model", default=None, help="swin_t | swin_s | swin_b (default swin_b; small swin_t)")
     ap.add_argument("--batch", type=int, default=None, help="clips per step (default 8 GPU, 2 small)")
     ap.add_argument("--steps", type=int, default=None, help="timed steps (default 30 GPU, 4 small, 3 quick)")
-    ap.add_argument("--workers", type=int, default=None, help="loader workers (default: the recipe's, from the machine)")
+    ap.add_argument(
+        "--workers", type=int, default=None, help="loader workers (default: the recipe's, from the machine)"
+    )
     ap.add_argument("--cache-dir", type=Path, default=default_cache_dir())
     ap.add_argument("--record", action="store_true", help="add the result to bench/RESULTS.md")
     args = ap.parse_args(argv)
@@ -87,8 +89,12 @@ def main(argv: list[str] | None = None) -> int:
     size = 64 if args.quick else 128 if small else 320
     per_class = 2 if args.quick else 4 if small else 16
     demo = make_demo_dataset(
-        args.cache_dir / f"demo-e2e-{size}-{per_class}", num_per_class_train=per_class, num_per_class_val=0,
-        num_per_class_test=0, num_frames=2 * frames, size=size,
+        args.cache_dir / f"demo-e2e-{size}-{per_class}",
+        num_per_class_train=per_class,
+        num_per_class_val=0,
+        num_per_class_test=0,
+        num_frames=2 * frames,
+        size=size,
     )
     items = []
     for line in demo.train_list.read_text().splitlines():
@@ -149,14 +155,20 @@ def main(argv: list[str] | None = None) -> int:
         [f"with loader ({workers} workers)", e2e_rate, wait / wall, heads.get("gpu_idle_share", float("nan"))],
     ]
     text = (
-        f"{backbone} {variant.name} on {device} ({machine(device)}); {bs} clips of {frames}x{img}x{img} per step, {steps} timed steps; "
+        f"{backbone} {variant.name} on {device} ({machine(device)}); "
+        f"{bs} clips of {frames}x{img}x{img} per step, {steps} timed steps; "
         f"demo data {len(items)} videos {size}x{size}; pin_memory={cuda}, persistent workers, prefetch 4\n"
         + table(["loop", "clips/s", "input wait share", "GPU idle share"], rows)
     )
     print(text)
     print(headlines(heads))
     if args.record:
-        path = record("gpu" if cuda else "cpu", "End to end" + (" (small)" if small else ""), text + "\n" + headlines(heads), device=device)
+        path = record(
+            "gpu" if cuda else "cpu",
+            "End to end" + (" (small)" if small else ""),
+            text + "\n" + headlines(heads),
+            device=device,
+        )
         print(f"recorded in {path}", file=sys.stderr)
     return 0
 

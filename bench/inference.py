@@ -97,7 +97,9 @@ def run_seed(model: Any, files: list[Path], pipeline: list[dict[str, Any]], devi
     return (len(files) - 1) / (time.perf_counter() - start)
 
 
-def run_ours(model: Any, files: list[Path], pipeline: list[dict[str, Any]], device: str, bs: int, workers: int) -> float:
+def run_ours(
+    model: Any, files: list[Path], pipeline: list[dict[str, Any]], device: str, bs: int, workers: int
+) -> float:
     """Videos/s of our loop: workers decode ahead, batches of `bs`, bf16 on GPU.
 
     The clock starts when the first batch is ready (worker start-up is a once-per-run cost).
@@ -196,7 +198,12 @@ def main(argv: list[str] | None = None) -> int:
     print(text)
     print(headlines(heads))
     if args.record:
-        path = record("gpu" if cuda else "cpu", "Inference" + (" (small)" if small else ""), text + "\n" + headlines(heads), device=device)
+        path = record(
+            "gpu" if cuda else "cpu",
+            "Inference" + (" (small)" if small else ""),
+            text + "\n" + headlines(heads),
+            device=device,
+        )
         print(f"recorded in {path}", file=sys.stderr)
     return 0
 

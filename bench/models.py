@@ -45,7 +45,10 @@ def batch(n: int, views: int, frames: int, img: int, device: str, num_classes: i
     from mmaction.structures import ActionDataSample
 
     gen = torch.Generator().manual_seed(0)
-    inputs = [torch.randint(0, 256, (views, 3, frames, img, img), dtype=torch.uint8, generator=gen).to(device) for _ in range(n)]
+    inputs = [
+        torch.randint(0, 256, (views, 3, frames, img, img), dtype=torch.uint8, generator=gen).to(device)
+        for _ in range(n)
+    ]
     samples = [ActionDataSample().set_gt_labels(int(i % num_classes)) for i in range(n)]
     return dict(inputs=inputs, data_samples=samples)
 

@@ -32,7 +32,11 @@ def machine(device: str = "cpu") -> str:
         cores = len(os.sched_getaffinity(0))
     except AttributeError:
         cores = os.cpu_count() or 0
-    parts = [f"{cpu_model()} x{cores} usable cores", f"{platform.system()} {platform.release()}", f"Python {platform.python_version()}"]
+    parts = [
+        f"{cpu_model()} x{cores} usable cores",
+        f"{platform.system()} {platform.release()}",
+        f"Python {platform.python_version()}",
+    ]
     try:
         import torch
 
@@ -57,7 +61,11 @@ def table(header: Sequence[str], rows: Sequence[Sequence[object]]) -> str:
     widths = [max(len(r[i]) for r in cells) for i in range(len(header))]
     lines = []
     for n, r in enumerate(cells):
-        lines.append("  ".join(c.ljust(w) if i == 0 else c.rjust(w) for i, (c, w) in enumerate(zip(r, widths))).rstrip())
+        lines.append(
+            "  ".join(
+                c.ljust(w) if i == 0 else c.rjust(w) for i, (c, w) in enumerate(zip(r, widths, strict=False))
+            ).rstrip()
+        )
         if n == 0:
             lines.append("  ".join("-" * w for w in widths))
     return "\n".join(lines)
@@ -71,13 +79,11 @@ def headlines(values: dict[str, float]) -> str:
 def record(kind: str, title: str, text: str, *, device: str = "cpu", note: str = "") -> Path:
     """Insert a dated entry (machine, command, output) under the CPU or GPU section of RESULTS.md."""
     command = " ".join(shlex.quote(a) for a in [Path(sys.executable).name, *sys.argv])
-    date = dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+    date = dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M UTC")
     entry = (
         f"### {title}, {date}\n\n"
         f"- Machine: {machine(device)}\n"
-        f"- Command: `{command}`\n"
-        + (f"- Note: {note}\n" if note else "")
-        + f"\n```\n{text.rstrip()}\n```\n\n"
+        f"- Command: `{command}`\n" + (f"- Note: {note}\n" if note else "") + f"\n```\n{text.rstrip()}\n```\n\n"
     )
     marker = MARKERS[kind]
     current = RESULTS.read_text(encoding="utf-8") if RESULTS.exists() else ""

@@ -56,8 +56,14 @@ def _frames(width: int, height: int, n: int, rng: np.random.Generator) -> np.nda
     bg = np.clip(bg, 0, 255).astype(np.uint8)
     grain = rng.integers(-6, 7, (8, height, width, 1), dtype=np.int16)
     discs = [
-        (rng.uniform(0, width), rng.uniform(0, height), rng.uniform(-6, 6), rng.uniform(-4, 4),
-         int(rng.uniform(0.05, 0.15) * height), tuple(int(c) for c in rng.integers(0, 256, 3)))
+        (
+            rng.uniform(0, width),
+            rng.uniform(0, height),
+            rng.uniform(-6, 6),
+            rng.uniform(-4, 4),
+            int(rng.uniform(0.05, 0.15) * height),
+            tuple(int(c) for c in rng.integers(0, 256, 3)),
+        )
         for _ in range(4)
     ]
     out = np.empty((n, height, width, 3), np.uint8)

@@ -103,7 +103,9 @@ def count_flops(backbone: str, data: dict[str, Any], device: str) -> float:
     return float(counter.get_total_flops())
 
 
-def run_variant(backbone: str, v: Variant, data: dict[str, Any], device: str, steps: int, warmup: int) -> dict[str, float]:
+def run_variant(
+    backbone: str, v: Variant, data: dict[str, Any], device: str, steps: int, warmup: int
+) -> dict[str, float]:
     """Build, warm up and time one variant; clips/s, seconds/step and peak memory (GiB, GPU only)."""
     import torch
 
@@ -116,7 +118,9 @@ def run_variant(backbone: str, v: Variant, data: dict[str, Any], device: str, st
             if isinstance(module, torch.nn.Conv3d):
                 module.weight.data = module.weight.data.contiguous(memory_format=torch.channels_last_3d)
         # The preprocessed input reaches the backbone as NCTHW float: give it the same layout.
-        model.backbone.register_forward_pre_hook(lambda _m, args: (args[0].contiguous(memory_format=torch.channels_last_3d), *args[1:]))
+        model.backbone.register_forward_pre_hook(
+            lambda _m, args: (args[0].contiguous(memory_format=torch.channels_last_3d), *args[1:])
+        )
     if v.compile:
         model.backbone = torch.compile(model.backbone)
     opt = optimizer(model, v.fused)
@@ -144,14 +148,20 @@ def main(argv: list[str] | None = None) -> int:
     """Parse arguments, time every model x variant, print the table and headlines."""
     ap = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
     ap.add_argument("--device", default=None, help="cuda or cpu (default: cuda when available)")
-    ap.add_argument("--small", action="store_true", help=f"CPU-sized clips {SMALL['frames']}x{SMALL['img']}x{SMALL['img']}")
+    ap.add_argument(
+        "--small", action="store_true", help=f"CPU-sized clips {SMALL['frames']}x{SMALL['img']}x{SMALL['img']}"
+    )
     ap.add_argument("--quick", action="store_true", help="CI smoke: swin_micro (2 stages), 8x32x32, 1 step, no compile")
     ap.add_argument("--models", default="swin_t,swin_b", help="comma-separated: swin_t, swin_s, swin_b")
     ap.add_argument("--batch", type=int, default=None, help="clips per step (default 8 on GPU, 2 small)")
     ap.add_argument("--steps", type=int, default=None, help="timed steps (default 20, quick 2)")
     ap.add_argument("--warmup", type=int, default=None, help="untimed steps first (default 5; compile needs them)")
-    ap.add_argument("--compile", choices=["auto", "on", "off"], default="auto", help="torch.compile variant (auto: on GPU)")
-    ap.add_argument("--variants", default=None, help="comma-separated subset of: " + ", ".join(v.name for v in VARIANTS))
+    ap.add_argument(
+        "--compile", choices=["auto", "on", "off"], default="auto", help="torch.compile variant (auto: on GPU)"
+    )
+    ap.add_argument(
+        "--variants", default=None, help="comma-separated subset of: " + ", ".join(v.name for v in VARIANTS)
+    )
     ap.add_argument("--record", action="store_true", help="add the result to bench/RESULTS.md")
     args = ap.parse_args(argv)
 
@@ -201,7 +211,10 @@ def main(argv: list[str] | None = None) -> int:
             if seed:
                 heads[f"{backbone}_speedup_vs_seed"] = best["clips_per_s"] / seed["clips_per_s"]
         heads[f"{backbone}_gflops_per_clip"] = flops_per_clip / 1e9
-        print(f"# {backbone}: {flops_per_clip / 1e9:.1f} GFLOP per clip (fwd+bwd), best bf16 variant: {best_name}", file=sys.stderr)
+        print(
+            f"# {backbone}: {flops_per_clip / 1e9:.1f} GFLOP per clip (fwd+bwd), best bf16 variant: {best_name}",
+            file=sys.stderr,
+        )
 
     header = ["model", "variant", "clips/s", "ms/step", "MFU %", "peak GiB"]
     text = (

@@ -54,7 +54,9 @@ def test_data_pipeline_prints_both_ratios_and_records(cache: Path, tmp_path: Pat
     results = tmp_path / "RESULTS.md"
     results.write_text("# Results\n")
     heads = _run("data_pipeline.py", "--cache-dir", str(cache), "--record", env={"AUTOX_BENCH_RESULTS": str(results)})
-    _positive(heads, "pipeline_ratio_720p", "prepared_ratio_720p", "pipeline_ratio_320p", "mmaction_clips_per_core_s_720p")
+    _positive(
+        heads, "pipeline_ratio_720p", "prepared_ratio_720p", "pipeline_ratio_320p", "mmaction_clips_per_core_s_720p"
+    )
     text = results.read_text()
     assert "## CPU results" in text and "Machine: " in text and "Command: `" in text and "pipeline_ratio_720p: " in text
     assert "data_pipeline.py --quick" in text
@@ -62,7 +64,13 @@ def test_data_pipeline_prints_both_ratios_and_records(cache: Path, tmp_path: Pat
 
 def test_train_step_runs_on_cpu(tmp_path: Path) -> None:
     heads = _run("train_step.py", "--device", "cpu")
-    _positive(heads, "swin_micro_seed_fp32_clips_per_s", "swin_micro_bf16_clips_per_s", "swin_micro_bf16_mfu_pct", "swin_micro_gflops_per_clip")
+    _positive(
+        heads,
+        "swin_micro_seed_fp32_clips_per_s",
+        "swin_micro_bf16_clips_per_s",
+        "swin_micro_bf16_mfu_pct",
+        "swin_micro_gflops_per_clip",
+    )
 
 
 def test_inference_runs_on_cpu(cache: Path) -> None:

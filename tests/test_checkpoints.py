@@ -57,7 +57,9 @@ def test_seed_patch_size_defect_is_an_error_not_a_warning(tmp_path: Path) -> Non
     sd["backbone.patch_embed.proj.weight"] = torch.zeros(32, 3, 4, 4, 4)  # the seed's 4x4x4 patches
     path = tmp_path / "bad.pth"
     torch.save({"state_dict": sd}, path)
-    with pytest.raises(CheckpointError, match=r"patch_embed\.proj\.weight: file \(32, 3, 4, 4, 4\) vs model \(32, 3, 2, 4, 4\)"):
+    with pytest.raises(
+        CheckpointError, match=r"patch_embed\.proj\.weight: file \(32, 3, 4, 4, 4\) vs model \(32, 3, 2, 4, 4\)"
+    ):
         load_pretrained(_model(), path)
 
 
@@ -65,7 +67,10 @@ def test_missing_backbone_tensor_is_an_error(tmp_path: Path) -> None:
     sd = {k: v for k, v in _model().state_dict().items() if "layers.1.blocks.0.attn.qkv.weight" not in k}
     path = tmp_path / "partial.pth"
     torch.save(sd, path)
-    with pytest.raises(CheckpointError, match=r"1 backbone tensors missing \(e\.g\. backbone\.layers\.1\.blocks\.0\.attn\.qkv\.weight\)"):
+    with pytest.raises(
+        CheckpointError,
+        match=r"1 backbone tensors missing \(e\.g\. backbone\.layers\.1\.blocks\.0\.attn\.qkv\.weight\)",
+    ):
         load_pretrained(_model(), path)
 
 

@@ -6,7 +6,6 @@ import shutil
 from pathlib import Path
 
 import pytest
-
 from tinyrun import cli, make_tiny_dataset, write_config
 
 

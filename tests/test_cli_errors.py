@@ -6,7 +6,6 @@ import shutil
 from pathlib import Path
 
 import pytest
-
 from tinyrun import cli, make_tiny_dataset, write_config
 
 
@@ -48,7 +47,9 @@ def test_missing_video_names_list_and_line(dataset, tmp_path: Path) -> None:
 def test_label_outside_num_class_names_the_line(dataset, tmp_path: Path) -> None:
     bad_list = tmp_path / "train.txt"
     bad_list.write_text(Path(dataset.train_list).read_text().splitlines()[0].rsplit(" ", 1)[0] + " 9\n")
-    config = write_config(tmp_path / "config.yaml", dataset, tmp_path / "run", ann_file_train=str(bad_list), num_class=3)
+    config = write_config(
+        tmp_path / "config.yaml", dataset, tmp_path / "run", ann_file_train=str(bad_list), num_class=3
+    )
     res = cli("train", "--config", str(config))
     assert res.returncode == 2 and "train.txt:1: label 9 outside [0, 3)" in _one_line_error(res)
 
@@ -68,8 +69,9 @@ def test_corrupt_videos_are_skipped_and_reported_then_too_many_abort(dataset, tm
     lines = Path(dataset.train_list).read_text().splitlines()
     broken = lines[0].rsplit(" ", 1)[0]
     write_corrupt_video(root / broken)
-    config = write_config(tmp_path / "config.yaml", dataset, tmp_path / "run", data_root=str(root), epoch=1,
-                          max_bad_fraction=0.2)
+    config = write_config(
+        tmp_path / "config.yaml", dataset, tmp_path / "run", data_root=str(root), epoch=1, max_bad_fraction=0.2
+    )
     res = cli("train", "--config", str(config))
     assert res.returncode == 0, res.stderr[-2000:]
     skipped = (tmp_path / "run" / "skipped.txt").read_text()

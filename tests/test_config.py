@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from autox_video.config import Config, build_config, load_config
+from autox_video.config import build_config, load_config
 from autox_video.errors import ConfigError
 
 SEED_CONFIG = """\

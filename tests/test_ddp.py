@@ -6,7 +6,6 @@ import json
 from pathlib import Path
 
 import pytest
-
 from tinyrun import cli, make_tiny_dataset, write_config
 
 pytestmark = pytest.mark.slow
@@ -26,9 +25,11 @@ def test_train_and_test_with_two_processes(tmp_path: Path) -> None:
     one = tmp_path / "one.json"
     two = tmp_path / "two.json"
     assert cli("test", "--config", str(config), "--test-results-path", str(one)).returncode == 0
-    res = cli("test", "--config", str(config), "--test-results-path", str(two), "--nproc", "2", env={"OMP_NUM_THREADS": "1"})
+    res = cli(
+        "test", "--config", str(config), "--test-results-path", str(two), "--nproc", "2", env={"OMP_NUM_THREADS": "1"}
+    )
     assert res.returncode == 0, res.stderr[-3000:]
     a, b = json.loads(one.read_text()), json.loads(two.read_text())
     assert [p["video"] for p in b["predictions"]] == [p["video"] for p in a["predictions"]]
-    for x, y in zip(a["predictions"], b["predictions"]):
+    for x, y in zip(a["predictions"], b["predictions"], strict=True):
         assert x["label"] == y["label"] and abs(x["score"] - y["score"]) < 1e-4

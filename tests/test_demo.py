@@ -19,8 +19,15 @@ FRAMES, SIZE = 16, 32
 
 @pytest.fixture(scope="module")
 def dataset(tmp_path_factory: pytest.TempPathFactory):
-    return make_demo_dataset(tmp_path_factory.mktemp("demo"), num_per_class_train=8, num_per_class_val=6,
-                             num_per_class_test=2, num_frames=FRAMES, size=SIZE, seed=0)
+    return make_demo_dataset(
+        tmp_path_factory.mktemp("demo"),
+        num_per_class_train=8,
+        num_per_class_val=6,
+        num_per_class_test=2,
+        num_frames=FRAMES,
+        size=SIZE,
+        seed=0,
+    )
 
 
 def _decode(path: Path) -> np.ndarray:
@@ -58,8 +65,14 @@ def test_codecs_are_h264_in_mp4_and_mpeg4_in_avi(dataset) -> None:
 
 
 def test_generation_is_deterministic_and_reuses_a_finished_dataset(tmp_path: Path) -> None:
-    kwargs = {"num_per_class_train": 1, "num_per_class_val": 1, "num_per_class_test": 1, "num_frames": 8,
-              "size": 32, "classes": ["grow", "shrink"]}
+    kwargs = {
+        "num_per_class_train": 1,
+        "num_per_class_val": 1,
+        "num_per_class_test": 1,
+        "num_frames": 8,
+        "size": 32,
+        "classes": ["grow", "shrink"],
+    }
     a = make_demo_dataset(tmp_path / "a", seed=3, **kwargs)
     b = make_demo_dataset(tmp_path / "b", seed=3, **kwargs)
     c = make_demo_dataset(tmp_path / "c", seed=4, **kwargs)
@@ -90,8 +103,13 @@ def _frame_features(frame: np.ndarray) -> np.ndarray:
     """What one frame shows: a coarse picture, its brightness histogram and colour (shape, size, position)."""
     g = _grey(frame[None])[0]
     hist = np.histogram(g, bins=8, range=(0, 256))[0] / g.size
-    return np.concatenate([cv2.resize(g, (8, 8), interpolation=cv2.INTER_AREA).ravel() / 255, 4 * hist,
-                           frame.reshape(-1, 3).mean(0) / 255])
+    return np.concatenate(
+        [
+            cv2.resize(g, (8, 8), interpolation=cv2.INTER_AREA).ravel() / 255,
+            4 * hist,
+            frame.reshape(-1, 3).mean(0) / 255,
+        ]
+    )
 
 
 def _motion_features(clip: np.ndarray) -> np.ndarray:
@@ -132,11 +150,16 @@ def test_no_single_frame_tells_the_class_but_motion_does(dataset) -> None:
     val, y_val = _split(dataset, "val")
     chance = 1 / len(dataset.classes)
     for t in (0, FRAMES // 2, FRAMES - 1):  # first, middle, last frame: none is informative
-        acc = _nearest_centroid_accuracy(np.stack([_frame_features(c[t]) for c in train]), y_train,
-                                         np.stack([_frame_features(c[t]) for c in val]), y_val)
+        acc = _nearest_centroid_accuracy(
+            np.stack([_frame_features(c[t]) for c in train]),
+            y_train,
+            np.stack([_frame_features(c[t]) for c in val]),
+            y_val,
+        )
         assert acc < chance + 0.2, f"frame {t} alone gives {acc:.0%} (chance {chance:.0%})"
-    motion = _nearest_centroid_accuracy(np.stack([_motion_features(c) for c in train]), y_train,
-                                        np.stack([_motion_features(c) for c in val]), y_val)
+    motion = _nearest_centroid_accuracy(
+        np.stack([_motion_features(c) for c in train]), y_train, np.stack([_motion_features(c) for c in val]), y_val
+    )
     assert motion >= 0.8, f"motion features give only {motion:.0%}"
 
 

@@ -68,7 +68,13 @@ def _which_frames(decoded: np.ndarray, n: int) -> list[int]:
 
 
 # Keyframes at 0, 24, 48: one window, the start, across a keyframe, the last frame, far-apart clips.
-SEEKS = (np.arange(27, 49, 3), np.array([0, 1, 2, 3]), np.array([23, 24, 25]), np.array([49]), np.array([1, 2, 30, 31, 49]))
+SEEKS = (
+    np.arange(27, 49, 3),
+    np.array([0, 1, 2, 3]),
+    np.array([23, 24, 25]),
+    np.array([49]),
+    np.array([1, 2, 30, 31, 49]),
+)
 
 
 @pytest.mark.parametrize(
@@ -80,11 +86,15 @@ SEEKS = (np.arange(27, 49, 3), np.array([0, 1, 2, 3]), np.array([23, 24, 25]), n
         pytest.param(
             "bframes_avi",
             "decord",
-            marks=pytest.mark.xfail(strict=True, reason="decord 0.6 returns frame i+2 after seeking in AVI with B-frames"),
+            marks=pytest.mark.xfail(
+                strict=True, reason="decord 0.6 returns frame i+2 after seeking in AVI with B-frames"
+            ),
         ),
     ],
 )
-def test_b_frames_and_seeks_give_the_requested_frames(videos: dict[str, Path], mm: Any, kind: str, backend: str) -> None:
+def test_b_frames_and_seeks_give_the_requested_frames(
+    videos: dict[str, Path], mm: Any, kind: str, backend: str
+) -> None:
     for inds in SEEKS:
         assert _which_frames(_ours(videos[kind], inds, None, backend), 50) == inds.tolist()
 
@@ -102,8 +112,9 @@ def mm() -> Any:
     from mmaction.utils import register_all_modules
 
     register_all_modules(init_default_scope=True)
-    import autox_video.fast_decode  # noqa: F401  (registers the transforms)
     from mmengine.dataset import Compose
+
+    import autox_video.fast_decode  # noqa: F401  (registers the transforms)
 
     return Compose
 
@@ -133,7 +144,9 @@ def _mean_diff(a: np.ndarray, b: np.ndarray) -> float:
 
 @pytest.mark.parametrize("backend", ["auto", "decord", "pyav"])
 @pytest.mark.parametrize("kind", ["mp4", "avi"])
-def test_native_size_is_identical_to_mmaction_decord_decode(videos: dict[str, Path], mm: Any, kind: str, backend: str) -> None:
+def test_native_size_is_identical_to_mmaction_decord_decode(
+    videos: dict[str, Path], mm: Any, kind: str, backend: str
+) -> None:
     inds = np.array([3, 5, 7, 9, 30, 31])  # 30: past the first keyframes (the demo encoder uses gop 8)
     ours = _ours(videos[kind], inds, short_side=None, backend=backend)
     ref = _reference(videos[kind], inds)
@@ -143,7 +156,9 @@ def test_native_size_is_identical_to_mmaction_decord_decode(videos: dict[str, Pa
 
 @pytest.mark.parametrize("backend", ["decord", "pyav"])
 @pytest.mark.parametrize("kind", ["mp4", "avi"])
-def test_scaled_decode_matches_reference_up_to_resize(videos: dict[str, Path], mm: Any, kind: str, backend: str) -> None:
+def test_scaled_decode_matches_reference_up_to_resize(
+    videos: dict[str, Path], mm: Any, kind: str, backend: str
+) -> None:
     inds = np.array([0, 2, 4, 6, 20, 39])
     ours = _ours(videos[kind], inds, short_side=54, backend=backend)
     assert ours.shape == (6, 54, 96, 3) and ours.dtype == np.uint8
@@ -157,7 +172,9 @@ def test_scaled_decode_matches_reference_up_to_resize(videos: dict[str, Path], m
 
 
 @pytest.mark.parametrize("kind", ["mp4", "avi"])
-def test_unsorted_and_repeated_indices_come_back_in_requested_order(videos: dict[str, Path], mm: Any, kind: str) -> None:
+def test_unsorted_and_repeated_indices_come_back_in_requested_order(
+    videos: dict[str, Path], mm: Any, kind: str
+) -> None:
     inds = np.array([9, 1, 9, 0, 33, 1])
     ours = _ours(videos[kind], inds, short_side=None)
     np.testing.assert_array_equal(ours, _reference(videos[kind], inds))
@@ -215,7 +232,9 @@ def test_train_pipeline_output_is_uint8_clip(videos: dict[str, Path], mm: Any) -
 
 
 @pytest.mark.parametrize(("clips", "crops"), [(1, 1), (2, 3)])
-def test_test_pipeline_is_deterministic_with_clips_times_crops(videos: dict[str, Path], mm: Any, clips: int, crops: int) -> None:
+def test_test_pipeline_is_deterministic_with_clips_times_crops(
+    videos: dict[str, Path], mm: Any, clips: int, crops: int
+) -> None:
     from autox_video.fast_decode import test_pipeline
 
     steps = test_pipeline(clip_len=8, frame_interval=2, img_size=48, num_clips=clips, num_crops=crops)

@@ -41,7 +41,9 @@ def source(tmp_path: Path) -> Path:
 
 def test_transcodes_to_short_side_and_gop_keeping_every_frame(source: Path, tmp_path: Path) -> None:
     dst = tmp_path / "dst"
-    report = prepare_dataset(source, dst, short_side=48, gop=8, workers=1, ann_files=[tmp_path / "train.txt"], progress=False)
+    report = prepare_dataset(
+        source, dst, short_side=48, gop=8, workers=1, ann_files=[tmp_path / "train.txt"], progress=False
+    )
     assert report.transcoded == ["run/b c.mp4", "walk/a.avi"]
     assert [f for f, _ in report.failed] == ["broken.mp4"]
     assert not (dst / "broken.mp4").exists() and not list(dst.rglob(f"*{PART_SUFFIX}"))

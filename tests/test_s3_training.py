@@ -11,7 +11,6 @@ import time
 from pathlib import Path
 
 import pytest
-
 from tinyrun import cli, make_tiny_dataset, write_config
 
 pytestmark = pytest.mark.slow
@@ -26,10 +25,16 @@ def _upload_tree(client, bucket: str, root: Path, prefix: str) -> None:  # type:
 def _s3_config(tmp_path: Path, ds, bucket: str, **extra):  # type: ignore[no-untyped-def]
     base = f"s3://{bucket}/data"
     return write_config(
-        tmp_path / "config.yaml", ds, f"s3://{bucket}/runs/r1/",
-        data_root=base, ann_file_train=f"{base}/train_list.txt", ann_file_val=f"{base}/val_list.txt",
-        ann_file_test=f"{base}/test_list.txt", class_names=f"{base}/classes.txt",
-        test_results_path=str(tmp_path / "results.json"), **extra,
+        tmp_path / "config.yaml",
+        ds,
+        f"s3://{bucket}/runs/r1/",
+        data_root=base,
+        ann_file_train=f"{base}/train_list.txt",
+        ann_file_val=f"{base}/val_list.txt",
+        ann_file_test=f"{base}/test_list.txt",
+        class_names=f"{base}/classes.txt",
+        test_results_path=str(tmp_path / "results.json"),
+        **extra,
     )
 
 
@@ -38,15 +43,22 @@ def _metrics(client, bucket: str) -> list[int]:  # type: ignore[no-untyped-def]
     return [json.loads(line)["epoch"] for line in body.splitlines() if line.strip()]
 
 
-def test_pod_loss_resumes_from_s3_on_an_empty_disk_then_predicts_from_s3(s3_server, s3_env, bucket, tmp_path: Path) -> None:
+def test_pod_loss_resumes_from_s3_on_an_empty_disk_then_predicts_from_s3(
+    s3_server, s3_env, bucket, tmp_path: Path
+) -> None:
     client = s3_server.client()
     ds = make_tiny_dataset(tmp_path / "local")
     _upload_tree(client, bucket, ds.root, "data")
     config = _s3_config(tmp_path, ds, bucket, epoch=4)
 
     first = {**os.environ, "AUTOX_CACHE_DIR": str(tmp_path / "disk1"), "PYTHONUNBUFFERED": "1"}
-    proc = subprocess.Popen([sys.executable, "-m", "autox_video", "train", "--config", str(config)], env=first,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "autox_video", "train", "--config", str(config)],
+        env=first,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
     deadline = time.time() + 300
     while proc.poll() is None and time.time() < deadline:
         keys = [o["Key"] for o in client.list_objects_v2(Bucket=bucket, Prefix="runs/r1/").get("Contents", [])]
@@ -73,8 +85,16 @@ def test_pod_loss_resumes_from_s3_on_an_empty_disk_then_predicts_from_s3(s3_serv
     assert len([k for k in keys if k.startswith("runs/r1/epoch_")]) <= 2  # keep_checkpoints
 
     # Prediction from S3: the training output URI stands for its best.pth.
-    res = cli("test", "--config", str(config), "--checkpoint", f"s3://{bucket}/runs/r1/",
-              "--test-results-path", f"s3://{bucket}/out/results.json", env={"AUTOX_CACHE_DIR": str(tmp_path / "disk3")})
+    res = cli(
+        "test",
+        "--config",
+        str(config),
+        "--checkpoint",
+        f"s3://{bucket}/runs/r1/",
+        "--test-results-path",
+        f"s3://{bucket}/out/results.json",
+        env={"AUTOX_CACHE_DIR": str(tmp_path / "disk3")},
+    )
     assert res.returncode == 0, res.stderr[-3000:]
     results = json.loads(client.get_object(Bucket=bucket, Key="out/results.json")["Body"].read())
     listed = [line.rsplit(maxsplit=1)[0] for line in Path(ds.test_list).read_text().splitlines() if line.strip()]
@@ -88,8 +108,13 @@ def test_s3_outage_during_training_is_ridden_out(s3_server, s3_env, bucket, tmp_
     _upload_tree(client, bucket, ds.root, "data")
     config = _s3_config(tmp_path, ds, bucket, epoch=3)
     env = {**os.environ, "AUTOX_CACHE_DIR": str(tmp_path / "disk"), "AUTOX_S3_RETRY_SECONDS": "60"}
-    proc = subprocess.Popen([sys.executable, "-m", "autox_video", "train", "--config", str(config)], env=env,
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "autox_video", "train", "--config", str(config)],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
     deadline = time.time() + 300
     while time.time() < deadline and proc.poll() is None:
         if client.list_objects_v2(Bucket=bucket, Prefix="runs/r1/last_checkpoint").get("KeyCount"):
@@ -109,3 +134,52 @@ def test_missing_bucket_is_one_line_naming_the_uri(s3_env, tmp_path: Path) -> No
     last = res.stderr.strip().splitlines()[-1]
     assert "Traceback" not in res.stderr and last.startswith("autox-video: error: ")
     assert "no-such-bucket" in last
+
+
+def test_two_nodes_train_through_the_entrypoint_and_write_one_set_of_outputs(
+    s3_server, s3_env, bucket, tmp_path: Path
+) -> None:
+    """Two torchrun "nodes" on 127.0.0.1 (one process each, gloo), started as PyTorchJob pods start them."""
+    from netutil import free_port
+
+    client = s3_server.client()
+    ds = make_tiny_dataset(tmp_path / "local")
+    _upload_tree(client, bucket, ds.root, "data")
+    config = _s3_config(tmp_path, ds, bucket, epoch=2)
+    entrypoint = Path(__file__).resolve().parents[1] / "trainer_image" / "entrypoint.py"
+    port = str(free_port())
+    clean = {k: v for k, v in os.environ.items() if not k.startswith(("PET_", "AUTOX_ENTRY"))}
+    pods = []
+    for node in ("0", "1"):
+        env = {
+            **clean,
+            "PET_NNODES": "2", "PET_NPROC_PER_NODE": "1", "PET_NODE_RANK": node,
+            "PET_MASTER_ADDR": "127.0.0.1", "PET_MASTER_PORT": port,
+            "WORLD_SIZE": "2", "RANK": node, "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": port,  # set by the operator too
+            "AUTOX_CACHE_DIR": str(tmp_path / f"node{node}"),  # each pod has its own disk
+            "OMP_NUM_THREADS": "1", "GLOO_SOCKET_IFNAME": "lo", "PYTHONUNBUFFERED": "1",
+        }  # fmt: skip
+        pods.append(
+            subprocess.Popen(
+                [sys.executable, str(entrypoint), "train", "--config", str(config)],
+                env=env,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.STDOUT,
+                text=True,
+            )
+        )
+    try:
+        logs = [pod.communicate(timeout=400)[0] for pod in pods]
+    finally:
+        for pod in pods:
+            if pod.poll() is None:
+                pod.kill()
+                pod.wait()
+    assert [pod.returncode for pod in pods] == [0, 0], "\n".join(log[-3000:] for log in logs)
+    assert [log.count("done: 2 epochs") for log in logs] == [1, 0]  # global rank 0 alone reports
+    assert _metrics(client, bucket) == [1, 2]
+    progress = json.loads(client.get_object(Bucket=bucket, Key="runs/r1/progress.json")["Body"].read())
+    assert progress["phase"] == "succeeded" and progress["epoch"] == 2
+    # Both nodes downloaded the data to their own disk; only node 0 wrote checkpoints.
+    assert list((tmp_path / "node1").rglob("*.mp4")) and list((tmp_path / "node0").rglob("*.mp4"))
+    assert list((tmp_path / "node0").rglob("epoch_2.pth")) and not list((tmp_path / "node1").rglob("epoch_*.pth"))

@@ -12,7 +12,6 @@ from pathlib import Path
 
 import pytest
 import torch
-
 from tinyrun import cli, make_tiny_dataset, write_config
 
 pytestmark = pytest.mark.slow
@@ -76,11 +75,16 @@ def test_predict_writes_results_in_list_order_with_names(dataset, tmp_path: Path
     assert set(results["metrics"]) == {"top1", "top3"} or set(results["metrics"]) == {"top1", "top5"}
 
     seed = tmp_path / "seed.json"
-    assert cli("test", "--config", str(config), "--test-results-path", str(seed), "--results-format", "seed").returncode == 0
+    assert (
+        cli("test", "--config", str(config), "--test-results-path", str(seed), "--results-format", "seed").returncode
+        == 0
+    )
     assert json.loads(seed.read_text()) == [p["probs"] for p in results["predictions"]]
 
 
-def test_python_api_fit_then_transform_without_arguments(dataset, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_python_api_fit_then_transform_without_arguments(
+    dataset, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     from autox_video import AutoXVideo
 
     monkeypatch.chdir(tmp_path)
@@ -91,4 +95,7 @@ def test_python_api_fit_then_transform_without_arguments(dataset, tmp_path: Path
     probs = model.transform()
     listed = [line for line in Path(dataset.test_list).read_text().splitlines() if line.strip()]
     assert len(probs) == len(listed) and all(len(p) == 3 and abs(sum(p) - 1) < 1e-4 for p in probs)
-    assert json.loads((tmp_path / "run").parent.joinpath("results.json").read_text())["predictions"][0]["probs"] == probs[0]
+    assert (
+        json.loads((tmp_path / "run").parent.joinpath("results.json").read_text())["predictions"][0]["probs"]
+        == probs[0]
+    )

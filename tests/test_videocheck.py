@@ -74,8 +74,10 @@ def test_too_many_unreadable_videos_abort_with_one_clear_line(folder: Path) -> N
 def test_many_small_videos_are_probed_in_seconds(folder: Path, tmp_path: Path) -> None:
     rng = np.random.default_rng(1)
     for i in range(4):
-        write_video(tmp_path / f"v{i}.avi" if i % 2 else tmp_path / f"v{i}.mp4",
-                    render_clip("shrink", rng, num_frames=16, size=32))
+        write_video(
+            tmp_path / f"v{i}.avi" if i % 2 else tmp_path / f"v{i}.mp4",
+            render_clip("shrink", rng, num_frames=16, size=32),
+        )
     samples = [Sample(f"v{i % 4}.avi" if i % 2 else f"v{i % 4}.mp4", 0, i + 1) for i in range(120)]
     start = time.monotonic()
     good, problems = check_videos(samples, tmp_path, workers=2, progress=True)

@@ -33,28 +33,51 @@ TINY: dict[str, Any] = dict(
 )
 
 
-def make_tiny_dataset(root: Path, per_class: int = 4, classes: tuple[str, ...] = ("move_left", "move_right", "grow")) -> Any:
+def make_tiny_dataset(
+    root: Path, per_class: int = 4, classes: tuple[str, ...] = ("move_left", "move_right", "grow")
+) -> Any:
     """A few short real encoded videos per class (both containers), with train/val/test lists."""
     from autox_video.demo import make_demo_dataset
 
     return make_demo_dataset(
-        root, num_per_class_train=per_class, num_per_class_val=2, num_per_class_test=2,
-        num_frames=16, size=32, classes=list(classes),
+        root,
+        num_per_class_train=per_class,
+        num_per_class_val=2,
+        num_per_class_test=2,
+        num_frames=16,
+        size=32,
+        classes=list(classes),
     )
 
 
 def write_config(path: Path, ds: Any, work_dir: Path, **overrides: Any) -> Path:
     """config.yaml for a tiny run on `ds`."""
-    cfg = dict(TINY, data_root=str(ds.data_root), ann_file_train=str(ds.train_list), ann_file_val=str(ds.val_list),
-               ann_file_test=str(ds.test_list), class_names=str(ds.classes_file), work_dir=str(work_dir),
-               test_results_path=str(Path(work_dir).parent / "results.json"), epoch=2)
+    cfg = dict(
+        TINY,
+        data_root=str(ds.data_root),
+        ann_file_train=str(ds.train_list),
+        ann_file_val=str(ds.val_list),
+        ann_file_test=str(ds.test_list),
+        class_names=str(ds.classes_file),
+        work_dir=str(work_dir),
+        test_results_path=str(Path(work_dir).parent / "results.json"),
+        epoch=2,
+    )
     cfg.update(overrides)
     path.write_text(yaml.safe_dump(cfg))
     return path
 
 
-def cli(*args: str, cwd: Path | None = None, env: dict[str, str] | None = None, timeout: float = 600) -> subprocess.CompletedProcess[str]:
+def cli(
+    *args: str, cwd: Path | None = None, env: dict[str, str] | None = None, timeout: float = 600
+) -> subprocess.CompletedProcess[str]:
     """Run `python -m autox_video ARGS` and capture its output."""
     full_env = {**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})}
-    return subprocess.run([sys.executable, "-m", "autox_video", *args], cwd=cwd, env=full_env, text=True,
-                          capture_output=True, timeout=timeout)
+    return subprocess.run(
+        [sys.executable, "-m", "autox_video", *args],
+        cwd=cwd,
+        env=full_env,
+        text=True,
+        capture_output=True,
+        timeout=timeout,
+    )

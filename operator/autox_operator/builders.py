@@ -13,6 +13,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Protocol
 
+from autox_operator import constants as C
+from autox_operator.settings import OperatorSettings
 from autox_video.config import Config, build_config
 from autox_video.spec import (
     API_VERSION,
@@ -22,8 +24,6 @@ from autox_video.spec import (
     VideoInferenceJobSpec,
     VideoTrainingJobSpec,
 )
-from autox_operator import constants as C
-from autox_operator.settings import OperatorSettings
 
 # TrainingParams field -> config.yaml key, where the names differ (the rest are the same in snake_case).
 TRAINING_KEY_RENAMES = {"epochs": "epoch", "batch_size_per_gpu": "videos_per_gpu", "eval_interval": "evaluation"}

@@ -13,8 +13,6 @@ from typing import Any, TypeVar
 
 from pydantic import BaseModel, ValidationError
 
-from autox_video.errors import ConfigError
-from autox_video.spec import TERMINAL_PHASES, StorageSpec, VideoInferenceJobSpec, VideoTrainingJobSpec
 from autox_operator import constants as C
 from autox_operator import s3
 from autox_operator.builders import (
@@ -39,6 +37,8 @@ from autox_operator.status import (
     status_diff,
     training_status,
 )
+from autox_video.errors import ConfigError
+from autox_video.spec import TERMINAL_PHASES, StorageSpec, VideoInferenceJobSpec, VideoTrainingJobSpec
 
 SECRET_KEYS = ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY")
 M = TypeVar("M", bound=BaseModel)

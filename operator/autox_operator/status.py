@@ -13,7 +13,7 @@ CONDITION_KEYS = ("type", "status", "reason", "message", "lastTransitionTime")
 
 
 def now_iso() -> str:
-    return datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+    return datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def _true_conditions(pytorchjob: Mapping[str, Any]) -> dict[str, Mapping[str, Any]]:

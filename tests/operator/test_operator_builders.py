@@ -8,10 +8,6 @@ from typing import Any
 
 import pytest
 import yaml
-from k8s_schemas import SchemaSet
-
-from autox_video.config import build_config
-from autox_video.spec import VideoInferenceJobSpec, VideoTrainingJobSpec
 from autox_operator.builders import (
     TEST_ARGS,
     TRAIN_ARGS,
@@ -25,6 +21,10 @@ from autox_operator.builders import (
     results_uri,
 )
 from autox_operator.settings import OperatorSettings
+from k8s_schemas import SchemaSet
+
+from autox_video.config import build_config
+from autox_video.spec import VideoInferenceJobSpec, VideoTrainingJobSpec
 
 SETTINGS = OperatorSettings(trainer_image="registry.test/trainer:1", default_s3_endpoint="http://minio.minio:9000")
 OWNER = Owner(kind="VideoTrainingJob", name="ucf", namespace="team-a", uid="uid-1")

@@ -8,9 +8,9 @@ import json
 from typing import Any
 
 import yaml
-from ops3 import S3, S3_KEY, S3_SECRET
 from k8s_cluster import Cluster, wait_for
 from k8s_schemas import SchemaSet
+from ops3 import S3, S3_KEY, S3_SECRET
 
 from autox_video.config import Config
 

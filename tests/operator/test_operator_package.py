@@ -6,7 +6,6 @@ import subprocess
 import sys
 
 import pytest
-
 from autox_operator.main import kopf_args
 
 HEAVY = ("torch", "torchvision", "mmaction", "mmengine", "mmcv", "decord")

@@ -8,10 +8,9 @@ import copy
 from typing import Any
 
 import pytest
-from ops3 import S3, S3_KEY, S3_SECRET
-
 from autox_operator import reconcile
 from autox_operator.settings import OperatorSettings
+from ops3 import S3, S3_KEY, S3_SECRET
 
 SETTINGS = OperatorSettings(trainer_image="registry.test/trainer:1", retry_delay=1)
 

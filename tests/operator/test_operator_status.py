@@ -5,7 +5,6 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-
 from autox_operator.status import (
     condition,
     failed_status,
