@@ -12,9 +12,9 @@ from typing import Any
 import torch.nn as nn
 from mmaction.datasets import BaseActionDataset
 from mmaction.models.heads import I3DHead
-from mmaction.registry import DATASETS, LOOPS, MODELS, OPTIM_WRAPPER_CONSTRUCTORS
+from mmaction.registry import DATASETS, LOG_PROCESSORS, LOOPS, MODELS, OPTIM_WRAPPER_CONSTRUCTORS
 from mmengine.optim import DefaultOptimWrapperConstructor
-from mmengine.runner import EpochBasedTrainLoop
+from mmengine.runner import EpochBasedTrainLoop, LogProcessor
 
 from autox_video import fast_decode  # noqa: F401  (registers FastDecordInit/FastDecordDecode)
 from autox_video.errors import DataError
@@ -110,3 +110,13 @@ class ValidateThenSaveLoop(EpochBasedTrainLoop):
             self._epoch += 1
         self.runner.call_hook("after_train")
         return self.runner.model
+
+
+@LOG_PROCESSORS.register_module()
+class EpochLogProcessor(LogProcessor):
+    """Log lines name the epoch being validated: ValidateThenSaveLoop validates before mmengine's
+    epoch counter moves on, so the stock processor would print "Epoch(val) [N-1]" after epoch N."""
+
+    def _get_epoch(self, runner: Any, mode: str) -> int:
+        epoch = super()._get_epoch(runner, mode)
+        return epoch + 1 if mode == "val" and isinstance(runner._train_loop, ValidateThenSaveLoop) else epoch

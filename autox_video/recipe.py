@@ -207,7 +207,7 @@ def runner_cfg(
         launcher=launcher,
         randomness=dict(seed=cfg.seed, deterministic=False),
         log_level="INFO",
-        log_processor=dict(type="LogProcessor", window_size=cfg.log_interval, by_epoch=True),
+        log_processor=dict(type="EpochLogProcessor", window_size=cfg.log_interval, by_epoch=True),
         load_from=load_from,
         resume=False,
     )

@@ -140,42 +140,23 @@ def test_two_nodes_train_through_the_entrypoint_and_write_one_set_of_outputs(
     s3_server, s3_env, bucket, tmp_path: Path
 ) -> None:
     """Two torchrun "nodes" on 127.0.0.1 (one process each, gloo), started as PyTorchJob pods start them."""
-    from netutil import free_port
+    from netutil import free_port, pet_env, run_pods
 
     client = s3_server.client()
     ds = make_tiny_dataset(tmp_path / "local")
     _upload_tree(client, bucket, ds.root, "data")
     config = _s3_config(tmp_path, ds, bucket, epoch=2)
     entrypoint = Path(__file__).resolve().parents[1] / "trainer_image" / "entrypoint.py"
-    port = str(free_port())
+    port = free_port()
     clean = {k: v for k, v in os.environ.items() if not k.startswith(("PET_", "AUTOX_ENTRY"))}
-    pods = []
-    for node in ("0", "1"):
-        env = {
-            **clean,
-            "PET_NNODES": "2", "PET_NPROC_PER_NODE": "1", "PET_NODE_RANK": node,
-            "PET_MASTER_ADDR": "127.0.0.1", "PET_MASTER_PORT": port,
-            "WORLD_SIZE": "2", "RANK": node, "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": port,  # set by the operator too
-            "AUTOX_CACHE_DIR": str(tmp_path / f"node{node}"),  # each pod has its own disk
-            "OMP_NUM_THREADS": "1", "GLOO_SOCKET_IFNAME": "lo", "PYTHONUNBUFFERED": "1",
-        }  # fmt: skip
-        pods.append(
-            subprocess.Popen(
-                [sys.executable, str(entrypoint), "train", "--config", str(config)],
-                env=env,
-                stdout=subprocess.PIPE,
-                stderr=subprocess.STDOUT,
-                text=True,
-            )
-        )
-    try:
-        logs = [pod.communicate(timeout=400)[0] for pod in pods]
-    finally:
-        for pod in pods:
-            if pod.poll() is None:
-                pod.kill()
-                pod.wait()
-    assert [pod.returncode for pod in pods] == [0, 0], "\n".join(log[-3000:] for log in logs)
+    pods = [
+        ([sys.executable, str(entrypoint), "train", "--config", str(config)],
+         {**clean, **pet_env(node, 2, port), "AUTOX_CACHE_DIR": str(tmp_path / f"node{node}")})  # a disk per pod
+        for node in (0, 1)
+    ]  # fmt: skip
+    done = run_pods(pods, timeout=400)
+    assert [rc for rc, _ in done] == [0, 0], "\n".join(log[-3000:] for _, log in done)
+    logs = [log for _, log in done]
     assert [log.count("done: 2 epochs") for log in logs] == [1, 0]  # global rank 0 alone reports
     assert _metrics(client, bucket) == [1, 2]
     progress = json.loads(client.get_object(Bucket=bucket, Key="runs/r1/progress.json")["Body"].read())

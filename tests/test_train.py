@@ -59,7 +59,11 @@ def test_sigkill_then_same_command_resumes_and_trains_every_epoch_once(dataset, 
 def test_predict_writes_results_in_list_order_with_names(dataset, tmp_path: Path) -> None:
     work = tmp_path / "run"
     config = write_config(tmp_path / "config.yaml", dataset, work, epoch=1)
-    assert cli("train", "--config", str(config)).returncode == 0
+    trained = cli("train", "--config", str(config))
+    assert trained.returncode == 0
+    # The log names the epoch just validated (mmengine's stock processor would say [0] here).
+    assert "Epoch(val) [1][" in trained.stdout + trained.stderr
+    assert "Epoch(val) [0][" not in trained.stdout + trained.stderr
     out = tmp_path / "out" / "results.json"
     res = cli("test", "--config", str(config), "--test-results-path", str(out))
     assert res.returncode == 0, res.stderr[-3000:]

@@ -285,35 +285,12 @@ def test_one_pod_runs_the_module_under_torchrun(tmp_path: Path) -> None:
 
 
 def test_two_pods_form_one_job_of_world_size_two(tmp_path: Path) -> None:
-    from netutil import free_port
+    from netutil import free_port, pet_env, run_pods
 
-    port = str(free_port())
-    pods = []
-    for node_rank in ("0", "1"):
-        pet = {
-            "PET_NNODES": "2",
-            "PET_NPROC_PER_NODE": "1",
-            "PET_NODE_RANK": node_rank,
-            "PET_MASTER_ADDR": "127.0.0.1",
-            "PET_MASTER_PORT": port,
-        }
-        pods.append(
-            subprocess.Popen(
-                [sys.executable, str(ENTRYPOINT), "test", "--config", "c.yaml"],
-                env=_pod_env(tmp_path, pet),
-                stdout=subprocess.PIPE,
-                stderr=subprocess.STDOUT,
-                text=True,
-            )
-        )
-    try:
-        logs = [pod.communicate(timeout=180)[0] for pod in pods]
-    finally:
-        for pod in pods:
-            if pod.poll() is None:
-                pod.kill()
-                pod.wait()
-    assert [pod.returncode for pod in pods] == [0, 0], "\n".join(log[-3000:] for log in logs)
+    port = free_port()
+    argv = [sys.executable, str(ENTRYPOINT), "test", "--config", "c.yaml"]
+    done = run_pods([(argv, _pod_env(tmp_path, pet_env(node, 2, port))) for node in (0, 1)], timeout=180)
+    assert [rc for rc, _ in done] == [0, 0], "\n".join(log[-3000:] for _, log in done)
     results = _results(tmp_path)
     assert [(r["rank"], r["node_rank"], r["local_rank"], r["world_size"]) for r in results] == [
         (0, 0, 0, 2),
