@@ -19,7 +19,7 @@ import numpy as np
 
 DEFAULT_CLASSES = ("move_left", "move_right", "rotate_cw", "rotate_ccw", "grow", "shrink")
 FORMATS = ((".mp4", "libx264"), (".avi", "mpeg4"))  # (extension, PyAV encoder), alternated per video
-GENERATOR_VERSION = 4  # part of the completion stamp: a changed generator regenerates old datasets
+GENERATOR_VERSION = 5  # part of the completion stamp: a changed generator regenerates old datasets
 
 
 @dataclass(frozen=True)
@@ -108,10 +108,11 @@ def render_clip(cls: str, rng: np.random.Generator, *, num_frames: int, size: in
     border = max(1.0, 0.03 * s)
     cx, cy = rng.uniform(0, s), rng.uniform(0.35, 0.65) * s
     angle, phase = rng.uniform(0, 2 * np.pi), rng.uniform(0, period)
-    # Per-frame speeds of a few pixels. Sampled with frame_interval <= 4, stripes move under half a
-    # period and the polygon turns under half its symmetry angle per step: no wagon-wheel aliasing.
-    speed = rng.uniform(0.03, 0.045) * s
-    spin = rng.uniform(0.09, 0.13)
+    # Every motion shifts the stripes by about a tenth of their period per frame (the outer vertex, for
+    # a rotation): sampled every 3rd frame that is a third of a period, under the half period past
+    # which periodic stripes look as if they moved the other way (wagon-wheel aliasing).
+    speed = rng.uniform(0.10, 0.12) * period
+    spin = rng.uniform(0.10, 0.12) * period / (1.3 * radius)
     flow = rng.uniform(0.09, 0.11) * period
     sign = 1.0 if cls in ("move_right", "rotate_cw", "grow") else -1.0
     noise = rng.integers(0, 16, (num_frames, s, s, 1)).astype(np.float32)

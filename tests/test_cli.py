@@ -1,7 +1,8 @@
-"""`autox-video check` and `autox-video prepare` from the command line, on real encoded files."""
+"""`autox-video check`, `prepare` and `demo` from the command line, on real encoded files."""
 
 from __future__ import annotations
 
+import json
 import shutil
 from pathlib import Path
 
@@ -40,3 +41,15 @@ def test_prepare_transcodes_and_rewrites_lists_then_skips_done_work(dataset, tmp
     assert listed and all(line.split()[0].endswith(".mp4") and (dst / line.split()[0]).is_file() for line in listed)
     again = cli(*args)
     assert again.returncode == 0 and "prepared 0 videos" in again.stdout
+
+
+@pytest.mark.slow
+def test_demo_generates_trains_predicts_and_prints_where_results_are(tmp_path: Path) -> None:
+    # `make demo` end to end, one epoch (the full demo's accuracy is recorded in the issue notes).
+    out = tmp_path / "demo"
+    res = cli("demo", "--out", str(out), "--epochs", "1")
+    assert res.returncode == 0, res.stderr[-3000:]
+    assert "validation top-1:" in res.stdout and "demo finished in" in res.stdout
+    assert f"results: {out / 'results.json'}" in res.stdout
+    results = json.loads((out / "results.json").read_text())
+    assert len(results["predictions"]) == 48 and results["classes"][0] == "move_left"

@@ -171,3 +171,18 @@ def test_the_shape_looks_the_same_at_the_start_and_end_of_every_class() -> None:
         area = np.array([(_grey(render_clip(cls, rng, num_frames=16, size=32)) > 100).mean((1, 2)) for _ in range(30)])
         drift = (area[:, -1] - area[:, 0]).mean() / area.mean()
         assert abs(drift) < 0.05, f"{cls}: bright area changes by {drift:+.0%} from the first to the last frame"
+
+
+def test_the_direction_of_motion_survives_the_demo_frame_sampling() -> None:
+    # The demo model sees every `frame_interval`-th frame: at that sampling, measured flow must still
+    # give each class its sign (too fast a motion between sampled frames would alias or wrap).
+    from autox_video.demo_run import DEMO_SETTINGS
+
+    step, rng = DEMO_SETTINGS["frame_interval"], np.random.default_rng(1)
+    pairs = {("move_right", "move_left"): 0, ("rotate_cw", "rotate_ccw"): 1, ("grow", "shrink"): 2}
+    for (positive, negative), feature in pairs.items():
+        for cls, sign in ((positive, 1), (negative, -1)):
+            for _ in range(8):
+                clip = render_clip(cls, rng, num_frames=8 * step, size=DEMO_SETTINGS["img_size"])[::step]
+                value = _motion_features(clip)[feature]
+                assert np.sign(value) == sign, f"{cls}: flow {value:+.3f} at every {step}th frame"
