@@ -15,7 +15,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from autox_video.errors import ConfigError
 
-Backbone = Literal["swin_t", "swin_s", "swin_b", "swin_micro"]
+Backbone = Literal["swin_t", "swin_s", "swin_b", "swin_micro", "swin_mini"]
 Precision = Literal["auto", "fp32", "fp16", "bf16"]
 Decoder = Literal["auto", "decord", "pyav"]
 ResultsFormat = Literal["default", "seed"]
@@ -44,7 +44,9 @@ class Config(BaseModel):
     test_results_path: str = Field("./results.json", description="Where `test` writes results.json (path or s3://).")
 
     # --- extras ---
-    backbone: Backbone = Field("swin_b", description="Video Swin size; swin_micro is a tiny model for CPU demos/tests.")
+    backbone: Backbone = Field(
+        "swin_b", description="Video Swin size; swin_micro and swin_mini are tiny models for CPU tests and the demo."
+    )
     pretrained: str | None = Field(
         None, description="Weights (path or s3://); default: first *.pth in ./checkpoints/; 'none' = random init."
     )

@@ -19,7 +19,7 @@ import numpy as np
 
 DEFAULT_CLASSES = ("move_left", "move_right", "rotate_cw", "rotate_ccw", "grow", "shrink")
 FORMATS = ((".mp4", "libx264"), (".avi", "mpeg4"))  # (extension, PyAV encoder), alternated per video
-GENERATOR_VERSION = 5  # part of the completion stamp: a changed generator regenerates old datasets
+GENERATOR_VERSION = 6  # part of the completion stamp: a changed generator regenerates old datasets
 
 
 @dataclass(frozen=True)
@@ -108,11 +108,12 @@ def render_clip(cls: str, rng: np.random.Generator, *, num_frames: int, size: in
     border = max(1.0, 0.03 * s)
     cx, cy = rng.uniform(0, s), rng.uniform(0.35, 0.65) * s
     angle, phase = rng.uniform(0, 2 * np.pi), rng.uniform(0, period)
-    # Every motion shifts the stripes by about a tenth of their period per frame (the outer vertex, for
-    # a rotation): sampled every 3rd frame that is a third of a period, under the half period past
-    # which periodic stripes look as if they moved the other way (wagon-wheel aliasing).
+    # Each motion moves the stripes by about a tenth of their period per frame: sampled every 3rd frame
+    # that is a third of a period, under the half period past which periodic stripes seem to move the
+    # other way (wagon-wheel aliasing). A rotation may turn a little faster: its outer vertex reaches
+    # half a period per step, but across the stripes (what aliasing needs) the motion is smaller.
     speed = rng.uniform(0.10, 0.12) * period
-    spin = rng.uniform(0.10, 0.12) * period / (1.3 * radius)
+    spin = rng.uniform(0.16, 0.18) * period / (1.3 * radius)
     flow = rng.uniform(0.09, 0.11) * period
     sign = 1.0 if cls in ("move_right", "rotate_cw", "grow") else -1.0
     noise = rng.integers(0, 16, (num_frames, s, s, 1)).astype(np.float32)

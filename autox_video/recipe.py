@@ -13,12 +13,13 @@ from typing import Any
 
 from autox_video.config import Config
 
-# name -> (embed_dims, depths, num_heads); swin_micro is ours: a 2-stage model for CPU demos/tests.
+# name -> (embed_dims, depths, num_heads); swin_micro/mini are ours: 2-stage models for CPU tests/demo.
 ARCHS: dict[str, tuple[int, list[int], list[int]]] = {
     "swin_t": (96, [2, 2, 6, 2], [3, 6, 12, 24]),
     "swin_s": (96, [2, 2, 18, 2], [3, 6, 12, 24]),
     "swin_b": (128, [2, 2, 18, 2], [4, 8, 16, 32]),
     "swin_micro": (32, [1, 1], [2, 4]),
+    "swin_mini": (48, [1, 1], [3, 6]),
 }
 MEAN = [123.675, 116.28, 103.53]
 STD = [58.395, 57.12, 57.375]

@@ -71,3 +71,12 @@ def test_config_and_spec_import_without_torch() -> None:
     # The operator image has no torch: these modules must not pull it in.
     code = "import sys, autox_video, autox_video.config, autox_video.errors; assert 'torch' not in sys.modules"
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_the_example_config_is_the_demo_config() -> None:
+    from autox_video.config import load_config
+    from autox_video.demo_run import DEMO_SETTINGS
+
+    example = load_config(Path(__file__).resolve().parents[1] / "examples" / "config.yaml")
+    assert {k: getattr(example, k) for k in DEMO_SETTINGS} == DEMO_SETTINGS
+    assert example.data_root == "demo_run/data" and example.num_class is None

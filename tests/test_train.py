@@ -79,10 +79,7 @@ def test_predict_writes_results_in_list_order_with_names(dataset, tmp_path: Path
     assert set(results["metrics"]) == {"top1", "top3"} or set(results["metrics"]) == {"top1", "top5"}
 
     seed = tmp_path / "seed.json"
-    assert (
-        cli("test", "--config", str(config), "--test-results-path", str(seed), "--results-format", "seed").returncode
-        == 0
-    )
+    assert cli("test", "--config", str(config), "--test-results-path", str(seed), "--format", "seed").returncode == 0
     assert json.loads(seed.read_text()) == [p["probs"] for p in results["predictions"]]
 
 

@@ -43,7 +43,9 @@ class TrainingDataset(CamelModel):
 class TrainingModel(CamelModel):
     """The network and the weights it starts from."""
 
-    backbone: Backbone = Field("swin_b", description="Video Swin size: swin_t, swin_s, swin_b (swin_micro: tests).")
+    backbone: Backbone = Field(
+        "swin_b", description="Video Swin size: swin_t, swin_s, swin_b (swin_micro, swin_mini: CPU tests and demo)."
+    )
     pretrained: str | None = Field(
         None,
         min_length=1,
