@@ -8,7 +8,8 @@ from typing import Any
 
 from autox_video.config import Config, build_config
 
-# A model, clip and schedule that fit ~8 minutes on 2 CPU cores; flips off: left/right is a class.
+# A model, clip and schedule that fit ~8 minutes on 2 CPU cores. Flips off: left/right is a class.
+# No scale jitter (min_crop_area 1): measured, it cost ~0.1 validation top-1 here (0.81 vs 0.94).
 DEMO_SETTINGS: dict[str, Any] = dict(
     backbone="swin_mini",
     pretrained="none",
@@ -24,7 +25,7 @@ DEMO_SETTINGS: dict[str, Any] = dict(
     weight_decay=0.02,
     drop_path_rate=0.0,
     flip=False,
-    min_crop_area=0.6,
+    min_crop_area=1.0,
     test_clips=1,
     test_crops=1,
     log_interval=10,
