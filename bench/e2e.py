@@ -21,7 +21,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from models import FULL, SMALL, TINY, VideoList, batch, recognizer, sync  # noqa: E402
+from models import VideoList, batch, pick_device_and_shape, recognizer, sync  # noqa: E402
 from record import headlines, machine, record, table  # noqa: E402
 from sources import default_cache_dir  # noqa: E402
 from train_step import Variant, make_step, optimizer  # noqa: E402
@@ -76,10 +76,8 @@ def main(argv: list[str] | None = None) -> int:
     from autox_video.fast_decode import train_pipeline
     from autox_video.recipe import default_num_workers
 
-    device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
+    device, small, shape = pick_device_and_shape(args.device, args.small, args.quick)
     cuda = device.startswith("cuda")
-    small = args.small or args.quick or not cuda
-    shape = TINY if args.quick else SMALL if small else FULL
     frames, img = shape["frames"], shape["img"]
     backbone = args.model or ("swin_micro" if args.quick else "swin_t" if small else "swin_b")
     bs = args.batch or (1 if args.quick else 2 if small else 8)

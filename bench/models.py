@@ -11,6 +11,15 @@ SMALL = dict(frames=8, img=64)
 TINY = dict(frames=8, img=32)  # --quick smoke runs only
 
 
+def pick_device_and_shape(device: str | None, small: bool, quick: bool) -> tuple[str, bool, dict[str, int]]:
+    """(device, small?, clip shape) from the common flags: CPU runs are always small, --quick tiny."""
+    import torch
+
+    device = device or ("cuda" if torch.cuda.is_available() else "cpu")
+    small = small or quick or not device.startswith("cuda")
+    return device, small, TINY if quick else SMALL if small else FULL
+
+
 def recognizer(backbone: str, num_classes: int = 400, *, with_cp: bool = False) -> Any:
     """Recognizer3D(SwinTransformer3D patch (2,4,4), window (8,7,7)) + I3DHead + ActionDataPreprocessor."""
     from mmaction.registry import MODELS

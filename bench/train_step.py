@@ -28,7 +28,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from models import FULL, SMALL, TINY, batch, peak_matmul_tflops, recognizer, sync  # noqa: E402
+from models import SMALL, batch, peak_matmul_tflops, pick_device_and_shape, recognizer, sync  # noqa: E402
 from record import headlines, machine, record, table  # noqa: E402
 
 
@@ -167,9 +167,7 @@ def main(argv: list[str] | None = None) -> int:
 
     import torch
 
-    device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
-    small = args.small or args.quick or not device.startswith("cuda")
-    shape = TINY if args.quick else SMALL if small else FULL
+    device, small, shape = pick_device_and_shape(args.device, args.small, args.quick)
     models = ["swin_micro"] if args.quick else [m.strip() for m in args.models.split(",") if m.strip()]
     n = args.batch or (1 if args.quick else 2 if small else 8)
     steps = args.steps or (1 if args.quick else 20 if device.startswith("cuda") else 3)

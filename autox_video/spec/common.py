@@ -108,6 +108,15 @@ class RunPolicySpec(CamelModel):
     )
 
 
+class JobSpecBase(CamelModel):
+    """The fields both job kinds share: where the pods run, S3 access, image and run policy."""
+
+    resources: ResourcesSpec = sub(ResourcesSpec, "Pods, GPUs, CPU, memory and scheduling constraints.")
+    storage: StorageSpec = sub(StorageSpec, "S3 endpoint, region and credentials Secret.")
+    image: str | None = Field(None, min_length=1, description="Trainer image; default: the operator's trainer image.")
+    run_policy: RunPolicySpec = sub(RunPolicySpec, "Retries, deadline, TTL and suspend/resume.")
+
+
 class Condition(CamelModel):
     """A status condition (the Kubernetes convention)."""
 

@@ -12,11 +12,9 @@ from autox_video.spec.common import (
     S3_URI_PATTERN,
     CamelModel,
     CommonStatus,
+    JobSpecBase,
     PrinterColumn,
     ResourceInfo,
-    ResourcesSpec,
-    RunPolicySpec,
-    StorageSpec,
     sub,
 )
 from autox_video.spec.training import _like
@@ -78,20 +76,16 @@ class InferenceParams(CamelModel):
     decoder: Decoder = _like("decoder")
 
 
-class VideoInferenceJobSpec(CamelModel):
+class VideoInferenceJobSpec(JobSpecBase):
     """What to predict, with which model, and where results.json goes."""
 
     model: InferenceModel = Field(description="trainingJobRef or checkpoint (exactly one).")
     dataset: InferenceDataset = Field(description="Videos to predict on S3.")
     inference: InferenceParams = sub(InferenceParams, "Batch size, clips, crops and precision.")
-    resources: ResourcesSpec = sub(ResourcesSpec, "Pods, GPUs, CPU, memory and scheduling constraints.")
     output: str = Field(
         pattern=S3_URI_PATTERN,
         description="s3:// URI of results.json; a URI ending with / gets results.json appended.",
     )
-    storage: StorageSpec = sub(StorageSpec, "S3 endpoint, region and credentials Secret.")
-    image: str | None = Field(None, min_length=1, description="Trainer image; default: the operator's trainer image.")
-    run_policy: RunPolicySpec = sub(RunPolicySpec, "Retries, deadline, TTL and suspend/resume.")
 
 
 class VideoInferenceJobStatus(CommonStatus):

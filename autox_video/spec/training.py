@@ -11,11 +11,9 @@ from autox_video.spec.common import (
     S3_URI_PATTERN,
     CamelModel,
     CommonStatus,
+    JobSpecBase,
     PrinterColumn,
     ResourceInfo,
-    ResourcesSpec,
-    RunPolicySpec,
-    StorageSpec,
     sub,
 )
 
@@ -80,20 +78,16 @@ class TrainingParams(CamelModel):
     log_interval: int = _like("log_interval")
 
 
-class VideoTrainingJobSpec(CamelModel):
+class VideoTrainingJobSpec(JobSpecBase):
     """What to train, on what, with which resources, and where the results go."""
 
     dataset: TrainingDataset = Field(description="Training (and validation) data on S3.")
     model: TrainingModel = sub(TrainingModel, "Backbone and pretrained weights.")
     training: TrainingParams = sub(TrainingParams, "Epochs, batch size, learning rate and the rest of the schedule.")
-    resources: ResourcesSpec = sub(ResourcesSpec, "Pods, GPUs, CPU, memory and scheduling constraints.")
     output: str = Field(
         pattern=S3_URI_PATTERN,
         description="S3 prefix for checkpoints, logs, metrics.jsonl and progress.json (work_dir).",
     )
-    storage: StorageSpec = sub(StorageSpec, "S3 endpoint, region and credentials Secret.")
-    image: str | None = Field(None, min_length=1, description="Trainer image; default: the operator's trainer image.")
-    run_policy: RunPolicySpec = sub(RunPolicySpec, "Retries, deadline, TTL and suspend/resume.")
 
 
 class VideoTrainingJobStatus(CommonStatus):
