@@ -79,7 +79,8 @@ def _run_model(model: torch.nn.Module, cfg: Config, list_file: str, n: int) -> l
     from autox_video import engine, recipe  # noqa: F401  (registers the dataset)
 
     pipeline = recipe.eval_pipeline(cfg, num_clips=cfg.test_clips, num_crops=cfg.test_crops)
-    workers = cfg.num_workers if cfg.num_workers is not None else recipe.default_num_workers()
+    cuda = torch.cuda.is_available()
+    workers = cfg.num_workers if cfg.num_workers is not None else recipe.default_num_workers(cuda=cuda)
     loader = Runner.build_dataloader(
         dict(
             batch_size=cfg.videos_per_gpu,
@@ -88,7 +89,7 @@ def _run_model(model: torch.nn.Module, cfg: Config, list_file: str, n: int) -> l
             dataset=dict(type="AutoXVideoDataset", ann_file=list_file, pipeline=pipeline, test_mode=True),
         )
     )
-    device = torch.device("cuda", distributed.local_rank()) if torch.cuda.is_available() else torch.device("cpu")
+    device = torch.device("cuda", distributed.local_rank()) if cuda else torch.device("cpu")
     model.to(device)
     scores: list[torch.Tensor] = []
     with torch.inference_mode():

@@ -82,7 +82,7 @@ def main(argv: list[str] | None = None) -> int:
     backbone = args.model or ("swin_micro" if args.quick else "swin_t" if small else "swin_b")
     bs = args.batch or (1 if args.quick else 2 if small else 8)
     steps = args.steps or (3 if args.quick else 4 if small else 30)
-    workers = args.workers if args.workers is not None else default_num_workers()
+    workers = args.workers if args.workers is not None else default_num_workers(cuda=cuda)
     # Demo videos big enough for the crop, long enough for a clip of `frames` x 2 without looping.
     size = 64 if args.quick else 128 if small else 320
     per_class = 2 if args.quick else 4 if small else 16

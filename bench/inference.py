@@ -160,7 +160,7 @@ def main(argv: list[str] | None = None) -> int:
     clips = 2 if args.quick else args.clips
     views = clips * args.crops
     n_videos = args.videos or (8 if args.quick else 12 if small else 96)
-    workers = args.workers if args.workers is not None else default_num_workers()
+    workers = args.workers if args.workers is not None else default_num_workers(cuda=cuda)
     frames, img = shape["frames"], shape["img"]
     spec = SourceSpec(seconds=2.0, fps=15, videos=1) if args.quick else SourceSpec()
     sources = ensure_sources(spec, args.cache_dir)["320p"]

@@ -52,4 +52,4 @@ def test_demo_generates_trains_predicts_and_prints_where_results_are(tmp_path: P
     assert "validation top-1:" in res.stdout and "demo finished in" in res.stdout
     assert f"results: {out / 'results.json'}" in res.stdout
     results = json.loads((out / "results.json").read_text())
-    assert len(results["predictions"]) == 48 and results["classes"][0] == "move_left"
+    assert len(results["predictions"]) == 96 and results["classes"][0] == "move_left"  # 16 test videos x 6 classes

@@ -84,6 +84,11 @@ def test_generation_is_deterministic_and_reuses_a_finished_dataset(tmp_path: Pat
     make_demo_dataset(tmp_path / "a", seed=3, **kwargs)  # finished: nothing rewritten
     assert (a.root / "videos/train/grow_000.mp4").stat().st_mtime_ns == before
     assert a.classes == ["grow", "shrink"] and a.classes_file.read_text() == "grow\nshrink\n"
+    # One seed per video: more training videos leave the other videos as they were.
+    d = make_demo_dataset(tmp_path / "d", seed=3, **{**kwargs, "num_per_class_train": 2})
+    same = ["videos/train/grow_000.mp4", "videos/val/shrink_000.avi", "videos/test/grow_000.mp4"]
+    assert all(filecmp.cmp(a.root / f, d.root / f, shallow=False) for f in same)
+    assert (d.root / "videos/train/grow_001.avi").is_file()
 
 
 def test_bad_arguments_are_refused(tmp_path: Path) -> None:

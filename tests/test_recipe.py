@@ -76,3 +76,48 @@ def test_default_pretrained_is_the_first_pth_in_checkpoints(tmp_path: Path) -> N
     assert find_pretrained(None, tmp_path / "checkpoints") == str(tmp_path / "checkpoints" / "a.pth")
     assert find_pretrained("none", tmp_path / "checkpoints") is None
     assert find_pretrained("s3://b/w.pth", tmp_path / "checkpoints") == "s3://b/w.pth"
+
+
+def test_window_padding_finds_the_crop_sizes_swin_windows_tile_exactly() -> None:
+    from autox_video.recipe import exact_window_size, window_padding
+
+    assert window_padding("swin_b", 224) == 1.0  # 56, 28, 14, 7 tokens: the pretrained models' size
+    assert window_padding("swin_mini", 56) == 1.0  # 14, 7 tokens
+    # 64 px: 16 -> 21 and 8 -> 14 tokens per side, (441 + 196) / (256 + 64) of the real tokens.
+    assert window_padding("swin_mini", 64) == pytest.approx(637 / 320)
+    assert exact_window_size("swin_mini", 64) == 56
+    assert exact_window_size("swin_t", 256) == 224
+    assert exact_window_size("swin_micro", 28) == 28
+
+
+def test_training_warns_about_a_crop_size_whose_windows_pad(caplog: pytest.LogCaptureFixture) -> None:
+    from autox_video.train import _warn_if_windows_pad
+
+    with caplog.at_level("WARNING", logger="autox_video"):
+        _warn_if_windows_pad(build_config({"backbone": "swin_mini", "img_size": 64}))
+        _warn_if_windows_pad(build_config({"backbone": "swin_mini", "img_size": 56}))
+    assert [r.getMessage() for r in caplog.records] == [
+        "img_size 64: Swin's 7x7 windows pad the token grids to 2.0x the real tokens (wasted compute); "
+        "img_size 56 tiles them exactly"
+    ]
+
+
+def test_data_loader_workers_follow_the_cpus_and_the_device(monkeypatch: pytest.MonkeyPatch) -> None:
+    import os
+
+    from autox_video.recipe import default_num_workers
+
+    def cpus(n: int) -> None:
+        monkeypatch.setattr(os, "sched_getaffinity", lambda pid: set(range(n)), raising=False)
+
+    monkeypatch.delenv("LOCAL_WORLD_SIZE", raising=False)
+    cpus(16)
+    assert default_num_workers(cuda=True) == 8  # at most 8, one CPU left for the training process
+    assert default_num_workers(cuda=False) == 4  # CPU training: the model's threads need the cores
+    cpus(2)
+    assert default_num_workers(cuda=True) == 1
+    assert default_num_workers(cuda=False) == 0  # decode inline: a worker only slows the model's threads
+    cpus(16)
+    monkeypatch.setenv("LOCAL_WORLD_SIZE", "4")  # four ranks share the node's CPUs
+    assert default_num_workers(cuda=True) == 3
+    assert default_num_workers(cuda=False) == 0
