@@ -208,7 +208,12 @@ def main(argv: list[str] | None = None) -> int:
     if nproc and nproc > 1 and "LOCAL_RANK" not in os.environ:
         return _relaunch_under_torchrun(nproc, argv)
     try:
-        return int(args.func(args))
+        code = int(args.func(args))
+        if code == 0 and "torch.distributed" in sys.modules:  # only commands that ran the model import it
+            from autox_video.distributed import teardown
+
+            teardown()
+        return code
     except AutoXError as err:
         if args.debug:
             raise

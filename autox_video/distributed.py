@@ -49,6 +49,17 @@ def setup() -> bool:
     return cuda
 
 
+def teardown() -> None:
+    """Leave the process group once every rank is done.
+
+    A rank that exits with the group alive (rank != 0 finishes prediction first) can abort in
+    gloo's threads at interpreter exit ("terminate called without an active exception").
+    """
+    if dist.is_initialized():
+        dist.barrier()
+        dist.destroy_process_group()
+
+
 def barrier() -> None:
     """Wait for every rank (no-op single-process)."""
     if dist.is_initialized():
