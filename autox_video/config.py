@@ -68,6 +68,12 @@ class Config(BaseModel):
     class_names: str | None = Field(None, description="File with one class name per line (line i = label i).")
     test_clips: int = Field(2, ge=1, description="Clips averaged per video at validation/test.")
     test_crops: int = Field(1, ge=1, description="Spatial crops averaged per clip at test (1 or 3).")
+    test_batch_size: int | None = Field(
+        None,
+        ge=1,
+        description="Videos per forward pass at test (default: tuned on GPU, the largest that fits and pays; "
+        "videos_per_gpu on CPU).",
+    )
     decoder: Decoder = Field(
         "auto", description="Video decoding: auto (PyAV for MPEG-4 Part 2, whose seeks decord gets wrong; else decord)."
     )

@@ -11,6 +11,7 @@ from typing import Any
 import torch
 
 from autox_video import distributed
+from autox_video.batching import autocast, tune_batch_size
 from autox_video.config import Config
 from autox_video.errors import CheckpointError, ConfigError
 from autox_video.samples import CheckedSplit, load_split, write_list
@@ -38,7 +39,15 @@ def _model_setup(cfg: Config, ckpt: dict[str, Any], path: Path) -> tuple[Config,
     meta = ckpt.get("meta", {}).get("autox")
     if meta:
         trained = Config(**meta["config"])
-        test_keys = {"test_clips", "test_crops", "videos_per_gpu", "num_workers", "decoder"}
+        test_keys = {
+            "test_clips",
+            "test_crops",
+            "test_batch_size",
+            "videos_per_gpu",
+            "num_workers",
+            "decoder",
+            "precision",
+        }
         merged = trained.model_copy(update={k: getattr(cfg, k) for k in test_keys})
         return merged, int(meta["num_classes"]), meta.get("class_names")
     if cfg.num_class is None:
@@ -80,24 +89,57 @@ def _run_model(model: torch.nn.Module, cfg: Config, list_file: str, n: int) -> l
 
     pipeline = recipe.eval_pipeline(cfg, num_clips=cfg.test_clips, num_crops=cfg.test_crops)
     cuda = torch.cuda.is_available()
+    device = torch.device("cuda", distributed.local_rank()) if cuda else torch.device("cpu")
+    model.to(device)
+    amp = recipe.amp_dtype(cfg, cuda)
+    batch = _batch_size(model, cfg, device, amp, per_rank=-(-n // distributed.world_size()))
     workers = cfg.num_workers if cfg.num_workers is not None else recipe.default_num_workers(cuda=cuda)
     loader = Runner.build_dataloader(
         dict(
-            batch_size=cfg.videos_per_gpu,
+            batch_size=batch,
             num_workers=workers,
+            pin_memory=cuda,
             sampler=dict(type="DefaultSampler", shuffle=False),
             dataset=dict(type="AutoXVideoDataset", ann_file=list_file, pipeline=pipeline, test_mode=True),
         )
     )
-    device = torch.device("cuda", distributed.local_rank()) if cuda else torch.device("cpu")
-    model.to(device)
     scores: list[torch.Tensor] = []
-    with torch.inference_mode():
-        for batch in loader:
-            for sample in model.test_step(batch):
+    with torch.inference_mode(), autocast(device, amp):
+        for data in loader:
+            for sample in model.test_step(data):
                 scores.append(sample.pred_scores.item.float().cpu())
     gathered = collect_results(scores, n, device="cpu")
     return gathered if gathered is not None else []
+
+
+# Tuning tries powers of two up to this many videos per forward pass.
+MAX_TUNED_BATCH = 64
+
+
+def _batch_size(
+    model: torch.nn.Module, cfg: Config, device: torch.device, amp: torch.dtype | None, per_rank: int
+) -> int:
+    """test_batch_size if set; on CPU videos_per_gpu; on GPU measured (largest that fits and pays)."""
+    if cfg.test_batch_size is not None:
+        size, how = cfg.test_batch_size, "test_batch_size"
+    elif device.type != "cuda":
+        # CPU throughput hardly depends on the batch: tuning would cost more than it saves.
+        size, how = cfg.videos_per_gpu, "videos_per_gpu"
+    else:
+        limit = max(1, min(MAX_TUNED_BATCH, per_rank))
+        size = tune_batch_size(
+            model,
+            views=cfg.test_clips * cfg.test_crops,
+            frames=cfg.resolved_clip_len,
+            img=cfg.img_size,
+            device=device,
+            amp=amp,
+            limit=limit,
+        )
+        how = f"tuned on {device}, up to {limit}"
+    precision = {None: "fp32", torch.bfloat16: "bf16", torch.float16: "fp16"}[amp]
+    log.info("prediction: %d videos per forward pass (%s), %s", size, how, precision)
+    return size
 
 
 def _metrics(labels: list[int | None], probs: torch.Tensor) -> dict[str, float] | None:

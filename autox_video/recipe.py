@@ -10,9 +10,12 @@ from __future__ import annotations
 import math
 import os
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from autox_video.config import Config
+
+if TYPE_CHECKING:
+    import torch
 
 # name -> (embed_dims, depths, num_heads); swin_micro/mini are ours: 2-stage models for CPU tests/demo.
 ARCHS: dict[str, tuple[int, list[int], list[int]]] = {
@@ -169,6 +172,13 @@ def _precision(cfg: Config, cuda: bool) -> str:
     import torch
 
     return "bf16" if torch.cuda.is_bf16_supported() else "fp16"
+
+
+def amp_dtype(cfg: Config, cuda: bool) -> torch.dtype | None:
+    """The autocast dtype for this config and device (None: fp32, no autocast)."""
+    import torch
+
+    return {"bf16": torch.bfloat16, "fp16": torch.float16}.get(_precision(cfg, cuda))
 
 
 def optim_wrapper_cfg(cfg: Config, cuda: bool) -> dict[str, Any]:

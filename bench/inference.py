@@ -8,7 +8,8 @@ Both read the same real encoded videos end to end (decode, clips x crops views, 
         per forward pass, fp32: the loop the seed ran on each GPU.
   ours  autox_video.fast_decode.test_pipeline (decode at the crop size) in a DataLoader with
         workers, pinned memory and prefetch sized from the machine, the batch size tuned by
-        `tune_batch_size` (largest that fits and still pays), bf16 autocast on GPU.
+        `autox_video.batching.tune_batch_size` (largest that fits and still pays, as `autox-video
+        test` does by default on GPU), bf16 autocast on GPU.
 
 `--quick` is a CI smoke run (2-stage Swin, tiny clips); `--small` the CPU-sized shapes. Real
 figures come from a GPU.
@@ -43,41 +44,6 @@ def seed_pipeline(clip_len: int, interval: int, img: int, clips: int, crops: int
     ]
 
 
-def tune_batch_size(model: Any, views: int, frames: int, img: int, device: str, *, limit: int, autocast: bool) -> int:
-    """Largest batch (powers of two up to `limit`) that fits and improves videos/s by >= 5%."""
-    import torch
-
-    best, best_rate = 1, 0.0
-    size = 1
-    while size <= limit:
-        data = batch(size, views, frames, img, device)
-        try:
-            rate = size / _time_forward(model, data, device, autocast, repeats=2)
-        except torch.OutOfMemoryError:
-            torch.cuda.empty_cache()
-            break
-        if rate < best_rate * 1.05:
-            break
-        best, best_rate = size, rate
-        size *= 2
-    return best
-
-
-def _time_forward(model: Any, data: dict[str, Any], device: str, autocast: bool, repeats: int) -> float:
-    """Seconds per test_step on a ready batch (after one untimed call)."""
-    import torch
-
-    dev_type = "cuda" if device.startswith("cuda") else "cpu"
-    with torch.no_grad(), torch.autocast(dev_type, dtype=torch.bfloat16, enabled=autocast):
-        model.test_step(data)
-        sync(device)
-        start = time.perf_counter()
-        for _ in range(repeats):
-            model.test_step(data)
-        sync(device)
-    return (time.perf_counter() - start) / repeats
-
-
 def run_seed(model: Any, files: list[Path], pipeline: list[dict[str, Any]], device: str) -> float:
     """Videos/s of the seed's loop: decode one video in-process, fp32 forward, next (first one untimed)."""
     import torch
@@ -107,6 +73,8 @@ def run_ours(
     import torch
     from mmengine.dataset import pseudo_collate
 
+    from autox_video.batching import autocast
+
     cuda = device.startswith("cuda")
     loader = torch.utils.data.DataLoader(
         VideoList([(str(f), 0) for f in files], pipeline),
@@ -118,7 +86,7 @@ def run_ours(
         multiprocessing_context="forkserver" if workers else None,
     )
     start, timed = 0.0, 0
-    with torch.no_grad(), torch.autocast("cuda" if cuda else "cpu", dtype=torch.bfloat16, enabled=cuda):
+    with torch.no_grad(), autocast(torch.device(device), torch.bfloat16 if cuda else None):
         for i, data in enumerate(loader):
             if i == 0:
                 sync(device)
@@ -151,7 +119,9 @@ def main(argv: list[str] | None = None) -> int:
     from mmaction.utils import register_all_modules
 
     register_all_modules(init_default_scope=True)
+    from autox_video.batching import forward_seconds, tune_batch_size
     from autox_video.fast_decode import test_pipeline
+    from autox_video.predict import MAX_TUNED_BATCH
     from autox_video.recipe import default_num_workers
 
     device, small, shape = pick_device_and_shape(args.device, args.small, args.quick)
@@ -170,9 +140,11 @@ def main(argv: list[str] | None = None) -> int:
 
     torch.manual_seed(0)
     model = recognizer(backbone).to(device).eval()
-    bs = args.batch or tune_batch_size(model, views, frames, img, device, limit=32 if cuda else 2, autocast=cuda)
-    model_seed = _time_forward(model, batch(1, views, frames, img, device), device, False, repeats=2)
-    model_ours = _time_forward(model, batch(bs, views, frames, img, device), device, cuda, repeats=2) / bs
+    amp = torch.bfloat16 if cuda else None
+    limit = MAX_TUNED_BATCH if cuda else 2
+    bs = args.batch or tune_batch_size(model, views=views, frames=frames, img=img, device=device, amp=amp, limit=limit)
+    model_seed = forward_seconds(model, batch(1, views, frames, img, device), device, None)
+    model_ours = forward_seconds(model, batch(bs, views, frames, img, device), device, amp) / bs
 
     if n_videos < 2 * bs:
         raise SystemExit(f"--videos must be at least twice the batch size ({bs}): the first batch is a warm-up")

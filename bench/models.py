@@ -50,16 +50,9 @@ def recognizer(backbone: str, num_classes: int = 400, *, with_cp: bool = False) 
 
 def batch(n: int, views: int, frames: int, img: int, device: str, num_classes: int = 400) -> dict[str, Any]:
     """A loader-style batch: n uint8 clips [views,3,T,H,W] already on `device`, with labels."""
-    import torch
-    from mmaction.structures import ActionDataSample
+    from autox_video.batching import synthetic_batch
 
-    gen = torch.Generator().manual_seed(0)
-    inputs = [
-        torch.randint(0, 256, (views, 3, frames, img, img), dtype=torch.uint8, generator=gen).to(device)
-        for _ in range(n)
-    ]
-    samples = [ActionDataSample().set_gt_labels(int(i % num_classes)) for i in range(n)]
-    return dict(inputs=inputs, data_samples=samples)
+    return synthetic_batch(n, views, frames, img, device, num_classes)
 
 
 def sync(device: str) -> None:

@@ -82,6 +82,19 @@ def test_predict_writes_results_in_list_order_with_names(dataset, tmp_path: Path
     assert cli("test", "--config", str(config), "--test-results-path", str(seed), "--format", "seed").returncode == 0
     assert json.loads(seed.read_text()) == [p["probs"] for p in results["predictions"]]
 
+    # Any batch size gives the same scores in the same order (6 videos: batches 4+2 by default, here 1 each).
+    one = tmp_path / "one.json"
+    single = cli("test", "--config", str(config), "--test-results-path", str(one), "--test-batch-size", "1")
+    assert single.returncode == 0 and "prediction: 1 videos per forward pass (test_batch_size), fp32" in single.stderr
+    assert "prediction: 4 videos per forward pass (videos_per_gpu), fp32" in res.stderr
+    singles = json.loads(one.read_text())["predictions"]
+    assert [p["video"] for p in singles] == [p["video"] for p in results["predictions"]]
+    assert torch.allclose(
+        torch.tensor([p["probs"] for p in singles]),
+        torch.tensor([p["probs"] for p in results["predictions"]]),
+        atol=1e-5,
+    )
+
 
 def test_python_api_fit_then_transform_without_arguments(
     dataset, tmp_path: Path, monkeypatch: pytest.MonkeyPatch

@@ -64,7 +64,9 @@ class InferenceDataset(CamelModel):
 class InferenceParams(CamelModel):
     """Prediction settings; unset clip settings are taken from the referenced training job."""
 
-    batch_size_per_gpu: int = _like("videos_per_gpu")
+    batch_size_per_gpu: int | None = _like(
+        "test_batch_size", "Videos per forward pass per GPU (default: tuned, the largest that fits and pays)."
+    )
     video_length: int | None = Field(None, ge=1, description="Seed meaning: clip_len = 4 x video_length frames.")
     clip_len: int | None = _like("clip_len")
     frame_interval: int | None = _like("frame_interval")

@@ -27,7 +27,7 @@ from autox_video.spec import (
 
 # TrainingParams field -> config.yaml key, where the names differ (the rest are the same in snake_case).
 TRAINING_KEY_RENAMES = {"epochs": "epoch", "batch_size_per_gpu": "videos_per_gpu", "eval_interval": "evaluation"}
-INFERENCE_KEY_RENAMES = {"batch_size_per_gpu": "videos_per_gpu"}
+INFERENCE_KEY_RENAMES = {"batch_size_per_gpu": "test_batch_size"}
 # Clip geometry an inference job inherits from its training job unless it sets its own.
 INHERITED_KEYS = ("video_length", "clip_len", "frame_interval", "img_size")
 

@@ -324,11 +324,12 @@ def test_inference_settings_beat_the_training_job() -> None:
     training = _spec(model={"backbone": "swin_s"}, training={"videoLength": 2, "imgSize": 112})
     spec = _inference(
         model={"checkpoint": "s3://runs/x/best.pth", "backbone": "swin_t"},
-        inference={"videoLength": 4},
+        inference={"videoLength": 4, "batchSizePerGpu": 16},
         output="s3://runs/x/predictions.json",
     )
     config = build_inference_config(spec, SETTINGS, checkpoint="s3://runs/x/best.pth", training=training)
     assert (config.backbone, config.video_length, config.img_size) == ("swin_t", 4, 112)
+    assert config.test_batch_size == 16  # per forward pass at test; unset, the trainer tunes it on the GPU
     assert config.test_results_path == "s3://runs/x/predictions.json"
 
 

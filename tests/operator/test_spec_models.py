@@ -106,6 +106,7 @@ def test_inference_spec_defaults() -> None:
         {"model": {"trainingJobRef": "ucf"}, "dataset": {"videos": "s3://data/v/"}, "output": "s3://data/out/"}
     )
     assert spec.dataset.list is None and spec.inference.test_crops == 1 and spec.inference.video_length is None
+    assert spec.inference.batch_size_per_gpu is None  # tuned by the trainer
     with pytest.raises(ValidationError):
         VideoInferenceJobSpec.model_validate({**spec.model_dump(by_alias=True), "inference": {"testCrops": 2}})
 
