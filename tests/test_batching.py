@@ -51,3 +51,20 @@ def test_prediction_precision_follows_the_config_on_gpu_and_is_fp32_on_cpu() -> 
     assert amp_dtype(build_config(dict(precision="bf16")), cuda=True) is torch.bfloat16
     assert amp_dtype(build_config(dict(precision="fp16")), cuda=True) is torch.float16
     assert amp_dtype(build_config(dict(precision="fp32")), cuda=True) is None
+
+
+def test_bf16_autocast_train_loss_and_prediction_run_with_float32_scores() -> None:
+    """The GPU paths' mixed precision, run on the CPU: mmaction2's loss takes scores to numpy (no bf16)."""
+    from autox_video.batching import autocast, synthetic_batch
+    from autox_video.recipe import build_recognizer
+
+    model = build_recognizer(build_config(dict(backbone="swin_micro", pretrained="none", img_size=32)), 3)
+    batch = synthetic_batch(2, 1, 4, 32, "cpu", num_classes=3)
+    with autocast(torch.device("cpu"), torch.bfloat16):
+        losses = model(**model.data_preprocessor(batch, training=True), mode="loss")
+        assert torch.isfinite(losses["loss_cls"])
+        model.eval()
+        with torch.inference_mode():
+            samples = model.test_step(synthetic_batch(2, 2, 4, 32, "cpu"))
+    scores = torch.stack([s.pred_scores.item for s in samples])
+    assert scores.dtype == torch.float32 and torch.allclose(scores.sum(1), torch.ones(2), atol=1e-3)
