@@ -186,7 +186,8 @@ def optim_wrapper_cfg(cfg: Config, cuda: bool) -> dict[str, Any]:
     precision = _precision(cfg, cuda)
     wrapper: dict[str, Any] = dict(
         type="OptimWrapper" if precision == "fp32" else "AmpOptimWrapper",
-        optimizer=dict(type="AdamW", lr=cfg.lr, betas=(0.9, 0.999), weight_decay=cfg.weight_decay),
+        # Fused on GPU: one kernel per step for all tensors (bench/train_step.py's "ours" variants).
+        optimizer=dict(type="AdamW", lr=cfg.lr, betas=(0.9, 0.999), weight_decay=cfg.weight_decay, fused=cuda),
         constructor="SwinParamGroupsConstructor",
         paramwise_cfg=dict(backbone_lr_mult=cfg.backbone_lr_mult),
     )

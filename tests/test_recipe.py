@@ -45,6 +45,7 @@ def test_warmup_then_cosine_and_clipping_and_precision() -> None:
     assert cpu["type"] == "OptimWrapper" and cpu["clip_grad"] == {"max_norm": 5.0, "norm_type": 2}
     gpu = optim_wrapper_cfg(build_config({"precision": "fp16"}), cuda=True)
     assert gpu["type"] == "AmpOptimWrapper" and gpu["dtype"] == "float16"
+    assert gpu["optimizer"]["fused"] is True and cpu["optimizer"]["fused"] is False
 
 
 @pytest.mark.parametrize(("backbone", "channels"), [("swin_t", 768), ("swin_s", 768), ("swin_b", 1024)])
