@@ -92,8 +92,13 @@ def _warn_if_windows_pad(cfg: Config) -> None:
         )
 
 
-def _write_run_files(cfg: Config, plan: DataPlan, work: Path) -> None:
+def _write_run_files(cfg: Config, plan: DataPlan, work: Path, data_root: Path) -> None:
+    from autox_video.decodecost import slow_decoding_hint
+
     _warn_if_windows_pad(cfg)
+    hint = slow_decoding_hint([data_root / s.path for s in plan.train.samples])
+    if hint:
+        log.warning(hint)
     (work / "config.yaml").write_text(
         cfg.model_copy(update={"num_class": plan.num_classes}).to_yaml(), encoding="utf-8"
     )
@@ -173,7 +178,7 @@ def fit(cfg: Config, *, local_inputs: Any = None, publisher: Any = None) -> Trai
         if plan.val is not None:
             write_list(plan.val, inputs.data_root, work / "lists" / "val.jsonl")
     if distributed.rank() == 0:
-        _write_run_files(cfg, plan, work)
+        _write_run_files(cfg, plan, work, inputs.data_root)
     distributed.barrier()
 
     resume_from = _agree_on_resume(work, inputs.output_uri)

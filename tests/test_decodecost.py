@@ -1,0 +1,62 @@
+"""The hint that advises `autox-video prepare` for videos that are slow to read."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import av
+import numpy as np
+
+from autox_video.decodecost import slow_decoding_hint, source_shape
+from autox_video.demo import make_demo_dataset
+from autox_video.prepare import prepare_dataset
+
+
+def _long_gop_video(path: Path, frames: int = 96) -> None:
+    """H.264 with one keyframe for the whole file, as cameras and x264's default (250) store video."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with av.open(str(path), mode="w") as container:
+        stream = container.add_stream("libx264", rate=24)
+        stream.width = stream.height = 64
+        stream.pix_fmt = "yuv420p"
+        stream.options = {"preset": "ultrafast", "g": "250", "x264-params": "scenecut=0"}
+        ramp = np.linspace(0, 255, 64, dtype=np.float32)
+        for t in range(frames):
+            img = np.roll(np.tile(ramp, (64, 1)), t, axis=1).astype(np.uint8)
+            rgb = np.ascontiguousarray(np.stack([img, img[::-1], img.T], axis=2))
+            for packet in stream.encode(av.VideoFrame.from_ndarray(rgb, format="rgb24")):
+                container.mux(packet)
+        for packet in stream.encode():
+            container.mux(packet)
+
+
+def test_long_keyframe_intervals_get_the_prepare_hint_and_prepared_copies_do_not(tmp_path: Path) -> None:
+    src = tmp_path / "src" / "clip.mp4"
+    _long_gop_video(src)
+    shape = source_shape(src)
+    assert (shape.width, shape.height, shape.codec, shape.keyframe_interval) == (64, 64, "h264", 96)
+    hint = slow_decoding_hint([src])
+    assert hint is not None and "a keyframe every 96 frames" in hint and "autox-video prepare" in hint
+
+    report = prepare_dataset(tmp_path / "src", tmp_path / "prepared", progress=False)
+    assert report.transcoded == ["clip.mp4"]
+    prepared = tmp_path / "prepared" / "clip.mp4"
+    assert source_shape(prepared).keyframe_interval == 16
+    assert slow_decoding_hint([prepared]) is None
+
+
+def test_small_videos_with_frequent_keyframes_get_no_hint(tmp_path: Path) -> None:
+    ds = make_demo_dataset(tmp_path, num_per_class_train=1, num_per_class_val=0, num_per_class_test=0, size=32)
+    videos = sorted(ds.data_root.glob("videos/train/*"))
+    assert {v.suffix for v in videos} == {".mp4", ".avi"}
+    assert slow_decoding_hint(videos) is None
+    assert slow_decoding_hint([tmp_path / "missing.mp4"]) is None  # unreadable files were reported elsewhere
+
+
+def test_large_frames_get_the_hint_even_with_frequent_keyframes(tmp_path: Path) -> None:
+    from autox_video.demo import write_video
+
+    big = tmp_path / "big.mp4"
+    write_video(big, np.zeros((8, 576, 1024, 3), np.uint8))  # keyframe every 8 frames, but 576p
+    hint = slow_decoding_hint([big])
+    assert hint is not None and "short side 576 px" in hint and "1024x576 h264" in hint
