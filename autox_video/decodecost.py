@@ -27,8 +27,8 @@ class SourceShape:
     keyframe_interval: float  # mean frames from one keyframe to the next (the whole file if only one)
 
 
-def source_shape(path: str | Path) -> SourceShape:
-    """Read the container's packets (no decoding) to measure the keyframe spacing."""
+def source_shape(path: str | Path, *, max_packets: int = 600) -> SourceShape:
+    """Read the container's first packets (no decoding) to measure the keyframe spacing."""
     import av
 
     with av.open(str(path)) as container:
@@ -38,6 +38,8 @@ def source_shape(path: str | Path) -> SourceShape:
             if packet.size:  # the demuxer's final flush packet is empty
                 frames += 1
                 keyframes += bool(packet.is_keyframe)
+            if frames >= max_packets:  # enough to see the spacing; long files are not read to the end
+                break
         ctx = stream.codec_context
         return SourceShape(int(ctx.width), int(ctx.height), str(ctx.name), frames / max(keyframes, 1))
 

@@ -60,3 +60,9 @@ def test_large_frames_get_the_hint_even_with_frequent_keyframes(tmp_path: Path) 
     write_video(big, np.zeros((8, 576, 1024, 3), np.uint8))  # keyframe every 8 frames, but 576p
     hint = slow_decoding_hint([big])
     assert hint is not None and "short side 576 px" in hint and "1024x576 h264" in hint
+
+
+def test_only_the_first_packets_are_read(tmp_path: Path) -> None:
+    src = tmp_path / "clip.mp4"
+    _long_gop_video(src)
+    assert source_shape(src, max_packets=40).keyframe_interval == 40
