@@ -135,7 +135,10 @@ def eval_pipeline(cfg: Config, *, num_clips: int, num_crops: int) -> list[dict[s
 def default_num_workers(*, cuda: bool) -> int:
     """Data-loader workers per process, from the CPUs this process may use (split across local ranks).
 
-    On GPU: all CPUs but one (at most 8) decode while the GPU computes. On CPU the model's own
+    On GPU: all CPUs but one (at most 16) decode while the GPU computes: raw 720p H.264 yields
+    ~2.5 clips per core-second (bench/RESULTS.md) while Swin-B on one H100 takes tens of clips a
+    second, so a 16-core node needs every core it has; each worker holds only its prefetched
+    batches (2 x 67 MB at 8 uint8 clips of 32x256x341). On CPU the model's own
     threads already use every core and a worker only takes cores from them: measured on 2 cores
     (demo, swin_mini), 1 worker made a step 0.165 s against 0.122 s with decoding inline. So no
     workers up to 4 CPUs, then a quarter of them for decoding.
@@ -146,7 +149,7 @@ def default_num_workers(*, cuda: bool) -> int:
         cpus = os.cpu_count() or 1
     per_rank = cpus // max(1, int(os.environ.get("LOCAL_WORLD_SIZE", "1")))
     if cuda:
-        return max(0, min(8, per_rank - 1))
+        return max(0, min(16, per_rank - 1))
     return 0 if per_rank <= 4 else min(8, per_rank // 4)
 
 

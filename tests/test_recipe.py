@@ -113,7 +113,10 @@ def test_data_loader_workers_follow_the_cpus_and_the_device(monkeypatch: pytest.
 
     monkeypatch.delenv("LOCAL_WORLD_SIZE", raising=False)
     cpus(16)
-    assert default_num_workers(cuda=True) == 8  # at most 8, one CPU left for the training process
+    assert default_num_workers(cuda=True) == 15  # one CPU left for the training process
+    cpus(64)
+    assert default_num_workers(cuda=True) == 16  # at most 16
+    cpus(16)
     assert default_num_workers(cuda=False) == 4  # CPU training: the model's threads need the cores
     cpus(2)
     assert default_num_workers(cuda=True) == 1
