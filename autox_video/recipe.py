@@ -135,9 +135,10 @@ def eval_pipeline(cfg: Config, *, num_clips: int, num_crops: int) -> list[dict[s
 def default_num_workers(*, cuda: bool) -> int:
     """Data-loader workers per process, from the CPUs this process may use (split across local ranks).
 
-    On GPU: all CPUs but one (at most 16) decode while the GPU computes: raw 720p H.264 yields
-    ~2.5 clips per core-second (bench/RESULTS.md) while Swin-B on one H100 takes tens of clips a
-    second, so a 16-core node needs every core it has; each worker holds only its prefetched
+    On GPU: all CPUs but one (at most 16) decode while the GPU computes: our pipeline yields ~2.5
+    clips per core-second from raw 720p H.264 and ~29 after `prepare` (bench/RESULTS.md), while
+    Swin-B at 32x224 (~0.85 TFLOP per training clip) at 45% of an H100's bf16 peak takes ~500
+    clips a second, so a 16-core node needs every core it has; each worker holds only its prefetched
     batches (2 x 67 MB at 8 uint8 clips of 32x256x341). On CPU the model's own
     threads already use every core and a worker only takes cores from them: measured on 2 cores
     (demo, swin_mini), 1 worker made a step 0.165 s against 0.122 s with decoding inline. So no
