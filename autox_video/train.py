@@ -191,6 +191,11 @@ def fit(cfg: Config, *, local_inputs: Any = None, publisher: Any = None) -> Trai
     if resume_from is None:
         weights = inputs.pretrained
         if weights is not None:
+            # Runner.train() runs model.init_weights() (Swin's TruncNormal/Constant init, the head's
+            # normal init) and would overwrite weights loaded before it. Initialising first marks the
+            # modules as initialised, so that call becomes a no-op and the pretrained weights stay.
+            model = runner.model.module if hasattr(runner.model, "module") else runner.model
+            model.init_weights()
             checkpoints.load_pretrained(runner.model, weights)
     try:
         with checkpoints.resumable_torch_load():

@@ -113,3 +113,29 @@ def test_python_api_fit_then_transform_without_arguments(
         json.loads((tmp_path / "run").parent.joinpath("results.json").read_text())["predictions"][0]["probs"]
         == probs[0]
     )
+
+
+def test_pretrained_weights_survive_the_runners_weight_init(dataset, tmp_path: Path) -> None:
+    """mmengine's Runner.train() calls init_weights(): loading before it must not be undone."""
+    from tinyrun import TINY
+
+    from autox_video.config import build_config
+    from autox_video.recipe import build_recognizer
+
+    torch.manual_seed(123)
+    src = build_recognizer(build_config(dict(TINY)), 3)
+    for p in src.parameters():
+        p.data.uniform_(-0.1, 0.1)  # nothing like the TruncNormal/Constant init
+    weights = tmp_path / "pretrained.pth"
+    torch.save({"state_dict": src.state_dict()}, weights)
+    work = tmp_path / "run"
+    # lr 1e-9: one epoch moves no weight by more than ~1e-8, so the checkpoint shows what training started from.
+    config = write_config(
+        tmp_path / "config.yaml", dataset, work, epoch=1, evaluation=0, lr=1e-9, pretrained=str(weights)
+    )
+    done = cli("train", "--config", str(config))
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "loaded " in done.stderr and f"backbone tensors and the classifier head from {weights}" in done.stderr
+    trained = torch.load(work / "epoch_1.pth", map_location="cpu", weights_only=False)["state_dict"]
+    for name, value in src.state_dict().items():
+        assert torch.allclose(trained[name].float(), value.float(), atol=1e-5), name
