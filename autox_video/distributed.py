@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime
 import os
 from collections.abc import Callable
 from typing import TypeVar
@@ -39,14 +40,31 @@ def launcher() -> str:
     return "pytorch" if world_size() > 1 else "none"
 
 
+# How long a rank waits in a collective for the others. Rank 0 alone checks every video before
+# training (and local rank 0 downloads the dataset) while the others wait in a broadcast: on a large
+# dataset that takes far longer than torch's default (10 minutes for nccl), whose watchdog would
+# abort the job at every start. AUTOX_DIST_TIMEOUT_MINUTES overrides it.
+DEFAULT_TIMEOUT_MINUTES = 240
+
+
+def collective_timeout() -> datetime.timedelta:
+    """Timeout of the process group's collectives."""
+    return datetime.timedelta(minutes=float(os.environ.get("AUTOX_DIST_TIMEOUT_MINUTES", DEFAULT_TIMEOUT_MINUTES)))
+
+
 def setup() -> bool:
     """Join the process group (nccl on GPU, gloo on CPU) if started by torchrun; return whether CUDA is used."""
     cuda = torch.cuda.is_available()
     if world_size() > 1 and not dist.is_initialized():
         if cuda:
             torch.cuda.set_device(local_rank())
-        dist.init_process_group("nccl" if cuda else "gloo")
+        dist.init_process_group("nccl" if cuda else "gloo", timeout=collective_timeout())
     return cuda
+
+
+def _tensor_device() -> torch.device:
+    """Where a tensor must live for this group's collectives: nccl serves CUDA tensors only."""
+    return torch.device("cuda", torch.cuda.current_device()) if dist.get_backend() == "nccl" else torch.device("cpu")
 
 
 def teardown() -> None:
@@ -101,7 +119,7 @@ def local_rank0_first(fetch: Callable[[], None]) -> None:
 
 def _raise_if_any_failed(error: AutoXError | None) -> None:
     if dist.is_initialized():
-        flag = torch.tensor([1 if error is not None else 0])
+        flag = torch.tensor([1 if error is not None else 0], device=_tensor_device())
         dist.all_reduce(flag)
         if error is None and int(flag) > 0:
             raise AutoXError("another process of this job failed while preparing data (see its error)")

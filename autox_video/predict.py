@@ -108,7 +108,9 @@ def _run_model(model: torch.nn.Module, cfg: Config, list_file: str, n: int) -> l
         for data in loader:
             for sample in model.test_step(data):
                 scores.append(sample.pred_scores.item.float().cpu())
-    gathered = collect_results(scores, n, device="cpu")
+    # "gpu" mode gathers through all_gather_object (any backend); "cpu" mode goes through a temporary
+    # directory that every rank must see, which pods on different nodes do not share.
+    gathered = collect_results(scores, n, device="gpu")
     return gathered if gathered is not None else []
 
 

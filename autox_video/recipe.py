@@ -268,7 +268,11 @@ def runner_cfg(
         out["val_dataloader"] = _loader(cfg, lists.val, pipeline, train=False, batch=cfg.videos_per_gpu, cuda=cuda)
         out["val_cfg"] = dict(type="ValLoop")
         out["val_evaluator"] = dict(
-            type="AccMetric", metric_options=dict(top_k_accuracy=dict(topk=(1, min(5, lists.num_classes))))
+            type="AccMetric",
+            metric_options=dict(top_k_accuracy=dict(topk=(1, min(5, lists.num_classes)))),
+            # Gather predictions with all_gather_object, not through a temporary directory that
+            # pods on different nodes do not share (mmengine's default, collect_device="cpu").
+            collect_device="gpu",
         )
     return out
 

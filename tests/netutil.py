@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import socket
 import subprocess
+from pathlib import Path
 
 
 def free_port() -> int:
@@ -25,11 +26,18 @@ def pet_env(node_rank: int, nnodes: int, port: int) -> dict[str, str]:
     }  # fmt: skip
 
 
-def run_pods(commands: list[tuple[list[str], dict[str, str]]], timeout: float) -> list[tuple[int, str]]:
-    """Start every (argv, env) at once, as a job's pods start; return each one's exit code and output."""
+def run_pods(commands: list[tuple[list[str], dict[str, str]]], timeout: float, workdir: Path) -> list[tuple[int, str]]:
+    """Start every (argv, env) at once, as a job's pods start; return each one's exit code and output.
+
+    Each pod runs in its own empty working directory under `workdir`, as pods on different nodes
+    share no filesystem: anything that passes files through the working directory fails here too.
+    """
+    cwds = [workdir / f"pod{i}-cwd" for i in range(len(commands))]
+    for cwd in cwds:
+        cwd.mkdir(parents=True, exist_ok=True)
     pods = [
-        subprocess.Popen(argv, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-        for argv, env in commands
+        subprocess.Popen(argv, env=env, cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        for (argv, env), cwd in zip(commands, cwds, strict=True)
     ]
     try:
         logs = [pod.communicate(timeout=timeout)[0] for pod in pods]

@@ -33,3 +33,15 @@ def test_train_and_test_with_two_processes(tmp_path: Path) -> None:
     assert [p["video"] for p in b["predictions"]] == [p["video"] for p in a["predictions"]]
     for x, y in zip(a["predictions"], b["predictions"], strict=True):
         assert x["label"] == y["label"] and abs(x["score"] - y["score"]) < 1e-4
+
+
+def test_collectives_wait_hours_not_torchs_ten_minutes(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Rank 0 checks every video (and downloads the data) while the others wait in a broadcast."""
+    import datetime
+
+    from autox_video.distributed import collective_timeout
+
+    monkeypatch.delenv("AUTOX_DIST_TIMEOUT_MINUTES", raising=False)
+    assert collective_timeout() == datetime.timedelta(hours=4)
+    monkeypatch.setenv("AUTOX_DIST_TIMEOUT_MINUTES", "30")
+    assert collective_timeout() == datetime.timedelta(minutes=30)

@@ -154,7 +154,7 @@ def test_two_nodes_train_through_the_entrypoint_and_write_one_set_of_outputs(
          {**clean, **pet_env(node, 2, port), "AUTOX_CACHE_DIR": str(tmp_path / f"node{node}")})  # a disk per pod
         for node in (0, 1)
     ]  # fmt: skip
-    done = run_pods(pods, timeout=400)
+    done = run_pods(pods, timeout=400, workdir=tmp_path)
     assert [rc for rc, _ in done] == [0, 0], "\n".join(log[-3000:] for _, log in done)
     logs = [log for _, log in done]
     assert [log.count("done: 2 epochs") for log in logs] == [1, 0]  # global rank 0 alone reports

@@ -289,7 +289,9 @@ def test_two_pods_form_one_job_of_world_size_two(tmp_path: Path) -> None:
 
     port = free_port()
     argv = [sys.executable, str(ENTRYPOINT), "test", "--config", "c.yaml"]
-    done = run_pods([(argv, _pod_env(tmp_path, pet_env(node, 2, port))) for node in (0, 1)], timeout=180)
+    done = run_pods(
+        [(argv, _pod_env(tmp_path, pet_env(node, 2, port))) for node in (0, 1)], timeout=180, workdir=tmp_path
+    )
     assert [rc for rc, _ in done] == [0, 0], "\n".join(log[-3000:] for _, log in done)
     results = _results(tmp_path)
     assert [(r["rank"], r["node_rank"], r["local_rank"], r["world_size"]) for r in results] == [
