@@ -52,7 +52,7 @@ class StorageSpec(CamelModel):
 
     endpoint: str | None = Field(
         None,
-        pattern=r"^https?://",
+        pattern=r"^https?://[^\s/]+(/\S*)?$",
         description="S3 endpoint URL (MinIO, Ceph, ...); omit for AWS or the operator's default endpoint.",
     )
     region: str = Field("us-east-1", min_length=1, description="S3 region (AWS_DEFAULT_REGION in the pods).")

@@ -86,7 +86,7 @@ class VideoInferenceJobSpec(JobSpecBase):
     inference: InferenceParams = sub(InferenceParams, "Batch size, clips, crops and precision.")
     output: str = Field(
         pattern=S3_URI_PATTERN,
-        description="s3:// URI of results.json; a URI ending with / gets results.json appended.",
+        description="s3:// URI of results.json; a prefix (ending with /) or a bare bucket gets results.json appended.",
     )
 
 

@@ -120,8 +120,10 @@ def normalise_prefix(uri: str) -> str:
 
 
 def results_uri(output: str) -> str:
-    """Where an inference job writes results.json: `output`, or `output/results.json` for a prefix."""
-    return f"{output}{C.RESULTS_FILE}" if output.endswith("/") else output
+    """Where an inference job writes results.json: `output`, or `output/results.json` for a prefix or a bare bucket."""
+    if output.endswith("/") or "/" not in output.removeprefix("s3://"):
+        return f"{output.rstrip('/')}/{C.RESULTS_FILE}"
+    return output
 
 
 def progress_uri(output: str) -> str:

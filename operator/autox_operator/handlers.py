@@ -52,14 +52,18 @@ def login(**_: Any) -> kopf.ConnectionInfo:
 # --- start: validate, check prerequisites, create ConfigMap + PyTorchJob ---------------------
 
 
-def _start(start: StartFn, body: kopf.Body, patch: kopf.Patch, memo: kopf.Memo, *, again: bool = False) -> None:
+def _start(plural: str, body: kopf.Body, patch: kopf.Patch, memo: kopf.Memo, *, again: bool = False) -> None:
     status = body.get("status") or {}
     if reconcile.is_finished(status) and not again:
         return
-    if status.get("pytorchJob") and memo.kube.get_pytorchjob(body.metadata.namespace, status["pytorchJob"]):
-        return  # started before (operator restart): nothing to create
+    if status.get("pytorchJob"):  # started before (operator restart): nothing to create
+        if not memo.kube.get_pytorchjob(body.metadata.namespace, status["pytorchJob"]):
+            # Gone while we were away (ttlSecondsAfterFinished, a delete): settle the phase from the
+            # run's outputs; never start the run a second time.
+            _sync(plural, body.metadata.namespace, body.metadata.name, memo)
+        return
     try:
-        started = start(body, memo.kube, memo.settings)
+        started = START[plural](body, memo.kube, memo.settings)
     except reconcile.Invalid as err:
         _blocked(body, patch, failed_status(err.reason, err.message), err.reason)
         raise kopf.PermanentError(err.message) from None
@@ -87,13 +91,13 @@ def _post_phase(body: Mapping[str, Any], old: str | None, new: str | None, messa
 @kopf.on.resume(*TRAINING)
 @kopf.on.create(*TRAINING)
 def start_training(body: kopf.Body, patch: kopf.Patch, memo: kopf.Memo, **_: Any) -> None:
-    _start(reconcile.start_training, body, patch, memo)
+    _start(C.TRAINING_PLURAL, body, patch, memo)
 
 
 @kopf.on.resume(*INFERENCE)
 @kopf.on.create(*INFERENCE)
 def start_inference(body: kopf.Body, patch: kopf.Patch, memo: kopf.Memo, **_: Any) -> None:
-    _start(reconcile.start_inference, body, patch, memo)
+    _start(C.INFERENCE_PLURAL, body, patch, memo)
 
 
 # --- spec changes: suspend/resume applies, the rest is reported ------------------------------
@@ -104,7 +108,7 @@ def _spec_changed(plural: str, body: kopf.Body, old: Any, new: Any, patch: kopf.
     if not status.get("pytorchJob"):
         # Never started and no longer retried (it failed, or waits after an earlier edit): the edit is a new try.
         if status.get("phase") in ("Failed", "Pending"):
-            _start(START[plural], body, patch, memo, again=True)
+            _start(plural, body, patch, memo, again=True)
         return
     old, new = dict(old or {}), dict(new or {})
     old_policy, new_policy = dict(old.pop("runPolicy", None) or {}), dict(new.pop("runPolicy", None) or {})

@@ -111,15 +111,26 @@ class Kube:
 
     # --- ConfigMaps and Secrets ---
 
-    def apply_configmap(self, body: dict[str, Any]) -> None:
-        """Create the ConfigMap, or bring an existing one's data up to date."""
+    def apply_configmap(self, body: dict[str, Any]) -> dict[str, Any]:
+        """Create the ConfigMap, or bring the data of an existing one with the same owner up to date.
+
+        Returns the metadata of the ConfigMap now there: one with another owner is left untouched.
+        """
         namespace, name = body["metadata"]["namespace"], body["metadata"]["name"]
         try:
             self.core.create_namespaced_config_map(namespace, body)
+            return cast(dict[str, Any], body["metadata"])
         except ApiException as err:
             if err.status != 409:
                 raise
+        existing = self.core.api_client.sanitize_for_serialization(
+            self.core.read_namespaced_config_map(name, namespace)
+        )
+        meta = cast(dict[str, Any], existing.get("metadata") or {})
+        ours = {ref["uid"] for ref in body["metadata"].get("ownerReferences", [])}
+        if ours & {ref.get("uid") for ref in meta.get("ownerReferences") or []}:
             self.core.patch_namespaced_config_map(name, namespace, {"data": body["data"]})
+        return meta
 
     def read_secret(self, namespace: str, name: str) -> dict[str, str] | None:
         """The Secret's data, decoded; None if there is no such Secret."""

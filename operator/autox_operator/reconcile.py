@@ -36,6 +36,7 @@ from autox_operator.status import (
     results_fields,
     status_diff,
     training_status,
+    vanished_status,
 )
 from autox_video.errors import ConfigError
 from autox_video.spec import TERMINAL_PHASES, StorageSpec, VideoInferenceJobSpec, VideoTrainingJobSpec
@@ -121,17 +122,32 @@ def preflight(access: s3.S3Access, *, buckets: list[str], objects: list[tuple[st
         raise Waiting(err.reason, str(err)) from None
 
 
-def _apply_children(kube: Kube, owner: Owner, configmap: dict[str, Any], pytorchjob: dict[str, Any]) -> dict[str, Any]:
-    kube.apply_configmap(configmap)
-    existing = kube.create_pytorchjob(pytorchjob)
-    uids = [ref.get("uid") for ref in existing.get("metadata", {}).get("ownerReferences", [])]
-    if owner.uid not in uids:
-        name = pytorchjob["metadata"]["name"]
-        raise Invalid(
-            "NameConflict",
-            f"PyTorchJob {name!r} already exists and belongs to another owner: "
-            f"delete it, or give this {owner.kind} another name",
+def check_child_owner(kind: str, meta: Mapping[str, Any], owner: Owner) -> None:
+    """Raise unless the child `meta` describes is `owner`'s: Waiting while a deleted job of the same
+    kind and name is still being garbage-collected (delete + re-create), Invalid for anyone else's."""
+    refs = meta.get("ownerReferences") or []
+    if owner.uid in {ref.get("uid") for ref in refs}:
+        return
+    name = meta.get("name")
+    predecessor = any(ref.get("kind") == owner.kind and ref.get("name") == owner.name for ref in refs)
+    if predecessor or meta.get("deletionTimestamp"):
+        raise Waiting(
+            "PreviousJobBeingDeleted",
+            f"{kind} {name!r} of a deleted {owner.kind} named {owner.name!r} is still being deleted: "
+            "this job starts once it is gone",
         )
+    raise Invalid(
+        "NameConflict",
+        f"{kind} {name!r} already exists and belongs to another owner: "
+        f"delete it, or give this {owner.kind} another name",
+    )
+
+
+def _apply_children(kube: Kube, owner: Owner, configmap: dict[str, Any], pytorchjob: dict[str, Any]) -> dict[str, Any]:
+    # The ConfigMap first, checked before the PyTorchJob exists: another owner's is never overwritten.
+    check_child_owner("ConfigMap", kube.apply_configmap(configmap), owner)
+    existing = kube.create_pytorchjob(pytorchjob)
+    check_child_owner("PyTorchJob", existing.get("metadata") or {}, owner)
     return {
         **job_status(existing),
         "pytorchJob": pytorchjob["metadata"]["name"],
@@ -220,37 +236,48 @@ def start_inference(body: Mapping[str, Any], kube: Kube, settings: OperatorSetti
 def _observe_training(
     body: Mapping[str, Any], pytorchjob: dict[str, Any] | None, kube: Kube, settings: OperatorSettings
 ) -> dict[str, Any]:
-    progress = None
+    progress, readable = None, True
     try:
         spec = VideoTrainingJobSpec.model_validate(body["spec"])
         access = storage_access(kube, body["metadata"]["namespace"], spec.storage, settings)
         progress = s3.read_json(access, progress_uri(spec.output))
     except (ValidationError, Blocked, s3.S3Error):
-        pass  # keep what status has; the PyTorchJob part still updates
-    if pytorchjob is None:  # deleted (e.g. ttlSecondsAfterFinished): keep the phase we saw last
-        return progress_fields(progress)
+        readable = False  # keep what status has; the PyTorchJob part still updates
+    if pytorchjob is None:
+        current = body.get("status") or {}
+        if is_finished(current) or not readable:
+            return progress_fields(progress)  # nothing to decide, or S3 may answer next time
+        done = (progress or {}).get("phase") == "succeeded"
+        return {**progress_fields(progress), **vanished_status(current["pytorchJob"], succeeded=done)}
     return training_status(pytorchjob, progress)
+
+
+def _read_results(body: Mapping[str, Any], kube: Kube, settings: OperatorSettings) -> tuple[str, dict[str, Any] | None]:
+    """(URI, results.json) of an inference job; raises Blocked/S3Error/ValidationError when unreadable."""
+    spec = VideoInferenceJobSpec.model_validate(body["spec"])
+    uri = (body.get("status") or {}).get("resultsUri") or results_uri(spec.output)
+    access = storage_access(kube, body["metadata"]["namespace"], spec.storage, settings)
+    return uri, s3.read_json(access, uri)
 
 
 def _observe_inference(
     body: Mapping[str, Any], pytorchjob: dict[str, Any] | None, kube: Kube, settings: OperatorSettings
 ) -> dict[str, Any]:
-    if pytorchjob is None:
-        return {}
-    desired = inference_status(pytorchjob, None)
     current = body.get("status") or {}
-    if desired["phase"] == "Succeeded" and current.get("videos") is None:
-        uri = current.get("resultsUri")
-        try:
-            spec = VideoInferenceJobSpec.model_validate(body["spec"])
-            uri = uri or results_uri(spec.output)
-            access = storage_access(kube, body["metadata"]["namespace"], spec.storage, settings)
-            results = s3.read_json(access, uri)
-        except (ValidationError, Blocked, s3.S3Error) as err:
-            return {**desired, "message": f"cannot read results.json at {uri}: {err}"}
-        if results is None:
-            return {**desired, "message": f"the job succeeded but wrote no results.json at {uri}"}
-        desired.update(results_fields(results))
+    finished = pytorchjob is None or inference_status(pytorchjob, None)["phase"] == "Succeeded"
+    if is_finished(current) or not finished:
+        return {} if pytorchjob is None else inference_status(pytorchjob, None)
+    # The run ended (or its PyTorchJob is gone): Succeeded only once results.json has been read.
+    try:
+        uri, results = _read_results(body, kube, settings)
+    except (ValidationError, Blocked, s3.S3Error) as err:
+        # Stay in the current phase so the timer keeps following; the next read may work.
+        return {"message": f"the run finished; reading its results.json failed, retrying: {err}"}
+    if pytorchjob is None:
+        return {**vanished_status(current["pytorchJob"], succeeded=results is not None), **results_fields(results)}
+    desired = inference_status(pytorchjob, results)
+    if results is None:
+        desired["message"] = f"the job succeeded but wrote no results.json at {uri}"
     return desired
 
 

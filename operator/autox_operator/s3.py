@@ -68,6 +68,8 @@ def _translate(err: Exception, access: S3Access, what: str) -> S3Error:
                 "check the credentials in spec.storage.secretRef",
             )
         return S3Error("StorageError", f"S3 error on {what} at {access.describe()}: {code or err}")
+    if isinstance(err, ValueError):  # botocore: "Invalid endpoint: ..." (a URL it cannot parse)
+        return S3Error("InvalidEndpoint", f"invalid S3 endpoint {access.endpoint!r} ({err}): fix spec.storage.endpoint")
     if isinstance(err, botocore.exceptions.NoCredentialsError):
         return S3Error("StorageNoCredentials", f"no S3 credentials to read {what}: set spec.storage.secretRef")
     return S3Error(
@@ -88,7 +90,7 @@ def check_bucket(access: S3Access, uri: str) -> None:
                 f"bucket {bucket!r} does not exist at {access.describe()}: create it or fix the URI {uri!r}",
             ) from None
         raise _translate(err, access, f"bucket {bucket!r}") from None
-    except (botocore.exceptions.BotoCoreError, OSError) as err:
+    except (botocore.exceptions.BotoCoreError, OSError, ValueError) as err:
         raise _translate(err, access, f"bucket {bucket!r}") from None
 
 
@@ -101,7 +103,7 @@ def exists(access: S3Access, uri: str) -> bool:
         if _code(err) in ("404", "NoSuchKey", "NotFound"):
             return False
         raise _translate(err, access, uri) from None
-    except (botocore.exceptions.BotoCoreError, OSError) as err:
+    except (botocore.exceptions.BotoCoreError, OSError, ValueError) as err:
         raise _translate(err, access, uri) from None
 
 
@@ -114,7 +116,7 @@ def read_json(access: S3Access, uri: str) -> dict[str, Any] | None:
         if _code(err) in ("404", "NoSuchKey", "NotFound", "NoSuchBucket"):
             return None
         raise _translate(err, access, uri) from None
-    except (botocore.exceptions.BotoCoreError, OSError) as err:
+    except (botocore.exceptions.BotoCoreError, OSError, ValueError) as err:
         raise _translate(err, access, uri) from None
     try:
         data = json.loads(body)

@@ -97,6 +97,23 @@ def failed_status(reason: str, message: str, *, now: str | None = None) -> dict[
     }
 
 
+def vanished_status(pytorchjob: str, *, succeeded: bool, now: str | None = None) -> dict[str, Any]:
+    """Our PyTorchJob is gone before we saw it end (ttlSecondsAfterFinished: 0, a manual delete,
+    an operator that was down): the run's own outputs in S3 tell whether it finished."""
+    if succeeded:
+        message = f"PyTorchJob {pytorchjob} was deleted after the run finished (its outputs in S3 say so)"
+        return {
+            "phase": "Succeeded",
+            "message": message,
+            "conditions": [condition("Succeeded", "True", "PyTorchJobDeleted", message, now=now)],
+        }
+    return failed_status(
+        "PyTorchJobDeleted",
+        f"PyTorchJob {pytorchjob} was deleted before the run finished: delete and re-create this job to run it again",
+        now=now,
+    )
+
+
 def _int(value: Any) -> int | None:
     return value if isinstance(value, int) and not isinstance(value, bool) else None
 

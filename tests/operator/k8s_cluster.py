@@ -259,6 +259,10 @@ class Cluster:
     def pytorchjobs(self, namespace: str) -> list[dict[str, Any]]:
         return self.custom.list_namespaced_custom_object(PJ_GROUP, PJ_VERSION, namespace, PJ_PLURAL)["items"]
 
+    def delete_pytorchjob(self, namespace: str, name: str) -> None:
+        """What ttlSecondsAfterFinished (or a user) does."""
+        self.custom.delete_namespaced_custom_object(PJ_GROUP, PJ_VERSION, namespace, PJ_PLURAL, name)
+
     def configmap(self, namespace: str, name: str) -> dict[str, str] | None:
         try:
             return self.core.read_namespaced_config_map(name, namespace).data

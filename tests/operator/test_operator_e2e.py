@@ -206,6 +206,28 @@ def test_training_job_runs_to_success_across_an_operator_restart_then_inference_
     assert len(owned_pytorchjobs(cluster, namespace, "ucf-test")) == 1
 
 
+def test_a_pytorchjob_that_finished_and_vanished_while_the_operator_was_down_is_not_run_again(
+    cluster: Cluster, namespace: str, operator_s3: S3, run_operator: Any
+) -> None:
+    """ttlSecondsAfterFinished deleted the PyTorchJob before the operator saw it succeed."""
+    bucket = setup_storage(cluster, namespace, operator_s3)
+    with run_operator():
+        cluster.create(training_job(namespace, "gone", bucket, operator_s3.endpoint_url))
+        wait_for(lambda: cluster.get(PJ, namespace, "gone"), what="the PyTorchJob")
+        cluster.set_pytorchjob_status(namespace, "gone", "Created", "Running")
+        cluster.wait_status(VTJ, namespace, "gone", phase="Running")
+
+    operator_s3.put_json(
+        f"s3://{bucket}/runs/gone/progress.json",
+        progress(bucket, "gone", phase="succeeded", epoch=3, best=0.8, best_epoch=3),
+    )
+    cluster.delete_pytorchjob(namespace, "gone")
+    with run_operator():
+        status = cluster.wait_status(VTJ, namespace, "gone", phase="Succeeded", epoch=3, bestTop1=0.8)
+        assert status["conditions"][0]["reason"] == "PyTorchJobDeleted"
+        assert owned_pytorchjobs(cluster, namespace, "gone") == []  # the finished run is not started again
+
+
 def test_suspend_and_resume(
     cluster: Cluster, namespace: str, operator_s3: S3, run_operator: Any, crd_schemas: SchemaSet
 ) -> None:

@@ -49,8 +49,14 @@ class FakeKube:
     def patch_pytorchjob(self, namespace: str, name: str, patch: dict[str, Any]) -> None:
         self.pytorchjobs[(namespace, name)]["spec"]["runPolicy"].update(patch["spec"]["runPolicy"])
 
-    def apply_configmap(self, body: dict[str, Any]) -> None:
-        self.configmaps[(body["metadata"]["namespace"], body["metadata"]["name"])] = copy.deepcopy(body)
+    def apply_configmap(self, body: dict[str, Any]) -> dict[str, Any]:
+        key = (body["metadata"]["namespace"], body["metadata"]["name"])
+        existing = self.configmaps.get(key)
+        ours = {ref["uid"] for ref in body["metadata"]["ownerReferences"]}
+        if existing is not None and not ours & {ref["uid"] for ref in existing["metadata"].get("ownerReferences", [])}:
+            return copy.deepcopy(existing["metadata"])  # another owner's: left as it is
+        self.configmaps[key] = copy.deepcopy(body)
+        return copy.deepcopy(body["metadata"])
 
     def read_secret(self, namespace: str, name: str) -> dict[str, str] | None:
         return self.secrets.get((namespace, name))
@@ -103,10 +109,35 @@ def test_start_training_creates_the_children_once(kube: FakeKube, bucket: str, o
     assert kube.creates == 1
 
 
-def test_a_pytorchjob_of_someone_else_is_not_adopted(kube: FakeKube, bucket: str, operator_s3: S3) -> None:
+def test_children_of_a_deleted_job_with_the_same_name_make_the_new_one_wait(
+    kube: FakeKube, bucket: str, operator_s3: S3
+) -> None:
+    """kubectl delete + apply at once: the old children are still being garbage-collected."""
     reconcile.start_training(vtj(bucket, operator_s3.endpoint_url, uid="uid-old"), kube, SETTINGS)  # type: ignore[arg-type]
-    with pytest.raises(reconcile.Invalid, match="PyTorchJob 'job' already exists and belongs to another owner"):
-        reconcile.start_training(vtj(bucket, operator_s3.endpoint_url, uid="uid-new"), kube, SETTINGS)  # type: ignore[arg-type]
+    old_config = copy.deepcopy(kube.configmaps[("ns", "job-config")])
+    new = vtj(bucket, operator_s3.endpoint_url, uid="uid-new", training={"epochs": 7})
+    with pytest.raises(reconcile.Waiting, match="ConfigMap 'job-config' of a deleted VideoTrainingJob named 'job'"):
+        reconcile.start_training(new, kube, SETTINGS)  # type: ignore[arg-type]
+    assert kube.configmaps[("ns", "job-config")] == old_config  # not taken over: garbage collection deletes it
+    del kube.configmaps[("ns", "job-config")]
+    with pytest.raises(reconcile.Waiting, match="PyTorchJob 'job' of a deleted VideoTrainingJob"):
+        reconcile.start_training(new, kube, SETTINGS)  # type: ignore[arg-type]
+    del kube.pytorchjobs[("ns", "job")]
+    assert reconcile.start_training(new, kube, SETTINGS)["pytorchJob"] == "job"  # type: ignore[arg-type]
+
+
+def test_a_job_of_another_kind_with_the_same_name_does_not_touch_the_first_ones_children(
+    kube: FakeKube, bucket: str, operator_s3: S3
+) -> None:
+    reconcile.start_training(vtj(bucket, operator_s3.endpoint_url), kube, SETTINGS)  # type: ignore[arg-type]
+    training_config = copy.deepcopy(kube.configmaps[("ns", "job-config")])
+    inference = vij(checkpoint=f"s3://{bucket}/w.pth", ref=None, bucket=bucket)
+    inference["metadata"]["name"] = "job"
+    inference["spec"]["storage"]["endpoint"] = operator_s3.endpoint_url
+    operator_s3.put_text(f"s3://{bucket}/w.pth", "w")
+    with pytest.raises(reconcile.Invalid, match="ConfigMap 'job-config' already exists and belongs to another owner"):
+        reconcile.start_inference(inference, kube, SETTINGS)  # type: ignore[arg-type]
+    assert kube.configmaps[("ns", "job-config")] == training_config and kube.creates == 1
 
 
 def test_a_spec_the_models_reject_fails_naming_field_and_value(kube: FakeKube, bucket: str, operator_s3: S3) -> None:
@@ -246,12 +277,74 @@ def test_sync_follows_the_pytorchjob_and_progress_and_patches_only_changes(
         "bestTop1": 0.5,
     }
 
-    del kube.pytorchjobs[("ns", "job")]  # e.g. ttlSecondsAfterFinished: the last phase stays
+
+@pytest.mark.parametrize("trainer_phase", ["succeeded", "running"])
+def test_a_pytorchjob_deleted_before_we_saw_it_end_is_settled_from_the_runs_outputs(
+    kube: FakeKube, bucket: str, operator_s3: S3, trainer_phase: str
+) -> None:
+    """ttlSecondsAfterFinished: 0, a manual delete, or an operator that was down: never Running forever."""
+    body = vtj(bucket, operator_s3.endpoint_url)
+    kube.jobs[("videotrainingjobs", "ns", "job")] = body
+    body["status"] = reconcile.start_training(body, kube, SETTINGS)  # type: ignore[arg-type]
+    kube.pytorchjobs[("ns", "job")]["status"] = {"conditions": [{"type": "Running", "status": "True"}]}
+    reconcile.sync_status("videotrainingjobs", "ns", "job", kube, SETTINGS)  # type: ignore[arg-type]
+    progress = {"phase": trainer_phase, "epoch": 3, "total_epochs": 3, "best_top1": 0.75}
+    operator_s3.put_json(f"s3://{bucket}/runs/job/progress.json", progress)
+
+    del kube.pytorchjobs[("ns", "job")]
+    reconcile.sync_status("videotrainingjobs", "ns", "job", kube, SETTINGS)  # type: ignore[arg-type]
+    status = kube.jobs[("videotrainingjobs", "ns", "job")]["status"]
+    assert (status["epoch"], status["bestTop1"]) == (3, 0.75)
+    if trainer_phase == "succeeded":
+        assert status["phase"] == "Succeeded" and "deleted after the run finished" in status["message"]
+    else:
+        assert status["phase"] == "Failed" and "deleted before the run finished" in status["message"]
+    assert status["conditions"][0]["reason"] == "PyTorchJobDeleted"
+    # Settled: later events change nothing.
     assert reconcile.sync_status("videotrainingjobs", "ns", "job", kube, SETTINGS)[2] == {}  # type: ignore[arg-type, index]
-    assert kube.jobs[("videotrainingjobs", "ns", "job")]["status"]["phase"] == "Running"
+
+
+def test_inference_succeeds_only_once_its_results_are_read(kube: FakeKube, bucket: str, operator_s3: S3) -> None:
+    body = vij(checkpoint=f"s3://{bucket}/w.pth", ref=None, bucket=bucket)
+    body["spec"]["storage"]["endpoint"] = operator_s3.endpoint_url
+    operator_s3.put_text(f"s3://{bucket}/w.pth", "w")
+    kube.jobs[("videoinferencejobs", "ns", "pred")] = body
+    body["status"] = reconcile.start_inference(body, kube, SETTINGS)  # type: ignore[arg-type]
+    kube.pytorchjobs[("ns", "pred")]["status"] = {"conditions": [{"type": "Succeeded", "status": "True"}]}
+
+    # S3 unreachable when the run ends: the phase stays, so the timer keeps following.
+    kube.jobs[("videoinferencejobs", "ns", "pred")]["spec"]["storage"]["endpoint"] = "http://127.0.0.1:9"
+    reconcile.sync_status("videoinferencejobs", "ns", "pred", kube, SETTINGS)  # type: ignore[arg-type]
+    status = kube.jobs[("videoinferencejobs", "ns", "pred")]["status"]
+    assert status["phase"] == "Pending" and "reading its results.json failed, retrying" in status["message"]
+
+    kube.jobs[("videoinferencejobs", "ns", "pred")]["spec"]["storage"]["endpoint"] = operator_s3.endpoint_url
+    operator_s3.put_json(f"s3://{bucket}/out/results.json", {"predictions": [{}, {}], "metrics": {"top1": 0.5}})
+    del kube.pytorchjobs[("ns", "pred")]  # and its PyTorchJob went meanwhile (ttlSecondsAfterFinished)
+    reconcile.sync_status("videoinferencejobs", "ns", "pred", kube, SETTINGS)  # type: ignore[arg-type]
+    status = kube.jobs[("videoinferencejobs", "ns", "pred")]["status"]
+    assert (status["phase"], status["videos"], status["metrics"]) == ("Succeeded", 2, {"top1": 0.5})
 
 
 def test_sync_does_nothing_before_the_job_started(kube: FakeKube) -> None:
     kube.jobs[("videotrainingjobs", "ns", "job")] = vtj("data", "http://x")
     assert reconcile.sync_status("videotrainingjobs", "ns", "job", kube, SETTINGS) is None  # type: ignore[arg-type]
     assert reconcile.sync_status("videotrainingjobs", "ns", "gone", kube, SETTINGS) is None  # type: ignore[arg-type]
+
+
+def test_results_uri_of_a_bare_bucket_or_prefix_gets_results_json() -> None:
+    from autox_operator.builders import results_uri
+
+    assert results_uri("s3://bucket") == "s3://bucket/results.json"
+    assert results_uri("s3://bucket/") == "s3://bucket/results.json"
+    assert results_uri("s3://bucket/runs/x/") == "s3://bucket/runs/x/results.json"
+    assert results_uri("s3://bucket/runs/x/preds.json") == "s3://bucket/runs/x/preds.json"
+
+
+def test_an_endpoint_boto_cannot_parse_is_a_storage_error_naming_it() -> None:
+    """E.g. the chart's default endpoint without a scheme: boto raises ValueError, not a BotoCoreError."""
+    from autox_operator import s3
+
+    with pytest.raises(s3.S3Error, match="invalid S3 endpoint 'minio minio:9000'") as info:
+        s3.check_bucket(s3.S3Access("minio minio:9000", "us-east-1", "k", "s"), "s3://bucket/x")
+    assert info.value.reason == "InvalidEndpoint"

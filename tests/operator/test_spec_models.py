@@ -107,6 +107,9 @@ def test_inference_spec_defaults() -> None:
     )
     assert spec.dataset.list is None and spec.inference.test_crops == 1 and spec.inference.video_length is None
     assert spec.inference.batch_size_per_gpu is None  # tuned by the trainer
+    for endpoint in ("https://", "http://minio minio:9000"):  # botocore cannot use these
+        with pytest.raises(ValidationError, match="endpoint"):
+            VideoInferenceJobSpec.model_validate({**spec.model_dump(by_alias=True), "storage": {"endpoint": endpoint}})
     with pytest.raises(ValidationError):
         VideoInferenceJobSpec.model_validate({**spec.model_dump(by_alias=True), "inference": {"testCrops": 2}})
 
