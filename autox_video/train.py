@@ -215,7 +215,17 @@ def _agree_on_resume(work: Path, output_uri: str | None) -> Path | None:
     """Rank 0's latest checkpoint, made present on every node: all ranks must resume the same epoch."""
     from autox_video import checkpoints, storage
 
-    name = distributed.on_rank0_then_broadcast(lambda: getattr(checkpoints.latest_checkpoint(work), "name", None))
+    def choose() -> str | None:
+        latest = checkpoints.latest_checkpoint(work)
+        if latest is not None and output_uri is not None:
+            remote = storage.join(output_uri, latest.name)
+            if not storage.exists(remote):
+                # Its upload was cut off (the pod died, or S3 was down past the retries) and this disk
+                # survived the restart: publish it now, or the other nodes could never fetch it.
+                storage.upload(latest, remote)
+        return None if latest is None else latest.name
+
+    name = distributed.on_rank0_then_broadcast(choose)
     if name is None:
         return None
     local = work / name

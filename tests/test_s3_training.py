@@ -164,3 +164,23 @@ def test_two_nodes_train_through_the_entrypoint_and_write_one_set_of_outputs(
     # Both nodes downloaded the data to their own disk; only node 0 wrote checkpoints.
     assert list((tmp_path / "node1").rglob("*.mp4")) and list((tmp_path / "node0").rglob("*.mp4"))
     assert list((tmp_path / "node0").rglob("epoch_2.pth")) and not list((tmp_path / "node1").rglob("epoch_*.pth"))
+
+
+def test_a_checkpoint_whose_upload_was_cut_off_is_published_before_other_nodes_fetch_it(
+    s3_server, s3_env, bucket, tmp_path: Path
+) -> None:
+    """Rank 0's disk survived a restart with epoch_2.pth that never reached S3: resume must not crash-loop."""
+    from autox_video.train import _agree_on_resume
+
+    client = s3_server.client()
+    work = tmp_path / "work"
+    work.mkdir()
+    (work / "epoch_1.pth").write_bytes(b"one")
+    (work / "epoch_2.pth").write_bytes(b"two")
+    (work / "last_checkpoint").write_text(str(work / "epoch_2.pth"))
+    output = f"s3://{bucket}/runs/cut/"
+    client.put_object(Bucket=bucket, Key="runs/cut/epoch_1.pth", Body=b"one")
+    client.put_object(Bucket=bucket, Key="runs/cut/last_checkpoint", Body=b"epoch_1.pth")
+
+    assert _agree_on_resume(work, output) == work / "epoch_2.pth"
+    assert client.get_object(Bucket=bucket, Key="runs/cut/epoch_2.pth")["Body"].read() == b"two"
