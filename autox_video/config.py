@@ -80,7 +80,9 @@ class Config(BaseModel):
     max_bad_fraction: float = Field(
         0.1, ge=0, le=1, description="Abort if more than this share of videos is unreadable."
     )
-    keep_checkpoints: int = Field(2, ge=1, description="Epoch checkpoints kept (best.pth is always kept).")
+    keep_checkpoints: int = Field(
+        2, ge=1, description="Epoch checkpoints kept (at least 2 on the local disk; best.pth is always kept)."
+    )
     log_interval: int = Field(10, ge=1, description="Log a line every N iterations.")
     results_format: ResultsFormat = Field("default", description="results.json layout: default or seed.")
     s3_endpoint_url: str | None = Field(None, description="S3 endpoint (else AWS_ENDPOINT_URL / AWS default).")

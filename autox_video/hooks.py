@@ -1,6 +1,6 @@
 """ProgressHook: best.pth, metrics.jsonl and progress.json, exactly once per epoch across kills.
 
-Order within an epoch (ValidateThenSaveLoop): validate -> [after_val_epoch: stage best.pending.pth,
+Order within an epoch (ValidateThenSaveLoop): validate -> [after_val_epoch: stage best.pending.epoch_N.pth,
 remember metrics in the message hub] -> CheckpointHook saves epoch_N.pth (the message hub rides in
 it) -> [after_train_epoch, lowest priority: promote best, append metrics.jsonl, write progress.json,
 publish]. A kill anywhere resumes from the last epoch checkpoint; before_train then finishes the
@@ -22,7 +22,13 @@ from mmengine.dist import is_main_process
 from mmengine.hooks import Hook
 
 BEST = "best.pth"
-BEST_PENDING = "best.pending.pth"
+
+
+def _pending(epoch: int) -> str:
+    """Staged best weights of one epoch: the name says which, so a resume never promotes a discarded epoch's."""
+    return f"best.pending.epoch_{epoch}.pth"
+
+
 PENDING_KEY = "autox_pending"
 BEST_KEY = "autox_best"
 
@@ -40,6 +46,17 @@ def write_json_atomic(path: Path, data: dict[str, Any]) -> None:
     tmp = path.with_suffix(path.suffix + ".tmp")
     tmp.write_text(json.dumps(data, indent=1) + "\n", encoding="utf-8")
     os.replace(tmp, path)
+
+
+def _weights_epoch(path: Path) -> int | None:
+    """The epoch recorded in a weights file's meta (None if missing or unreadable); reads the meta only."""
+    import torch
+
+    try:
+        meta = torch.load(path, map_location="cpu", weights_only=True, mmap=True).get("meta", {})
+    except (OSError, RuntimeError, ValueError, AttributeError):
+        return None
+    return meta.get("epoch") if isinstance(meta, dict) else None
 
 
 def read_metrics(path: Path) -> list[dict[str, Any]]:
@@ -99,8 +116,8 @@ class ProgressHook(Hook):
         """Promote the staged best and append the epoch's metrics, each at most once."""
         work = self._dir(runner)
         if pending is not None and pending.get("epoch") == epoch:
-            if (work / BEST_PENDING).is_file():
-                os.replace(work / BEST_PENDING, work / BEST)
+            if (work / _pending(epoch)).is_file():
+                os.replace(work / _pending(epoch), work / BEST)
             rows = read_metrics(work / "metrics.jsonl")
             if pending.get("metrics") and all(r.get("epoch") != epoch for r in rows):
                 with open(work / "metrics.jsonl", "a", encoding="utf-8") as f:
@@ -115,12 +132,25 @@ class ProgressHook(Hook):
         epoch = runner.epoch  # epochs completed by the loaded checkpoint (0 when fresh)
         pending = runner.message_hub.get_info(PENDING_KEY)
         self._finish_epoch(runner, epoch, pending)
-        (work / BEST_PENDING).unlink(missing_ok=True)
+        for stale in work.glob("best.pending.epoch_*.pth"):  # staged by epochs after the checkpoint
+            stale.unlink()
+        self._heal_best(runner, epoch)
         rows = read_metrics(work / "metrics.jsonl")
         kept = [r for r in rows if r.get("epoch", 0) <= epoch]
         if len(kept) != len(rows):  # validated after the checkpoint we resumed from: will be redone
             (work / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in kept), encoding="utf-8")
         self._write_progress(runner, epoch, "running")
+
+    def _heal_best(self, runner: Any, epoch: int) -> None:
+        """When the best epoch is the one just resumed, best.pth must hold its weights.
+
+        With an S3 output, a pod can die after the checkpoint pointer moved but before best.pth was
+        uploaded; a fresh disk then restores an older best.pth. The resumed model holds the right weights.
+        """
+        best = self._best(runner)
+        if epoch == 0 or best["epoch"] != epoch or _weights_epoch(self._dir(runner) / BEST) == epoch:
+            return
+        self._save_weights(runner, self._dir(runner) / BEST, epoch, float(best["top1"]))
 
     def before_train_epoch(self, runner: Any) -> None:
         """Reset the epoch's loss and timer."""
@@ -154,7 +184,7 @@ class ProgressHook(Hook):
         if improved:
             runner.message_hub.update_info(BEST_KEY, {"top1": top1, "epoch": epoch})
             if is_main_process():
-                self._save_weights(runner, self._dir(runner) / BEST_PENDING, epoch, top1)
+                self._save_weights(runner, self._dir(runner) / _pending(epoch), epoch, top1)
         runner.message_hub.update_info(PENDING_KEY, {"epoch": epoch, "metrics": row})
 
     def _save_weights(self, runner: Any, path: Path, epoch: int, top1: float) -> None:

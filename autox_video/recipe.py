@@ -246,7 +246,13 @@ def runner_cfg(
             logger=dict(type="LoggerHook", interval=cfg.log_interval, ignore_last=False),
             param_scheduler=dict(type="ParamSchedulerHook"),
             checkpoint=dict(
-                type="CheckpointHook", interval=1, by_epoch=True, max_keep_ckpts=cfg.keep_checkpoints, save_last=True
+                type="CheckpointHook",
+                interval=1,
+                by_epoch=True,
+                # mmengine deletes the oldest kept checkpoint *before* writing the new one: with 1 kept,
+                # a kill mid-write would leave no complete checkpoint to resume from.
+                max_keep_ckpts=max(2, cfg.keep_checkpoints),
+                save_last=True,
             ),
             sampler_seed=dict(type="DistSamplerSeedHook"),
         ),

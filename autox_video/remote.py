@@ -45,7 +45,7 @@ def restore_run(uri: str, local: Path) -> Path | None:
 
 
 class RunPublisher:
-    """Uploads a run's files after each epoch: objects first, the checkpoint pointer last."""
+    """Uploads a run's files after each epoch: the checkpoint, run files, the pointer, then best.pth."""
 
     def __init__(self, uri: str, keep: int) -> None:
         self.uri = uri
@@ -56,16 +56,19 @@ class RunPublisher:
         latest = _latest_local(work)
         if latest is not None:
             storage.upload(latest, storage.join(self.uri, latest.name))
-        if (work / "best.pth").is_file():
-            storage.upload(work / "best.pth", storage.join(self.uri, "best.pth"))
         for name in RUN_FILES:
             if (work / name).is_file():
                 storage.upload(work / name, storage.join(self.uri, name))
         for logfile in sorted(work.glob("*/*.log")):
             storage.upload(logfile, storage.join(self.uri, "logs", logfile.name))
         if latest is not None:
-            storage.write_text(storage.join(self.uri, POINTER), latest.name)  # last: only now is it usable
+            storage.write_text(storage.join(self.uri, POINTER), latest.name)  # only now is it usable
             self._prune(latest.name)
+        # After the pointer: best.pth is never newer than the checkpoint a fresh pod resumes. A pod
+        # that dies before this upload restores an older best.pth, and ProgressHook rewrites it
+        # from the resumed weights when the resumed epoch is the best one.
+        if (work / "best.pth").is_file():
+            storage.upload(work / "best.pth", storage.join(self.uri, "best.pth"))
 
     def _prune(self, current: str) -> None:
         keys = [k for k in storage.list_keys(self.uri) if re.fullmatch(r"epoch_\d+\.pth", k.rsplit("/", 1)[-1])]

@@ -125,3 +125,16 @@ def test_data_loader_workers_follow_the_cpus_and_the_device(monkeypatch: pytest.
     monkeypatch.setenv("LOCAL_WORLD_SIZE", "4")  # four ranks share the node's CPUs
     assert default_num_workers(cuda=True) == 3
     assert default_num_workers(cuda=False) == 0
+
+
+def test_at_least_two_epoch_checkpoints_stay_on_disk() -> None:
+    """mmengine deletes the oldest kept checkpoint before writing the next: with one kept, a kill
+    during that write would leave nothing complete to resume from."""
+    from autox_video.recipe import Lists, runner_cfg
+
+    lists = Lists(train="train.jsonl", val=None, test=None, num_classes=3)
+    for keep, kept in ((1, 2), (2, 2), (5, 5)):
+        cfg = runner_cfg(
+            build_config({"keep_checkpoints": keep}), lists, work_dir="w", cuda=False, launcher="none", load_from=None
+        )
+        assert cfg["default_hooks"]["checkpoint"]["max_keep_ckpts"] == kept

@@ -139,3 +139,28 @@ def test_pretrained_weights_survive_the_runners_weight_init(dataset, tmp_path: P
     trained = torch.load(work / "epoch_1.pth", map_location="cpu", weights_only=False)["state_dict"]
     for name, value in src.state_dict().items():
         assert torch.allclose(trained[name].float(), value.float(), atol=1e-5), name
+
+
+def test_a_stale_best_is_rewritten_from_the_resumed_weights(dataset, tmp_path: Path) -> None:
+    """S3 output: a pod died after the checkpoint pointer moved, before best.pth was uploaded."""
+    work = tmp_path / "run"
+    config = write_config(tmp_path / "config.yaml", dataset, work, epoch=2)
+    assert cli("train", "--config", str(config)).returncode == 0
+    best_epoch = max(_metrics(work), key=lambda r: (r["top1"], -r["epoch"]))["epoch"]
+    (work / "last_checkpoint").write_text(str(work / f"epoch_{best_epoch}.pth"))  # resume at the best epoch
+    resumed = torch.load(work / f"epoch_{best_epoch}.pth", map_location="cpu", weights_only=False)["state_dict"]
+    stale = {k: torch.zeros_like(v) for k, v in resumed.items()}
+    torch.save({"meta": {"epoch": 0, "top1": 0.0}, "state_dict": stale}, work / "best.pth")
+    # A best staged by an epoch after the checkpoint (killed before it was saved) must never be promoted.
+    torch.save(
+        {"meta": {"epoch": best_epoch + 1, "top1": 1.0}, "state_dict": stale},
+        work / f"best.pending.epoch_{best_epoch + 1}.pth",
+    )
+
+    assert cli("train", "--config", str(config)).returncode == 0
+    best = torch.load(work / "best.pth", map_location="cpu", weights_only=True)
+    rows = _metrics(work)
+    assert best["meta"]["epoch"] == max(rows, key=lambda r: (r["top1"], -r["epoch"]))["epoch"]
+    assert [r["epoch"] for r in rows] == [1, 2] and not list(work.glob("best.pending.*"))
+    if best["meta"]["epoch"] == best_epoch:  # not beaten by a redone epoch: the resumed weights themselves
+        assert all(torch.equal(best["state_dict"][k], v) for k, v in resumed.items())
