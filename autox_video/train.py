@@ -183,6 +183,7 @@ def fit(cfg: Config, *, local_inputs: Any = None, publisher: Any = None) -> Trai
 
     resume_from = _agree_on_resume(work, inputs.output_uri)
     if resume_from is not None:
+        _check_schedule_unchanged(cfg, resume_from)
         log.info("resuming from %s", resume_from)
     runner = build_runner(cfg, plan, work, resume_from=resume_from, cuda=cuda)
     progress = next(h for h in runner.hooks if type(h).__name__ == "ProgressHook")
@@ -243,6 +244,30 @@ def _agree_on_resume(work: Path, output_uri: str | None) -> Path | None:
 
     distributed.local_rank0_first(fetch)
     return local
+
+
+# Resuming restores the optimizer and the learning-rate schedulers as they were saved: a change to
+# any of these would be silently ignored (a longer `epoch` kept the old cosine, so the added epochs
+# ran at a learning rate of ~0).
+SCHEDULE_KEYS = ("epoch", "lr", "backbone_lr_mult", "weight_decay", "warmup_epochs", "videos_per_gpu")
+
+
+def _check_schedule_unchanged(cfg: Config, checkpoint: Path) -> None:
+    import torch
+
+    from autox_video import checkpoints
+
+    with checkpoints.resumable_torch_load():
+        meta = torch.load(checkpoint, map_location="cpu", weights_only=True, mmap=True).get("meta", {})
+    saved = (meta.get("autox") or {}).get("config") or {}
+    changed = [k for k in SCHEDULE_KEYS if k in saved and saved[k] != getattr(cfg, k)]
+    if changed:
+        what = ", ".join(f"{k} {saved[k]} -> {getattr(cfg, k)}" for k in changed)
+        raise ConfigError(
+            f"{checkpoint.parent} was trained with other settings ({what}); resuming keeps the saved "
+            "optimizer and learning-rate schedule, so they would not apply: set them back to resume, or "
+            f"train in a new work_dir with pretrained: {checkpoint.parent / 'best.pth'}"
+        )
 
 
 def _mark_failed(work: Path, err: BaseException) -> None:

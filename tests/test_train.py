@@ -164,3 +164,15 @@ def test_a_stale_best_is_rewritten_from_the_resumed_weights(dataset, tmp_path: P
     assert [r["epoch"] for r in rows] == [1, 2] and not list(work.glob("best.pending.*"))
     if best["meta"]["epoch"] == best_epoch:  # not beaten by a redone epoch: the resumed weights themselves
         assert all(torch.equal(best["state_dict"][k], v) for k, v in resumed.items())
+
+
+def test_resuming_with_a_changed_schedule_is_refused_with_what_to_do(dataset, tmp_path: Path) -> None:
+    """The saved optimizer and LR schedule win on resume: a longer `epoch` would train at lr ~0."""
+    work = tmp_path / "run"
+    config = write_config(tmp_path / "config.yaml", dataset, work, epoch=1, evaluation=0)
+    assert cli("train", "--config", str(config)).returncode == 0
+    again = cli("train", "--config", str(config), "--epoch", "3", "--lr", "0.01")
+    assert again.returncode == 2 and "Traceback" not in again.stderr
+    last = again.stderr.strip().splitlines()[-1]
+    assert "epoch 1 -> 3, lr 0.002 -> 0.01" in last and f"pretrained: {work / 'best.pth'}" in last
+    assert cli("train", "--config", str(config)).returncode == 0  # unchanged settings resume as before
