@@ -123,7 +123,13 @@ def cmd_check(args: argparse.Namespace) -> int:
         if ann is None:
             continue
         split = load_split(
-            name, ann, inputs.data_root, num_class=cfg.num_class, require_labels=name != "test", max_bad_fraction=1.0
+            name,
+            ann,
+            inputs.data_root,
+            num_class=cfg.num_class,
+            require_labels=name != "test",
+            max_bad_fraction=1.0,
+            decoder=cfg.decoder,
         )
         for p in split.problems:
             print(f"{ann}: {p.path}: {p.reason}")

@@ -67,13 +67,17 @@ def _decord_safe_width(width: int) -> bool:
     return (padded * 3) // width == 3
 
 
-# Codecs that FFmpeg's own decoder, driven through PyAV, reads much faster than decord 0.6: on one
-# core, a 32x2 clip from 720p MPEG-4 Part 2 (.avi, 300-frame GOP) took 0.14 s vs 0.34 s with decord,
-# because only reference frames and wanted frames are decoded (skip_frame=NONREF for the rest) and
-# only wanted frames are converted to RGB; decord 0.6 also returns wrong frames after seeking in AVI
-# files with B-frames. H.264 measured the same either way; decord keeps it (and every codec not
-# listed: e.g. MPEG-2's open GOPs are not measured here).
-PYAV_CODECS = frozenset({"mpeg4", "msmpeg4v1", "msmpeg4v2", "msmpeg4v3", "h263", "h263p", "mjpeg"})
+# Which decoder `auto` uses. FFmpeg's own decoder, driven through PyAV, seeks exactly and skips
+# work: on one core a 32x2 clip from 720p MPEG-4 Part 2 (.avi, 300-frame GOP) took 0.14 s vs 0.34 s
+# with decord, because only reference frames and wanted frames are decoded (skip_frame=NONREF for the
+# rest) and only wanted frames are converted to RGB. decord keeps only what its seeks were checked
+# for, frame by frame (tests/test_fast_decode.py): H.264 in MP4/MOV/MKV, where it measured the same
+# as PyAV. Elsewhere decord 0.6 returned wrong frames after seeking, with no error:
+# MPEG-4 Part 2 .avi with B-frames, MPEG-2 (.mp4: 276 of 320 frames wrong, .mpg: 319), HEVC with
+# open GOPs (187), H.264 in .avi (310), WMV2 (121); PyAV read the .mp4, .wmv and B-frame-free .avi
+# exactly.
+DECORD_CODECS = frozenset({"h264"})
+DECORD_CONTAINERS = frozenset({".mp4", ".m4v", ".mov", ".mkv"})
 BACKENDS = ("auto", "decord", "pyav")
 
 
@@ -199,7 +203,7 @@ class FastDecordInit(BaseTransform):
         num_threads: decord decode threads (1: data-loader workers already use every core).
         min_factor: decord scales inside the decoder only when the source short side is at least
             this many times `short_side` (see `scaled_size`).
-        backend: "auto" (PyAV for the codecs in PYAV_CODECS, decord otherwise), "decord" or "pyav".
+        backend: "auto" (decord for DECORD_CODECS in DECORD_CONTAINERS, PyAV otherwise), "decord" or "pyav".
     """
 
     def __init__(
@@ -225,10 +229,10 @@ class FastDecordInit(BaseTransform):
         try:
             info = self._info.get(path)
             container = None
-            if info is None or self._use_pyav(info[2]):
+            if info is None or self._use_pyav(info[2], path):
                 container, info = _open(path, info)
                 self._info[path] = info
-            if container is not None and self._use_pyav(info[2]):
+            if container is not None and self._use_pyav(info[2], path):
                 try:
                     reader = _PyAVReader(container, self.short_side)
                 except BaseException:
@@ -252,8 +256,10 @@ class FastDecordInit(BaseTransform):
         results["avg_fps"] = reader.fps
         return results
 
-    def _use_pyav(self, codec: str) -> bool:
-        return self.backend == "pyav" or (self.backend == "auto" and codec in PYAV_CODECS)
+    def _use_pyav(self, codec: str, path: str) -> bool:
+        if self.backend != "auto":
+            return self.backend == "pyav"
+        return codec not in DECORD_CODECS or Path(path).suffix.lower() not in DECORD_CONTAINERS
 
     def __repr__(self) -> str:
         name = type(self).__name__

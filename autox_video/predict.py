@@ -176,6 +176,7 @@ def predict_split(
             num_class=num_classes,
             require_labels=False,
             max_bad_fraction=cfg.max_bad_fraction,
+            decoder=cfg.decoder,
         )
 
     split = distributed.on_rank0_then_broadcast(plan)

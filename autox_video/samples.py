@@ -34,6 +34,7 @@ def load_split(
     check: bool = True,
     workers: int = 2,
     skipped: Path | None = None,
+    decoder: str = "auto",
 ) -> CheckedSplit:
     """Read a list (or scan data_root when there is none), probe every video, enforce the bad share."""
     if ann_file is None:
@@ -43,7 +44,7 @@ def load_split(
         source = Path(ann_file).name
     if not check:
         return CheckedSplit(name, samples, [], source)
-    good, problems = check_videos(samples, data_root, workers=workers, progress=False)
+    good, problems = check_videos(samples, data_root, workers=workers, progress=False, decoder=decoder)
     for p in problems:
         log.warning("skipping unreadable video %s: %s", p.path, p.reason)
     if skipped is not None and problems and len(problems) / len(samples) > max_bad_fraction:

@@ -55,6 +55,7 @@ def plan_data(
         num_class=num_class,
         require_labels=True,
         max_bad_fraction=cfg.max_bad_fraction,
+        decoder=cfg.decoder,
         skipped=skipped,
     )
     if num_class is None:
@@ -71,6 +72,7 @@ def plan_data(
             num_class=num_class,
             require_labels=True,
             max_bad_fraction=cfg.max_bad_fraction,
+            decoder=cfg.decoder,
             skipped=skipped,
         )
     if not train.samples:

@@ -7,6 +7,7 @@ process that is killed after a timeout.
 
 from __future__ import annotations
 
+import functools
 import multiprocessing as mp
 import multiprocessing.pool
 import os
@@ -15,6 +16,8 @@ import sys
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+
+import numpy as np
 
 from autox_video.annotations import Sample
 from autox_video.errors import DataError
@@ -46,7 +49,27 @@ def _declared_frames(path: str) -> int:
         return 0
 
 
-def probe_file(path: str) -> str | None:
+def _pipeline_read(path: str, n: int, decoder: str) -> str | None:
+    """Read frames 0, n/2 and n-1 with the reader training and prediction use, when it is PyAV.
+
+    decord read them above; a file it reads that PyAV rejects (e.g. duplicate timestamps in an
+    MPEG-PS .mpg) would otherwise pass this check and then abort validation or prediction.
+    """
+    from autox_video.fast_decode import FastDecordDecode, FastDecordInit, _PyAVReader
+
+    try:
+        results = FastDecordInit(short_side=None, backend=decoder).transform({"filename": path})
+        if not isinstance(results["video_reader"], _PyAVReader):
+            results["video_reader"].close()
+            return None
+        results["frame_inds"] = np.array(sorted({0, n // 2, n - 1}))
+        FastDecordDecode().transform(results)
+    except Exception as err:  # noqa: BLE001 - DataError or FFmpeg's own; the reason is what matters
+        return f"cannot be read exactly (decoder {decoder}): {_first_line(err)}"
+    return None
+
+
+def probe_file(path: str, decoder: str = "auto") -> str | None:
     """Open and decode the first, middle and last frame in this process; None if fine, else a short reason."""
     p = Path(path)
     if not p.is_file():
@@ -76,7 +99,7 @@ def probe_file(path: str) -> str | None:
     declared = _declared_frames(path)
     if declared and n < 0.9 * declared - 1:
         return f"truncated: {n} of {declared} frames decodable"
-    return None
+    return _pipeline_read(path, n, decoder)
 
 
 def _context() -> mp.context.BaseContext:
@@ -93,9 +116,11 @@ def _quiet_worker() -> None:
     os.close(devnull)
 
 
-def probe_video(path: str | Path, *, timeout_s: float = 20.0) -> str | None:
+def probe_video(path: str | Path, *, timeout_s: float = 20.0, decoder: str = "auto") -> str | None:
     """probe_file in a child process with a timeout (a hang becomes a reason, not a stuck run)."""
-    return _probe_all([str(path)], workers=1, timeout_s=timeout_s)[0]
+    return _probe_all(
+        [str(path)], workers=1, timeout_s=timeout_s, probe=functools.partial(probe_file, decoder=decoder)
+    )[0]
 
 
 def _probe_all(
@@ -150,7 +175,13 @@ def _result(res: mp.pool.AsyncResult[str | None]) -> str | None:
 
 
 def check_videos(
-    samples: list[Sample], data_root: str | Path, *, workers: int = 2, timeout_s: float = 20.0, progress: bool = True
+    samples: list[Sample],
+    data_root: str | Path,
+    *,
+    workers: int = 2,
+    timeout_s: float = 20.0,
+    progress: bool = True,
+    decoder: str = "auto",
 ) -> tuple[list[Sample], list[VideoProblem]]:
     """Probe every sample; return the readable ones (in order) and the problems."""
     if not samples:
@@ -163,7 +194,13 @@ def check_videos(
 
         bar = tqdm(total=len(paths), desc="checking videos", unit="video", file=sys.stderr, leave=False)
     try:
-        reasons = _probe_all(paths, workers=workers, timeout_s=timeout_s, on_result=bar.update if bar else None)
+        reasons = _probe_all(
+            paths,
+            workers=workers,
+            timeout_s=timeout_s,
+            probe=functools.partial(probe_file, decoder=decoder),
+            on_result=bar.update if bar else None,
+        )
     finally:
         if bar is not None:
             bar.close()

@@ -269,3 +269,37 @@ def test_out_of_range_indices_raise_data_error(videos: dict[str, Path], mm: Any)
     results["frame_inds"] = np.array([0, 10])
     with pytest.raises(DataError, match="short.mp4"):
         FastDecordDecode()(results)
+
+
+def _write(path: Path, frames: np.ndarray, codec: str, options: dict[str, str]) -> None:
+    import av
+
+    with av.open(str(path), mode="w") as container:
+        stream = container.add_stream(codec, rate=25)
+        stream.width, stream.height, stream.pix_fmt = frames.shape[2], frames.shape[1], "yuv420p"
+        stream.options = options
+        for frame in frames:
+            container.mux(stream.encode(av.VideoFrame.from_ndarray(frame, format="rgb24")))
+        container.mux(stream.encode())
+
+
+@pytest.mark.parametrize(
+    ("name", "codec", "options"),
+    [
+        ("mpeg2.mp4", "mpeg2video", {"g": "24", "bf": "2"}),
+        ("h264.avi", "libx264", {"g": "24", "bf": "0"}),
+        ("hevc.mp4", "libx265", {"g": "24", "x265-params": "log-level=none"}),
+    ],
+)
+def test_auto_reads_exact_frames_where_decord_seeks_wrongly(
+    tmp_path: Path, mm: Any, name: str, codec: str, options: dict[str, str]
+) -> None:
+    """decord returned wrong frames after seeks in these (MPEG-2, H.264 in AVI, HEVC): auto uses PyAV."""
+    import av
+
+    if codec not in av.codecs_available:
+        pytest.skip(f"this FFmpeg build has no {codec} encoder")
+    path = tmp_path / name
+    _write(path, _frames(50), codec, options)
+    for inds in SEEKS:
+        assert _which_frames(_ours(path, inds, None), 50) == inds.tolist()
