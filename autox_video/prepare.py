@@ -38,6 +38,7 @@ class PrepareReport:
     failed: list[tuple[str, str]] = field(default_factory=list)  # (source, reason)
     ann_files: list[Path] = field(default_factory=list)  # rewritten annotation lists
     renamed: dict[str, str] = field(default_factory=dict)  # source relpath -> output relpath
+    left_out: int = 0  # list lines of failed sources, not copied into the prepared lists
     bytes_in: int = 0
     bytes_out: int = 0
     seconds: float = 0.0
@@ -47,7 +48,9 @@ class PrepareReport:
         mb = 1024 * 1024
         return (
             f"prepared {len(self.transcoded)} videos, skipped {len(self.skipped)} already done, "
-            f"{len(self.failed)} failed; {self.bytes_in / mb:.1f} MiB -> {self.bytes_out / mb:.1f} MiB "
+            f"{len(self.failed)} failed"
+            + (f" (left out of the lists: {self.left_out} line{'s' * (self.left_out != 1)})" if self.left_out else "")
+            + f"; {self.bytes_in / mb:.1f} MiB -> {self.bytes_out / mb:.1f} MiB "
             f"in {self.seconds:.1f}s"
         )
 
@@ -125,9 +128,10 @@ def find_videos(root: Path) -> list[str]:
     )
 
 
-def rewrite_list(src_list: Path, dst_list: Path, renamed: dict[str, str]) -> None:
-    """Copy an annotation list (`path [label]` lines), replacing renamed video paths; the rest unchanged."""
-    lines = []
+def rewrite_list(src_list: Path, dst_list: Path, renamed: dict[str, str], drop: frozenset[str] = frozenset()) -> int:
+    """Copy an annotation list (`path [label]` lines), replacing renamed video paths and leaving out
+    the lines of `drop` (sources that failed: they have no prepared copy); returns how many were left out."""
+    lines, dropped = [], 0
     for raw in src_list.read_text(encoding="utf-8").splitlines(keepends=True):
         body = raw.rstrip("\r\n")
         end = raw[len(body) :]
@@ -137,10 +141,14 @@ def rewrite_list(src_list: Path, dst_list: Path, renamed: dict[str, str]) -> Non
             rel, tail = parts[0], stripped[len(parts[0]) :]  # tail: the separator and the label
         else:
             rel, tail = stripped, ""
+        if stripped and os.path.normpath(rel) in drop:
+            dropped += 1
+            continue
         new = renamed.get(os.path.normpath(rel))
         lines.append((new + tail if new is not None else body) + end)
     dst_list.parent.mkdir(parents=True, exist_ok=True)
     dst_list.write_text("".join(lines), encoding="utf-8")
+    return dropped
 
 
 def _plan(src_root: Path, dst_root: Path, videos: Iterable[str]) -> dict[str, str]:
@@ -234,9 +242,10 @@ def prepare_dataset(
     finally:
         bar.close()
     renamed = {os.path.normpath(k): v for k, v in plan.items()}
+    failed = frozenset(os.path.normpath(rel) for rel, _ in report.failed)
     for ann in lists:
         out_list = dst / ann.name
-        rewrite_list(ann, out_list, renamed)
+        report.left_out += rewrite_list(ann, out_list, renamed, failed)
         report.ann_files.append(out_list)
     report.transcoded.sort()
     report.seconds = time.monotonic() - started

@@ -35,7 +35,7 @@ def source(tmp_path: Path) -> Path:
     (src / "notes.txt").parent.mkdir(parents=True, exist_ok=True)
     (src / "notes.txt").write_text("not a video")
     (src / "broken.mp4").write_bytes(b"\x00" * 300)
-    (tmp_path / "train.txt").write_text("walk/a.avi 0\nrun/b c.mp4 1\n# comment\nmissing.avi 2\n")
+    (tmp_path / "train.txt").write_text("walk/a.avi 0\nrun/b c.mp4 1\n# comment\nmissing.avi 2\nbroken.mp4 1\n")
     return src
 
 
@@ -53,8 +53,10 @@ def test_transcodes_to_short_side_and_gop_keeping_every_frame(source: Path, tmp_
         assert len(vr) == frames  # frame indices keep their meaning
         assert vr[0].shape == (48, 80, 3)
         assert list(vr.get_key_indices()) == list(range(0, frames, 8))
-    # The list keeps labels, comments and unknown paths; only renamed videos change.
+    # The list keeps labels, comments and unknown paths; renamed videos change, failed ones are left
+    # out (they have no prepared copy: the list would name a missing file).
     assert (dst / "train.txt").read_text() == "walk/a.mp4 0\nrun/b c.mp4 1\n# comment\nmissing.avi 2\n"
+    assert report.left_out == 1 and "1 failed (left out of the lists: 1 line)" in report.summary()
     assert report.renamed == {"walk/a.avi": "walk/a.mp4"}
 
 
