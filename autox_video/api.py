@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from autox_video.config import Config, build_config, read_config_file
+from autox_video.config import Config, build_config, normalise_keys, read_config_file
 from autox_video.predict import Prediction
 from autox_video.train import TrainResult
 
@@ -14,7 +14,8 @@ class AutoXVideo:
     """Train and apply a Video Swin classifier; every argument the seed had optional is optional here."""
 
     def __init__(self, **config: Any) -> None:
-        self._base: dict[str, Any] = dict(config)
+        # Canonical key names only, so a later `epoch=` beats an earlier `epochs=` (and vice versa).
+        self._base: dict[str, Any] = normalise_keys(config, "AutoXVideo()")
         self.last_fit: TrainResult | None = None
         self.last_prediction: Prediction | None = None
 
@@ -25,7 +26,7 @@ class AutoXVideo:
 
     def read_cfg(self, cfg_file: str | Path) -> AutoXVideo:
         """Load config.yaml; later calls' arguments override it."""
-        self._base.update(read_config_file(cfg_file))
+        self._base.update(normalise_keys(read_config_file(cfg_file), str(cfg_file)))
         build_config(self._base, source=str(cfg_file))  # validate now: errors name the file
         return self
 
@@ -57,7 +58,7 @@ class AutoXVideo:
             evaluation=evaluation,
             **extra,
         )
-        self._base.update({k: v for k, v in given.items() if v is not None})
+        self._base.update(normalise_keys({k: v for k, v in given.items() if v is not None}, "fit()"))
         self.last_fit = fit(self.config)
         return self.last_fit
 

@@ -11,6 +11,7 @@ import argparse
 import logging
 import os
 import sys
+import typing
 from pathlib import Path
 from typing import Any
 
@@ -33,14 +34,27 @@ def _add_launch_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument("--nproc", type=int, default=None, help="processes (GPUs) on this machine; relaunches via torchrun")
 
 
+def _takes_text(name: str) -> bool:
+    """Whether a config key holds text (a path, a name, a choice), so that a flag's value is kept as typed."""
+    annotation = Config.model_fields[name].annotation
+    return str in (annotation, *typing.get_args(annotation)) or typing.get_origin(annotation) is typing.Literal
+
+
+def _flag_value(name: str, raw: str) -> Any:
+    if raw.strip().lower() in ("none", "null", "~"):
+        return "none" if name == "pretrained" else None  # pretrained: none = no weights at all
+    if _takes_text(name):
+        return raw  # as typed: YAML would cut "/data/clips #2" at the '#' and turn "2024" into a number
+    return yaml.safe_load(raw)  # "3" -> 3, "1e-3" -> 0.001, "true" -> True
+
+
 def _overrides(args: argparse.Namespace) -> dict[str, Any]:
-    out = {}
-    for key, raw in vars(args).items():
-        if key.startswith("cfg_") and raw is not None:
-            out[key[4:]] = yaml.safe_load(raw)  # "3" -> 3, "none"/"null" -> None-ish, "true" -> True
-            if raw.lower() in ("none", "null") and key[4:] in ("pretrained",):
-                out[key[4:]] = "none"
-    return out
+    """The config keys given as flags (only those typed)."""
+    return {
+        key[4:]: _flag_value(key[4:], raw)
+        for key, raw in vars(args).items()
+        if key.startswith("cfg_") and raw is not None
+    }
 
 
 def _config(args: argparse.Namespace, *, required: bool) -> Config:
@@ -49,7 +63,7 @@ def _config(args: argparse.Namespace, *, required: bool) -> Config:
         path = "config.yaml"
     if path is None and required and not any(k.startswith("cfg_") and v is not None for k, v in vars(args).items()):
         raise ConfigError("no ./config.yaml here: pass --config PATH (or the keys as flags, e.g. --data-root)")
-    return load_config(path, _overrides(args))
+    return load_config(path, _overrides(args), explicit_none=True)
 
 
 def _relaunch_under_torchrun(nproc: int, argv: list[str]) -> int:

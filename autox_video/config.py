@@ -120,6 +120,11 @@ def _closest(key: str) -> str:
     return f"; did you mean {match[0]!r}?" if match else f"; valid keys: {', '.join(Config.model_fields)}"
 
 
+def normalise_keys(raw: dict[str, Any], source: str) -> dict[str, Any]:
+    """Keys with '-' as '_' and aliases as their canonical names; an unknown key is a ConfigError."""
+    return _normalise(raw, source)
+
+
 def _normalise(raw: dict[str, Any], source: str) -> dict[str, Any]:
     out: dict[str, Any] = {}
     for key, value in raw.items():
@@ -140,10 +145,21 @@ def _format_validation(err: ValidationError, source: str) -> str:
     return f"{source}: {field}={value!r}: {first['msg']}"
 
 
-def build_config(base: dict[str, Any], overrides: dict[str, Any] | None = None, source: str = "config") -> Config:
-    """Validate `base` (file contents) updated with non-None `overrides` (flags/kwargs) into a Config."""
+def build_config(
+    base: dict[str, Any],
+    overrides: dict[str, Any] | None = None,
+    source: str = "config",
+    *,
+    explicit_none: bool = False,
+) -> Config:
+    """Validate `base` (file contents) updated with `overrides` (flags/kwargs) into a Config.
+
+    A None override means "not given" (keyword arguments), unless `explicit_none`: then it sets the
+    key to null (command-line flags, which are present only when typed, e.g. `--grad-clip null`).
+    """
     merged = _normalise(base, source)
-    merged.update({k: v for k, v in _normalise(overrides or {}, "override").items() if v is not None})
+    given = _normalise(overrides or {}, "override")
+    merged.update({k: v for k, v in given.items() if v is not None or explicit_none})
     try:
         return Config(**merged)
     except ValidationError as err:
@@ -170,7 +186,11 @@ def read_config_file(path: str | Path) -> dict[str, Any]:
     return data
 
 
-def load_config(path: str | Path | None, overrides: dict[str, Any] | None = None) -> Config:
+def load_config(
+    path: str | Path | None, overrides: dict[str, Any] | None = None, *, explicit_none: bool = False
+) -> Config:
     """Load config.yaml (if given) and apply overrides; the one way every entry point builds a Config."""
     base = read_config_file(path) if path is not None else {}
-    return build_config(base, overrides, source=str(path) if path is not None else "config")
+    return build_config(
+        base, overrides, source=str(path) if path is not None else "config", explicit_none=explicit_none
+    )

@@ -277,7 +277,10 @@ def _mark_failed(work: Path, err: BaseException) -> None:
 
     path = work / "progress.json"
     data = json.loads(path.read_text())
-    data.update(phase="failed", message=(str(err).splitlines() or [type(err).__name__])[0][:500])
+    if isinstance(err, KeyboardInterrupt):  # Ctrl-C / SIGINT: nothing failed; the same command resumes
+        data.update(phase="interrupted", message="interrupted; run the same command again to resume")
+    else:
+        data.update(phase="failed", message=(str(err).splitlines() or [type(err).__name__])[0][:500])
     write_json_atomic(path, data)
 
 

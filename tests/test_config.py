@@ -80,3 +80,28 @@ def test_the_example_config_is_the_demo_config() -> None:
     example = load_config(Path(__file__).resolve().parents[1] / "examples" / "config.yaml")
     assert {k: getattr(example, k) for k in DEMO_SETTINGS} == DEMO_SETTINGS
     assert example.data_root == "demo_run/data" and example.num_class is None
+
+
+def test_flags_are_taken_as_typed_and_null_clears_a_key(tmp_path: Path) -> None:
+    from autox_video.cli import _config, build_parser
+
+    path = tmp_path / "config.yaml"
+    path.write_text("grad_clip: 5.0\nclip_len: 16\nwork_dir: runs/a\n")
+    args = build_parser().parse_args(
+        ["train", "--config", str(path), "--grad-clip", "null", "--data-root", "/data/clips #2", "--work-dir", "2024",
+         "--epoch", "4", "--lr", "1e-3", "--flip", "false", "--pretrained", "none"]
+    )  # fmt: skip
+    cfg = _config(args, required=True)
+    assert cfg.grad_clip is None and cfg.clip_len == 16  # null clears; what is not typed stays
+    assert cfg.data_root == "/data/clips #2" and cfg.work_dir == "2024"  # text stays text
+    assert (cfg.epoch, cfg.lr, cfg.flip, cfg.pretrained) == (4, 0.001, False, "none")
+
+
+def test_api_aliases_and_canonical_names_override_each_other_in_call_order(tmp_path: Path) -> None:
+    from autox_video import AutoXVideo
+
+    (tmp_path / "a.yaml").write_text("epoch: 30\n")
+    (tmp_path / "b.yaml").write_text("epochs: 7\n")
+    api = AutoXVideo(epochs=5).read_cfg(tmp_path / "a.yaml")
+    assert api.config.epoch == 30
+    assert api.read_cfg(tmp_path / "b.yaml").config.epoch == 7  # the latest call wins, whatever the spelling

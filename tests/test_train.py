@@ -176,3 +176,19 @@ def test_resuming_with_a_changed_schedule_is_refused_with_what_to_do(dataset, tm
     last = again.stderr.strip().splitlines()[-1]
     assert "epoch 1 -> 3, lr 0.002 -> 0.01" in last and f"pretrained: {work / 'best.pth'}" in last
     assert cli("train", "--config", str(config)).returncode == 0  # unchanged settings resume as before
+
+
+def test_ctrl_c_leaves_the_run_interrupted_not_failed(dataset, tmp_path: Path) -> None:
+    work = tmp_path / "run"
+    config = write_config(tmp_path / "config.yaml", dataset, work, epoch=6)
+    cmd = [sys.executable, "-m", "autox_video", "train", "--config", str(config)]
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    deadline = time.time() + 300
+    while not (work / "epoch_1.pth").exists() and proc.poll() is None and time.time() < deadline:
+        time.sleep(0.2)
+    assert proc.poll() is None, "training ended before it could be interrupted"
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 130 and "run the same command again to resume" in err
+    progress = json.loads((work / "progress.json").read_text())
+    assert progress["phase"] == "interrupted"
