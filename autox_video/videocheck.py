@@ -69,6 +69,26 @@ def _pipeline_read(path: str, n: int, decoder: str) -> str | None:
     return None
 
 
+def _stream_end_frame(path: str) -> float:
+    """Frame position of the last stored frame, by its timestamp (0 when unknown).
+
+    A variable-frame-rate AVI leaves dropped frames out but counts them in its header: its frames
+    still reach the end of the stream. A file cut short does not.
+    """
+    try:
+        import av
+
+        with av.open(path) as container:
+            stream = container.streams.video[0]
+            rate, base = stream.average_rate or stream.guessed_rate, stream.time_base
+            last = max((p.pts for p in container.demux(stream) if p.size and p.pts is not None), default=None)
+            if last is None or not rate or not base:
+                return 0.0
+            return float((last - (stream.start_time or 0)) * base * rate) + 1
+    except Exception:  # noqa: BLE001 - unreadable: the truncation verdict stands
+        return 0.0
+
+
 def probe_file(path: str, decoder: str = "auto") -> str | None:
     """Open and decode the first, middle and last frame in this process; None if fine, else a short reason."""
     p = Path(path)
@@ -97,7 +117,7 @@ def probe_file(path: str, decoder: str = "auto") -> str | None:
     # An AVI cut short still opens and decodes its remaining frames, but a clip sampled over the
     # promised length would not exist: compare with the header (a frame or two of slack for B-frames).
     declared = _declared_frames(path)
-    if declared and n < 0.9 * declared - 1:
+    if declared and n < 0.9 * declared - 1 and _stream_end_frame(path) < 0.9 * declared - 1:
         return f"truncated: {n} of {declared} frames decodable"
     return _pipeline_read(path, n, decoder)
 

@@ -136,3 +136,22 @@ def test_the_check_reads_with_the_decoder_training_uses(tmp_path: Path) -> None:
     reason = probe_file(str(path))
     assert reason is not None and reason.startswith("cannot be read exactly (decoder auto)")
     assert probe_file(str(path), decoder="decord") is None  # the user's explicit choice is what is checked
+
+
+def test_a_variable_frame_rate_avi_is_not_called_truncated(tmp_path: Path) -> None:
+    """Capture AVIs leave dropped frames out but count them in the header; every stored frame is there."""
+    from fractions import Fraction
+
+    import av
+
+    path = tmp_path / "vfr.avi"
+    with av.open(str(path), mode="w") as container:
+        stream = container.add_stream("mpeg4", rate=25)
+        stream.width, stream.height, stream.pix_fmt = 64, 48, "yuv420p"
+        for i in range(80):
+            frame = av.VideoFrame.from_ndarray(np.full((48, 64, 3), (i * 3) % 256, np.uint8), format="rgb24")
+            frame.pts, frame.time_base = (i if i < 20 else 20 + (i - 20) * 3), Fraction(1, 25)  # gaps after 20
+            container.mux(stream.encode(frame))
+        container.mux(stream.encode())
+    assert videocheck._declared_frames(str(path)) > 150  # the header counts the dropped frames
+    assert probe_file(str(path)) is None
