@@ -9,10 +9,13 @@ bookkeeping of that epoch if the kill came after its checkpoint, and drops anyth
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import signal
+import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -35,6 +38,44 @@ BEST_KEY = "autox_best"
 # Set by train.fit(): called on rank 0 with the work dir after each epoch's files are written
 # (uploads them when the output is S3), and the meta stored in every checkpoint.
 Publisher = Callable[[Path, int, bool], None]
+
+
+class StopRequest:
+    """Ctrl-C (SIGINT) during training stops it between iterations, never inside a decoder.
+
+    Python raises KeyboardInterrupt wherever the main thread happens to be; inside decord/PyAV it can
+    surface as a decode error, which the dataset treats as a bad video and skips: the run went on.
+    The first SIGINT only sets a flag that ProgressHook checks after each iteration; a second one
+    interrupts at once, as usual.
+    """
+
+    requested = False
+
+    @classmethod
+    @contextlib.contextmanager
+    def installed(cls) -> Iterator[None]:
+        """Handle SIGINT this way while training (main thread only; elsewhere nothing changes)."""
+        if threading.current_thread() is not threading.main_thread():
+            yield
+            return
+        cls.requested = False
+
+        def on_sigint(signum: int, frame: Any) -> None:
+            if cls.requested:
+                raise KeyboardInterrupt
+            cls.requested = True
+
+        previous = signal.signal(signal.SIGINT, on_sigint)
+        try:
+            yield
+        finally:
+            signal.signal(signal.SIGINT, previous)
+
+    @classmethod
+    def check(cls) -> None:
+        """Raise KeyboardInterrupt if a stop was requested."""
+        if cls.requested:
+            raise KeyboardInterrupt
 
 
 def _now() -> str:
@@ -158,12 +199,17 @@ class ProgressHook(Hook):
         runner.message_hub.update_info(PENDING_KEY, None)
 
     def after_train_iter(self, runner: Any, batch_idx: int, data_batch: Any = None, outputs: Any = None) -> None:
-        """Accumulate the training loss for metrics.jsonl."""
+        """Accumulate the training loss for metrics.jsonl; stop here if Ctrl-C was pressed."""
+        StopRequest.check()
         if outputs and "loss" in outputs:
             self._loss_sum += (
                 float(outputs["loss"].detach()) if hasattr(outputs["loss"], "detach") else float(outputs["loss"])
             )
             self._loss_n += 1
+
+    def after_val_iter(self, runner: Any, batch_idx: int, data_batch: Any = None, outputs: Any = None) -> None:
+        """Stop here if Ctrl-C was pressed."""
+        StopRequest.check()
 
     def after_val_epoch(self, runner: Any, metrics: dict[str, float] | None = None) -> None:
         """Record this epoch's validation; stage best weights if top-1 improved."""

@@ -200,8 +200,10 @@ def fit(cfg: Config, *, local_inputs: Any = None, publisher: Any = None) -> Trai
             model = runner.model.module if hasattr(runner.model, "module") else runner.model
             model.init_weights()
             checkpoints.load_pretrained(runner.model, weights)
+    from autox_video.hooks import StopRequest
+
     try:
-        with checkpoints.resumable_torch_load():
+        with checkpoints.resumable_torch_load(), StopRequest.installed():
             runner.train()
     except BaseException as err:
         if distributed.rank() == 0 and (work / "progress.json").is_file():
