@@ -9,6 +9,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 import torch
@@ -26,15 +27,21 @@ def _metrics(work: Path) -> list[dict]:
     return [json.loads(line) for line in (work / "metrics.jsonl").read_text().splitlines() if line.strip()]
 
 
+def _train_until(config: Path, checkpoint: Path, **popen: Any) -> subprocess.Popen[str]:
+    """`autox-video train` in a subprocess, returned (still running) once `checkpoint` exists."""
+    cmd = [sys.executable, "-m", "autox_video", "train", "--config", str(config)]
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, text=True, **popen)
+    deadline = time.time() + 300
+    while not checkpoint.exists() and proc.poll() is None and time.time() < deadline:
+        time.sleep(0.2)
+    assert proc.poll() is None, "training ended before it could be stopped"
+    return proc
+
+
 def test_sigkill_then_same_command_resumes_and_trains_every_epoch_once(dataset, tmp_path: Path) -> None:
     work = tmp_path / "run"
     config = write_config(tmp_path / "config.yaml", dataset, work, epoch=4)
-    cmd = [sys.executable, "-m", "autox_video", "train", "--config", str(config)]
-    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
-    deadline = time.time() + 300
-    while not (work / "epoch_2.pth").exists() and proc.poll() is None and time.time() < deadline:
-        time.sleep(0.2)
-    assert proc.poll() is None, "training ended before it could be killed"
+    proc = _train_until(config, work / "epoch_2.pth", stderr=subprocess.DEVNULL, start_new_session=True)
     os.killpg(proc.pid, signal.SIGKILL)
     proc.wait()
     killed_at = [r["epoch"] for r in _metrics(work)]
@@ -181,12 +188,7 @@ def test_resuming_with_a_changed_schedule_is_refused_with_what_to_do(dataset, tm
 def test_ctrl_c_leaves_the_run_interrupted_not_failed(dataset, tmp_path: Path) -> None:
     work = tmp_path / "run"
     config = write_config(tmp_path / "config.yaml", dataset, work, epoch=6)
-    cmd = [sys.executable, "-m", "autox_video", "train", "--config", str(config)]
-    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-    deadline = time.time() + 300
-    while not (work / "epoch_1.pth").exists() and proc.poll() is None and time.time() < deadline:
-        time.sleep(0.2)
-    assert proc.poll() is None, "training ended before it could be interrupted"
+    proc = _train_until(config, work / "epoch_1.pth", stderr=subprocess.PIPE)
     proc.send_signal(signal.SIGINT)
     _, err = proc.communicate(timeout=120)
     assert proc.returncode == 130 and "run the same command again to resume" in err
