@@ -25,6 +25,7 @@ class SourceShape:
     height: int
     codec: str
     keyframe_interval: float  # mean frames from one keyframe to the next (the whole file if only one)
+    b_frames: bool = False  # frames stored out of display order
 
 
 def source_shape(path: str | Path, *, max_packets: int = 600) -> SourceShape:
@@ -41,7 +42,9 @@ def source_shape(path: str | Path, *, max_packets: int = 600) -> SourceShape:
             if frames >= max_packets:  # enough to see the spacing; long files are not read to the end
                 break
         ctx = stream.codec_context
-        return SourceShape(int(ctx.width), int(ctx.height), str(ctx.name), frames / max(keyframes, 1))
+        return SourceShape(
+            int(ctx.width), int(ctx.height), str(ctx.name), frames / max(keyframes, 1), bool(ctx.has_b_frames)
+        )
 
 
 def slow_decoding_hint(paths: list[Path], *, sample: int = 8) -> str | None:
@@ -65,4 +68,27 @@ def slow_decoding_hint(paths: list[Path], *, sample: int = 8) -> str | None:
         f"a keyframe every {gop:.0f} frames, e.g. {big.width}x{big.height} {big.codec}): each random clip "
         f"decodes about {gop / 2:.0f} frames it throws away; `autox-video prepare SRC DST --ann LIST` "
         "(short side 256, a keyframe every 16 frames) made clip reads about 10x faster in bench/RESULTS.md"
+    )
+
+
+def inexact_seek_hint(paths: list[Path], *, sample: int = 8) -> str | None:
+    """One line when sampled videos are H.264 with B-frames in AVI: AVI stores no presentation
+    timestamps, and neither decoder returned the requested frames after seeking in such files."""
+    picked = paths[:: max(1, len(paths) // sample)][:sample]
+    bad = []
+    for path in picked:
+        if path.suffix.lower() != ".avi":
+            continue
+        try:
+            shape = source_shape(path, max_packets=1)
+        except Exception:  # noqa: BLE001 - the preflight scan already reported unreadable files
+            continue
+        if shape.codec == "h264" and shape.b_frames:
+            bad.append(path.name)
+    if not bad:
+        return None
+    return (
+        f"{len(bad)} of {len(picked)} sampled training videos (e.g. {bad[0]}) are H.264 with B-frames in AVI, "
+        "where no decoder returns the requested frames after seeking: clips may hold neighbouring frames; "
+        "`autox-video prepare SRC DST --ann LIST` rewrites them as MP4, which decodes exactly"
     )

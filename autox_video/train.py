@@ -95,12 +95,13 @@ def _warn_if_windows_pad(cfg: Config) -> None:
 
 
 def _write_run_files(cfg: Config, plan: DataPlan, work: Path, data_root: Path) -> None:
-    from autox_video.decodecost import slow_decoding_hint
+    from autox_video.decodecost import inexact_seek_hint, slow_decoding_hint
 
     _warn_if_windows_pad(cfg)
-    hint = slow_decoding_hint([data_root / s.path for s in plan.train.samples])
-    if hint:
-        log.warning(hint)
+    videos = [data_root / s.path for s in plan.train.samples]
+    for hint in (slow_decoding_hint(videos), inexact_seek_hint(videos)):
+        if hint:
+            log.warning(hint)
     (work / "config.yaml").write_text(
         cfg.model_copy(update={"num_class": plan.num_classes}).to_yaml(), encoding="utf-8"
     )

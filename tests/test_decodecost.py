@@ -66,3 +66,27 @@ def test_only_the_first_packets_are_read(tmp_path: Path) -> None:
     src = tmp_path / "clip.mp4"
     _long_gop_video(src)
     assert source_shape(src, max_packets=40).keyframe_interval == 40
+
+
+def test_h264_with_b_frames_in_avi_gets_the_inexact_seek_hint(tmp_path: Path) -> None:
+    from autox_video.decodecost import inexact_seek_hint
+
+    def write(path: Path, options: dict[str, str]) -> None:
+        with av.open(str(path), mode="w") as container:
+            stream = container.add_stream("libx264", rate=24)
+            stream.width = stream.height = 64
+            stream.pix_fmt = "yuv420p"
+            stream.options = {"preset": "ultrafast", **options}
+            for t in range(24):
+                img = np.ascontiguousarray(np.full((64, 64, 3), t * 9, np.uint8))
+                for packet in stream.encode(av.VideoFrame.from_ndarray(img, format="rgb24")):
+                    container.mux(packet)
+            for packet in stream.encode():
+                container.mux(packet)
+
+    write(tmp_path / "b.avi", {"bf": "2"})
+    write(tmp_path / "nob.avi", {"bf": "0"})
+    write(tmp_path / "b.mp4", {"bf": "2"})
+    hint = inexact_seek_hint([tmp_path / "b.avi", tmp_path / "nob.avi", tmp_path / "b.mp4"])
+    assert hint is not None and hint.startswith("1 of 3 sampled training videos (e.g. b.avi)")
+    assert inexact_seek_hint([tmp_path / "nob.avi", tmp_path / "b.mp4"]) is None
