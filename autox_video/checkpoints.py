@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import pickle
 import re
 from collections.abc import Iterator
 from pathlib import Path
@@ -37,6 +38,16 @@ def load_state(path: str | Path) -> dict[str, Any]:
     if not isinstance(obj, dict):
         raise CheckpointError(f"{p}: expected a state dict, got {type(obj).__name__}")
     return obj
+
+
+def read_meta(path: str | Path) -> dict[str, Any]:
+    """The `meta` dict of one of our checkpoints, without reading its tensors (memory-mapped); {} if unreadable."""
+    try:
+        with resumable_torch_load():
+            meta = torch.load(path, map_location="cpu", weights_only=True, mmap=True).get("meta", {})
+    except (OSError, RuntimeError, ValueError, AttributeError, pickle.UnpicklingError):
+        return {}
+    return meta if isinstance(meta, dict) else {}
 
 
 def _from_torchvision(sd: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:

@@ -122,10 +122,6 @@ def _closest(key: str) -> str:
 
 def normalise_keys(raw: dict[str, Any], source: str) -> dict[str, Any]:
     """Keys with '-' as '_' and aliases as their canonical names; an unknown key is a ConfigError."""
-    return _normalise(raw, source)
-
-
-def _normalise(raw: dict[str, Any], source: str) -> dict[str, Any]:
     out: dict[str, Any] = {}
     for key, value in raw.items():
         key = str(key).replace("-", "_")
@@ -157,8 +153,8 @@ def build_config(
     A None override means "not given" (keyword arguments), unless `explicit_none`: then it sets the
     key to null (command-line flags, which are present only when typed, e.g. `--grad-clip null`).
     """
-    merged = _normalise(base, source)
-    given = _normalise(overrides or {}, "override")
+    merged = normalise_keys(base, source)
+    given = normalise_keys(overrides or {}, "override")
     merged.update({k: v for k, v in given.items() if v is not None or explicit_none})
     try:
         return Config(**merged)

@@ -19,8 +19,9 @@ SLOW_KEYFRAME_INTERVAL = 64
 
 @dataclass(frozen=True)
 class SourceShape:
-    """What decides the cost of a random clip read: frame size, codec, keyframe spacing."""
+    """What decides the cost and exactness of a random clip read: size, codec, container, keyframes."""
 
+    name: str
     width: int
     height: int
     codec: str
@@ -43,19 +44,44 @@ def source_shape(path: str | Path, *, max_packets: int = 600) -> SourceShape:
                 break
         ctx = stream.codec_context
         return SourceShape(
-            int(ctx.width), int(ctx.height), str(ctx.name), frames / max(keyframes, 1), bool(ctx.has_b_frames)
+            Path(path).name,
+            int(ctx.width),
+            int(ctx.height),
+            str(ctx.name),
+            frames / max(keyframes, 1),
+            bool(ctx.has_b_frames),
         )
 
 
-def slow_decoding_hint(paths: list[Path], *, sample: int = 8) -> str | None:
-    """One line advising `autox-video prepare` when sampled videos are large or sparse in keyframes."""
-    picked = paths[:: max(1, len(paths) // sample)][:sample]
+def _sampled_shapes(paths: list[Path], sample: int) -> list[SourceShape]:
+    """Shapes of up to `sample` videos spread over the list (unreadable ones left out)."""
     shapes = []
-    for path in picked:
+    for path in paths[:: max(1, len(paths) // sample)][:sample]:
         try:
             shapes.append(source_shape(path))
         except Exception:  # noqa: BLE001 - the preflight scan already reported unreadable files
             continue
+    return shapes
+
+
+def training_video_hints(paths: list[Path], *, sample: int = 8) -> list[str]:
+    """The hints below for a training list, each sampled video opened once."""
+    shapes = _sampled_shapes(paths, sample)
+    return [hint for hint in (_slow(shapes), _inexact(shapes)) if hint]
+
+
+def slow_decoding_hint(paths: list[Path], *, sample: int = 8) -> str | None:
+    """One line advising `autox-video prepare` when sampled videos are large or sparse in keyframes."""
+    return _slow(_sampled_shapes(paths, sample))
+
+
+def inexact_seek_hint(paths: list[Path], *, sample: int = 8) -> str | None:
+    """One line when sampled videos are H.264 with B-frames in AVI: AVI stores no presentation
+    timestamps, and neither decoder returned the requested frames after seeking in such files."""
+    return _inexact(_sampled_shapes(paths, sample))
+
+
+def _slow(shapes: list[SourceShape]) -> str | None:
     if not shapes:
         return None
     short = statistics.median(min(s.width, s.height) for s in shapes)
@@ -71,24 +97,12 @@ def slow_decoding_hint(paths: list[Path], *, sample: int = 8) -> str | None:
     )
 
 
-def inexact_seek_hint(paths: list[Path], *, sample: int = 8) -> str | None:
-    """One line when sampled videos are H.264 with B-frames in AVI: AVI stores no presentation
-    timestamps, and neither decoder returned the requested frames after seeking in such files."""
-    picked = paths[:: max(1, len(paths) // sample)][:sample]
-    bad = []
-    for path in picked:
-        if path.suffix.lower() != ".avi":
-            continue
-        try:
-            shape = source_shape(path, max_packets=1)
-        except Exception:  # noqa: BLE001 - the preflight scan already reported unreadable files
-            continue
-        if shape.codec == "h264" and shape.b_frames:
-            bad.append(path.name)
+def _inexact(shapes: list[SourceShape]) -> str | None:
+    bad = [s.name for s in shapes if s.name.lower().endswith(".avi") and s.codec == "h264" and s.b_frames]
     if not bad:
         return None
     return (
-        f"{len(bad)} of {len(picked)} sampled training videos (e.g. {bad[0]}) are H.264 with B-frames in AVI, "
+        f"{len(bad)} of {len(shapes)} sampled training videos (e.g. {bad[0]}) are H.264 with B-frames in AVI, "
         "where no decoder returns the requested frames after seeking: clips may hold neighbouring frames; "
         "`autox-video prepare SRC DST --ann LIST` rewrites them as MP4, which decodes exactly"
     )

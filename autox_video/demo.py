@@ -38,8 +38,17 @@ class DemoDataset:
     classes: list[str]
 
 
-def write_video(path: str | Path, frames: np.ndarray, fps: int = 16, codec: str | None = None) -> None:
-    """Encode uint8 frames [T,H,W,3] (even H and W) to `path`; the codec follows the extension unless given."""
+def write_video(
+    path: str | Path,
+    frames: np.ndarray,
+    fps: int = 16,
+    codec: str | None = None,
+    options: dict[str, str] | None = None,
+) -> None:
+    """Encode uint8 frames [T,H,W,3] (even H and W) to `path`; the codec follows the extension unless given.
+
+    `options` (FFmpeg encoder options, e.g. {"g": "250", "bf": "2"}) override the defaults below.
+    """
     import av
 
     path = Path(path)
@@ -54,10 +63,10 @@ def write_video(path: str | Path, frames: np.ndarray, fps: int = 16, codec: str 
         stream.width, stream.height = frames.shape[2], frames.shape[1]
         stream.pix_fmt = "yuv420p"
         if codec == "libx264":
-            stream.options = {"preset": "ultrafast", "crf": "18", "g": "8"}
+            stream.options = {"preset": "ultrafast", "crf": "18", "g": "8", **(options or {})}
         else:
             stream.bit_rate = 2_000_000
-            stream.options = {"g": "8"}
+            stream.options = {"g": "8", **(options or {})}
         for frame in frames:
             for packet in stream.encode(av.VideoFrame.from_ndarray(np.ascontiguousarray(frame), format="rgb24")):
                 container.mux(packet)

@@ -89,17 +89,6 @@ def write_json_atomic(path: Path, data: dict[str, Any]) -> None:
     os.replace(tmp, path)
 
 
-def _weights_epoch(path: Path) -> int | None:
-    """The epoch recorded in a weights file's meta (None if missing or unreadable); reads the meta only."""
-    import torch
-
-    try:
-        meta = torch.load(path, map_location="cpu", weights_only=True, mmap=True).get("meta", {})
-    except (OSError, RuntimeError, ValueError, AttributeError):
-        return None
-    return meta.get("epoch") if isinstance(meta, dict) else None
-
-
 def read_metrics(path: Path) -> list[dict[str, Any]]:
     """Rows of metrics.jsonl (empty if missing)."""
     if not path.is_file():
@@ -189,7 +178,9 @@ class ProgressHook(Hook):
         uploaded; a fresh disk then restores an older best.pth. The resumed model holds the right weights.
         """
         best = self._best(runner)
-        if epoch == 0 or best["epoch"] != epoch or _weights_epoch(self._dir(runner) / BEST) == epoch:
+        from autox_video.checkpoints import read_meta
+
+        if epoch == 0 or best["epoch"] != epoch or read_meta(self._dir(runner) / BEST).get("epoch") == epoch:
             return
         self._save_weights(runner, self._dir(runner) / BEST, epoch, float(best["top1"]))
 

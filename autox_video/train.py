@@ -95,13 +95,11 @@ def _warn_if_windows_pad(cfg: Config) -> None:
 
 
 def _write_run_files(cfg: Config, plan: DataPlan, work: Path, data_root: Path) -> None:
-    from autox_video.decodecost import inexact_seek_hint, slow_decoding_hint
+    from autox_video.decodecost import training_video_hints
 
     _warn_if_windows_pad(cfg)
-    videos = [data_root / s.path for s in plan.train.samples]
-    for hint in (slow_decoding_hint(videos), inexact_seek_hint(videos)):
-        if hint:
-            log.warning(hint)
+    for hint in training_video_hints([data_root / s.path for s in plan.train.samples]):
+        log.warning(hint)
     (work / "config.yaml").write_text(
         cfg.model_copy(update={"num_class": plan.num_classes}).to_yaml(), encoding="utf-8"
     )
@@ -258,13 +256,9 @@ SCHEDULE_KEYS = ("epoch", "lr", "backbone_lr_mult", "weight_decay", "warmup_epoc
 
 
 def _check_schedule_unchanged(cfg: Config, checkpoint: Path) -> None:
-    import torch
+    from autox_video.checkpoints import read_meta
 
-    from autox_video import checkpoints
-
-    with checkpoints.resumable_torch_load():
-        meta = torch.load(checkpoint, map_location="cpu", weights_only=True, mmap=True).get("meta", {})
-    saved = (meta.get("autox") or {}).get("config") or {}
+    saved = (read_meta(checkpoint).get("autox") or {}).get("config") or {}
     changed = [k for k in SCHEDULE_KEYS if k in saved and saved[k] != getattr(cfg, k)]
     if changed:
         what = ", ".join(f"{k} {saved[k]} -> {getattr(cfg, k)}" for k in changed)

@@ -4,30 +4,19 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import av
 import numpy as np
 
 from autox_video.decodecost import slow_decoding_hint, source_shape
-from autox_video.demo import make_demo_dataset
+from autox_video.demo import make_demo_dataset, write_video
 from autox_video.prepare import prepare_dataset
 
 
 def _long_gop_video(path: Path, frames: int = 96) -> None:
     """H.264 with one keyframe for the whole file, as cameras and x264's default (250) store video."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with av.open(str(path), mode="w") as container:
-        stream = container.add_stream("libx264", rate=24)
-        stream.width = stream.height = 64
-        stream.pix_fmt = "yuv420p"
-        stream.options = {"preset": "ultrafast", "g": "250", "x264-params": "scenecut=0"}
-        ramp = np.linspace(0, 255, 64, dtype=np.float32)
-        for t in range(frames):
-            img = np.roll(np.tile(ramp, (64, 1)), t, axis=1).astype(np.uint8)
-            rgb = np.ascontiguousarray(np.stack([img, img[::-1], img.T], axis=2))
-            for packet in stream.encode(av.VideoFrame.from_ndarray(rgb, format="rgb24")):
-                container.mux(packet)
-        for packet in stream.encode():
-            container.mux(packet)
+    ramp = np.linspace(0, 255, 64, dtype=np.float32)
+    imgs = [np.roll(np.tile(ramp, (64, 1)), t, axis=1).astype(np.uint8) for t in range(frames)]
+    video = np.stack([np.stack([img, img[::-1], img.T], axis=2) for img in imgs])
+    write_video(path, video, 24, "libx264", {"g": "250", "x264-params": "scenecut=0"})
 
 
 def test_long_keyframe_intervals_get_the_prepare_hint_and_prepared_copies_do_not(tmp_path: Path) -> None:
@@ -72,17 +61,7 @@ def test_h264_with_b_frames_in_avi_gets_the_inexact_seek_hint(tmp_path: Path) ->
     from autox_video.decodecost import inexact_seek_hint
 
     def write(path: Path, options: dict[str, str]) -> None:
-        with av.open(str(path), mode="w") as container:
-            stream = container.add_stream("libx264", rate=24)
-            stream.width = stream.height = 64
-            stream.pix_fmt = "yuv420p"
-            stream.options = {"preset": "ultrafast", **options}
-            for t in range(24):
-                img = np.ascontiguousarray(np.full((64, 64, 3), t * 9, np.uint8))
-                for packet in stream.encode(av.VideoFrame.from_ndarray(img, format="rgb24")):
-                    container.mux(packet)
-            for packet in stream.encode():
-                container.mux(packet)
+        write_video(path, np.stack([np.full((64, 64, 3), t * 9, np.uint8) for t in range(24)]), 24, "libx264", options)
 
     write(tmp_path / "b.avi", {"bf": "2"})
     write(tmp_path / "nob.avi", {"bf": "0"})

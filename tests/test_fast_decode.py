@@ -50,15 +50,8 @@ def videos(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
 
 def _write_with_bframes(path: Path, frames: np.ndarray, codec: str) -> None:
     """Long keyframe interval and B-frames (decode order != display order), as in the wild."""
-    import av
-
-    with av.open(str(path), mode="w") as container:
-        stream = container.add_stream(codec, rate=25)
-        stream.width, stream.height, stream.pix_fmt = frames.shape[2], frames.shape[1], "yuv420p"
-        stream.options = {"g": "24", "bf": "2"} if codec == "mpeg4" else {"g": "24", "bframes": "3", "preset": "fast"}
-        for frame in frames:
-            container.mux(stream.encode(av.VideoFrame.from_ndarray(frame, format="rgb24")))
-        container.mux(stream.encode())
+    options = {"g": "24", "bf": "2"} if codec == "mpeg4" else {"g": "24", "bframes": "3", "preset": "fast"}
+    write_video(path, frames, 25, codec, options)
 
 
 def _which_frames(decoded: np.ndarray, n: int) -> list[int]:
@@ -271,18 +264,6 @@ def test_out_of_range_indices_raise_data_error(videos: dict[str, Path], mm: Any)
         FastDecordDecode()(results)
 
 
-def _write(path: Path, frames: np.ndarray, codec: str, options: dict[str, str]) -> None:
-    import av
-
-    with av.open(str(path), mode="w") as container:
-        stream = container.add_stream(codec, rate=25)
-        stream.width, stream.height, stream.pix_fmt = frames.shape[2], frames.shape[1], "yuv420p"
-        stream.options = options
-        for frame in frames:
-            container.mux(stream.encode(av.VideoFrame.from_ndarray(frame, format="rgb24")))
-        container.mux(stream.encode())
-
-
 @pytest.mark.parametrize(
     ("name", "codec", "options"),
     [
@@ -300,6 +281,6 @@ def test_auto_reads_exact_frames_where_decord_seeks_wrongly(
     if codec not in av.codecs_available:
         pytest.skip(f"this FFmpeg build has no {codec} encoder")
     path = tmp_path / name
-    _write(path, _frames(50), codec, options)
+    write_video(path, _frames(50), 25, codec, options)
     for inds in SEEKS:
         assert _which_frames(_ours(path, inds, None), 50) == inds.tolist()

@@ -264,18 +264,18 @@ def _observe_inference(
     body: Mapping[str, Any], pytorchjob: dict[str, Any] | None, kube: Kube, settings: OperatorSettings
 ) -> dict[str, Any]:
     current = body.get("status") or {}
-    finished = pytorchjob is None or inference_status(pytorchjob, None)["phase"] == "Succeeded"
-    if is_finished(current) or not finished:
-        return {} if pytorchjob is None else inference_status(pytorchjob, None)
+    observed = None if pytorchjob is None else inference_status(pytorchjob, None)
+    if is_finished(current) or (observed is not None and observed["phase"] != "Succeeded"):
+        return observed or {}
     # The run ended (or its PyTorchJob is gone): Succeeded only once results.json has been read.
     try:
         uri, results = _read_results(body, kube, settings)
     except (ValidationError, Blocked, s3.S3Error) as err:
         # Stay in the current phase so the timer keeps following; the next read may work.
         return {"message": f"the run finished; reading its results.json failed, retrying: {err}"}
-    if pytorchjob is None:
+    if observed is None:  # the PyTorchJob is gone
         return {**vanished_status(current["pytorchJob"], succeeded=results is not None), **results_fields(results)}
-    desired = inference_status(pytorchjob, results)
+    desired = {**observed, **results_fields(results)}
     if results is None:
         desired["message"] = f"the job succeeded but wrote no results.json at {uri}"
     return desired

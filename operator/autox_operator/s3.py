@@ -54,6 +54,10 @@ def _client(access: S3Access) -> Any:
     )
 
 
+# What botocore raises when it gets no answer, plus ValueError for an endpoint it cannot parse.
+_UNREACHABLE = (botocore.exceptions.BotoCoreError, OSError, ValueError)
+
+
 def _code(err: botocore.exceptions.ClientError) -> str:
     return str(err.response.get("Error", {}).get("Code", ""))
 
@@ -90,7 +94,7 @@ def check_bucket(access: S3Access, uri: str) -> None:
                 f"bucket {bucket!r} does not exist at {access.describe()}: create it or fix the URI {uri!r}",
             ) from None
         raise _translate(err, access, f"bucket {bucket!r}") from None
-    except (botocore.exceptions.BotoCoreError, OSError, ValueError) as err:
+    except _UNREACHABLE as err:
         raise _translate(err, access, f"bucket {bucket!r}") from None
 
 
@@ -103,7 +107,7 @@ def exists(access: S3Access, uri: str) -> bool:
         if _code(err) in ("404", "NoSuchKey", "NotFound"):
             return False
         raise _translate(err, access, uri) from None
-    except (botocore.exceptions.BotoCoreError, OSError, ValueError) as err:
+    except _UNREACHABLE as err:
         raise _translate(err, access, uri) from None
 
 
@@ -116,7 +120,7 @@ def read_json(access: S3Access, uri: str) -> dict[str, Any] | None:
         if _code(err) in ("404", "NoSuchKey", "NotFound", "NoSuchBucket"):
             return None
         raise _translate(err, access, uri) from None
-    except (botocore.exceptions.BotoCoreError, OSError, ValueError) as err:
+    except _UNREACHABLE as err:
         raise _translate(err, access, uri) from None
     try:
         data = json.loads(body)
