@@ -6,8 +6,8 @@ from pathlib import Path
 from typing import Any
 
 from autox_video.config import Config, build_config, normalise_keys, read_config_file
-from autox_video.predict import Prediction
-from autox_video.train import TrainResult
+from autox_video.inference.predict import Prediction
+from autox_video.training.train import TrainResult
 
 
 class AutoXVideo:
@@ -44,7 +44,7 @@ class AutoXVideo:
         **extra: Any,
     ) -> TrainResult:
         """Train (resuming from work_dir if it holds a checkpoint); arguments override the config."""
-        from autox_video.train import fit
+        from autox_video.training.train import fit
 
         given = dict(
             data_root=data_root,
@@ -71,7 +71,7 @@ class AutoXVideo:
         **extra: Any,
     ) -> list[list[float]]:
         """Predict (after fit() with no arguments: fit's data and best weights); returns per-video probabilities."""
-        from autox_video.predict import transform
+        from autox_video.inference.predict import transform
 
         cfg = self.config
         updates: dict[str, Any] = {k: v for k, v in extra.items() if v is not None}

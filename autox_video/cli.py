@@ -96,7 +96,7 @@ def _relaunch_under_torchrun(nproc: int, argv: list[str]) -> int:
 
 def cmd_train(args: argparse.Namespace) -> int:
     """Train (resuming if the work dir holds a checkpoint)."""
-    from autox_video.train import fit
+    from autox_video.training.train import fit
 
     cfg = _config(args, required=True)
     result = fit(cfg)
@@ -112,7 +112,7 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 def cmd_test(args: argparse.Namespace) -> int:
     """Predict with the best weights and write results.json."""
-    from autox_video.predict import transform
+    from autox_video.inference.predict import transform
 
     cfg = _config(args, required=False)
     pred = transform(cfg)
@@ -127,8 +127,8 @@ def cmd_test(args: argparse.Namespace) -> int:
 
 def cmd_check(args: argparse.Namespace) -> int:
     """Scan the config's lists and report unreadable videos without training."""
-    from autox_video.inputs import localize_training_inputs
-    from autox_video.samples import load_split
+    from autox_video.data.samples import load_split
+    from autox_video.training.inputs import localize_training_inputs
 
     cfg = _config(args, required=True)
     inputs = localize_training_inputs(cfg)
@@ -162,7 +162,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
 def cmd_prepare(args: argparse.Namespace) -> int:
     """Transcode a dataset once into a random-access-friendly form."""
-    from autox_video.prepare import prepare_dataset
+    from autox_video.data.prepare import prepare_dataset
 
     report = prepare_dataset(
         args.src,
@@ -230,7 +230,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         code = int(args.func(args))
         if code == 0 and "torch.distributed" in sys.modules:  # only commands that ran the model import it
-            from autox_video.distributed import teardown
+            from autox_video.training.distributed import teardown
 
             teardown()
         return code

@@ -56,9 +56,9 @@ def demo_config(root: Path, dataset: Any, **overrides: Any) -> Config:
 
 def run_demo(root: Path, *, epochs: int | None = None) -> dict[str, Any]:
     """Generate (once), train (resuming if interrupted), predict; print the headline figures."""
-    from autox_video.demo import make_demo_dataset
-    from autox_video.predict import transform
-    from autox_video.train import fit
+    from autox_video.data.demo import make_demo_dataset
+    from autox_video.inference.predict import transform
+    from autox_video.training.train import fit
 
     start = time.time()
     root.mkdir(parents=True, exist_ok=True)

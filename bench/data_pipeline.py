@@ -11,7 +11,7 @@ machine where wall-clock time does not. Wall-clock figures are printed too.
 Pipelines (Video Swin recipe, 32x2 frames, 224 crop):
   mmaction2: DecordInit -> SampleFrames -> DecordDecode -> Resize(-1,256) -> RandomResizedCrop
              -> Resize(224) -> Flip -> FormatShape -> PackActionInputs   (configs/recognition/swin)
-  ours:      autox_video.fast_decode.train_pipeline: FastDecordInit(short side 256: decord scaling
+  ours:      autox_video.data.fast_decode.train_pipeline: FastDecordInit(short side 256: decord scaling
              in FFmpeg for H.264; PyAV decoding only needed + reference frames for MPEG-4 Part 2)
              -> SampleFrames -> FastDecordDecode (sorted unique reads, uint8, no copies)
              -> RandomResizedCrop -> Resize(224) -> Flip -> FormatShape -> PackActionInputs
@@ -67,7 +67,7 @@ def run_clip(pipe: Any, path: Path, seed: int) -> tuple[float, float]:
 
 def prepared_copies(sources: dict[str, list[Path]], cache: Path) -> dict[Path, Path]:
     """Run `prepare_dataset` once per source folder (cached, resumable); source file -> prepared file."""
-    from autox_video.prepare import output_relpath, prepare_dataset
+    from autox_video.data.prepare import output_relpath, prepare_dataset
 
     out: dict[Path, Path] = {}
     for files in sources.values():
@@ -103,7 +103,7 @@ def main(argv: list[str] | None = None) -> int:
     from mmengine.dataset import Compose
 
     register_all_modules(init_default_scope=True)
-    from autox_video.fast_decode import train_pipeline
+    from autox_video.data.fast_decode import train_pipeline
 
     if args.quick:
         spec, clips, clip_len, interval = SourceSpec(seconds=2.0, fps=15, videos=1), args.clips or 2, 8, 2

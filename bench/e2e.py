@@ -1,7 +1,7 @@
 #!/usr/bin/env python
 """End-to-end training throughput: is training input-bound? GPU idle share with the loader in the loop.
 
-Trains on the demo dataset (real encoded H.264/MPEG-4 files from `autox_video.demo`) with our
+Trains on the demo dataset (real encoded H.264/MPEG-4 files from `autox_video.data.demo`) with our
 training pipeline in a DataLoader whose workers, prefetch, pinned memory and persistent workers are
 set from the machine (the recipe's defaults), and the step of bench/train_step.py with the recipe's
 precision (bf16 autocast + fused AdamW on GPU, fp32 on CPU).
@@ -72,9 +72,9 @@ def main(argv: list[str] | None = None) -> int:
     from mmaction.utils import register_all_modules
 
     register_all_modules(init_default_scope=True)
-    from autox_video.demo import make_demo_dataset
-    from autox_video.fast_decode import train_pipeline
-    from autox_video.recipe import default_num_workers
+    from autox_video.data.demo import make_demo_dataset
+    from autox_video.data.fast_decode import train_pipeline
+    from autox_video.training.recipe import default_num_workers
 
     device, small, shape = pick_device_and_shape(args.device, args.small, args.quick)
     cuda = device.startswith("cuda")

@@ -6,9 +6,9 @@ Both read the same real encoded videos end to end (decode, clips x crops views, 
   seed  mmaction2's default test pipeline (DecordInit -> SampleFrames(test_mode) -> DecordDecode
         -> Resize(-1,224) -> ThreeCrop (or 256 + CenterCrop) -> FormatShape) in the main process, one video
         per forward pass, fp32: the loop the seed ran on each GPU.
-  ours  autox_video.fast_decode.test_pipeline (decode at the crop size) in a DataLoader with
+  ours  autox_video.data.fast_decode.test_pipeline (decode at the crop size) in a DataLoader with
         workers, pinned memory and prefetch sized from the machine, the batch size tuned by
-        `autox_video.batching.tune_batch_size` (largest that fits and still pays, as `autox-video
+        `autox_video.inference.batching.tune_batch_size` (largest that fits and still pays, as `autox-video
         test` does by default on GPU), bf16 autocast on GPU.
 
 `--quick` is a CI smoke run (2-stage Swin, tiny clips); `--small` the CPU-sized shapes. Real
@@ -73,7 +73,7 @@ def run_ours(
     import torch
     from mmengine.dataset import pseudo_collate
 
-    from autox_video.batching import autocast
+    from autox_video.inference.batching import autocast
 
     cuda = device.startswith("cuda")
     loader = torch.utils.data.DataLoader(
@@ -119,10 +119,10 @@ def main(argv: list[str] | None = None) -> int:
     from mmaction.utils import register_all_modules
 
     register_all_modules(init_default_scope=True)
-    from autox_video.batching import forward_seconds, tune_batch_size
-    from autox_video.fast_decode import test_pipeline
-    from autox_video.predict import MAX_TUNED_BATCH
-    from autox_video.recipe import default_num_workers
+    from autox_video.data.fast_decode import test_pipeline
+    from autox_video.inference.batching import forward_seconds, tune_batch_size
+    from autox_video.inference.predict import MAX_TUNED_BATCH
+    from autox_video.training.recipe import default_num_workers
 
     device, small, shape = pick_device_and_shape(args.device, args.small, args.quick)
     cuda = device.startswith("cuda")

@@ -25,7 +25,7 @@ def recognizer(backbone: str, num_classes: int = 400, *, with_cp: bool = False) 
     from mmaction.registry import MODELS
     from mmaction.utils import register_all_modules
 
-    from autox_video.recipe import MEAN, STD, backbone_cfg, feature_dim
+    from autox_video.training.recipe import MEAN, STD, backbone_cfg, feature_dim
 
     register_all_modules(init_default_scope=True)
     cfg = dict(
@@ -50,7 +50,7 @@ def recognizer(backbone: str, num_classes: int = 400, *, with_cp: bool = False) 
 
 def batch(n: int, views: int, frames: int, img: int, device: str, num_classes: int = 400) -> dict[str, Any]:
     """A loader-style batch: n uint8 clips [views,3,T,H,W] already on `device`, with labels."""
-    from autox_video.batching import synthetic_batch
+    from autox_video.inference.batching import synthetic_batch
 
     return synthetic_batch(n, views, frames, img, device, num_classes)
 

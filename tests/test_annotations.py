@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from autox_video.annotations import infer_num_class, read_annotations, read_class_names, scan_videos
+from autox_video.data.annotations import infer_num_class, read_annotations, read_class_names, scan_videos
 from autox_video.errors import AnnotationError
 
 
@@ -100,7 +100,7 @@ def test_existence_check_can_be_skipped_for_remote_data(root: Path) -> None:
 
 
 def test_num_class_needs_labels_from_at_least_two_classes() -> None:
-    from autox_video.annotations import Sample
+    from autox_video.data.annotations import Sample
 
     assert infer_num_class([Sample("a.mp4", 4, 1), Sample("b.mp4", 1, 2)]) == 5
     with pytest.raises(AnnotationError, match="no labelled videos"):

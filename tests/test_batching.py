@@ -5,9 +5,9 @@ from __future__ import annotations
 import pytest
 import torch
 
-from autox_video.batching import pick_batch_size, tune_batch_size
 from autox_video.config import build_config
-from autox_video.recipe import amp_dtype
+from autox_video.inference.batching import pick_batch_size, tune_batch_size
+from autox_video.training.recipe import amp_dtype
 
 
 def _measured(rates: dict[int, float | None]):  # type: ignore[no-untyped-def]
@@ -39,7 +39,7 @@ def test_batch_never_exceeds_the_limit() -> None:
 
 
 def test_tuning_runs_the_real_model() -> None:
-    from autox_video.recipe import build_recognizer
+    from autox_video.training.recipe import build_recognizer
 
     model = build_recognizer(build_config(dict(backbone="swin_micro", pretrained="none", img_size=32)), 3).eval()
     size = tune_batch_size(model, views=1, frames=4, img=32, device="cpu", amp=None, limit=2)
@@ -55,8 +55,8 @@ def test_prediction_precision_follows_the_config_on_gpu_and_is_fp32_on_cpu() -> 
 
 def test_bf16_autocast_train_loss_and_prediction_run_with_float32_scores() -> None:
     """The GPU paths' mixed precision, run on the CPU: mmaction2's loss takes scores to numpy (no bf16)."""
-    from autox_video.batching import autocast, synthetic_batch
-    from autox_video.recipe import build_recognizer
+    from autox_video.inference.batching import autocast, synthetic_batch
+    from autox_video.training.recipe import build_recognizer
 
     model = build_recognizer(build_config(dict(backbone="swin_micro", pretrained="none", img_size=32)), 3)
     batch = synthetic_batch(2, 1, 4, 32, "cpu", num_classes=3)

@@ -7,13 +7,13 @@ from pathlib import Path
 import pytest
 import torch
 
-from autox_video.checkpoints import load_pretrained
 from autox_video.config import build_config
 from autox_video.errors import CheckpointError
+from autox_video.training.checkpoints import load_pretrained
 
 
 def _model(backbone: str = "swin_micro", num_classes: int = 5) -> torch.nn.Module:
-    from autox_video.recipe import build_recognizer
+    from autox_video.training.recipe import build_recognizer
 
     torch.manual_seed(0)
     return build_recognizer(build_config({"backbone": backbone, "drop_path_rate": 0.0}), num_classes).eval()

@@ -16,7 +16,7 @@ def dataset(tmp_path_factory: pytest.TempPathFactory):  # type: ignore[no-untype
 
 
 def test_check_lists_unreadable_videos_and_exits_1(dataset, tmp_path: Path) -> None:
-    from autox_video.demo import write_empty_video
+    from autox_video.data.demo import write_empty_video
 
     config = write_config(tmp_path / "config.yaml", dataset, tmp_path / "run")
     ok = cli("check", "--config", str(config))

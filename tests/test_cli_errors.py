@@ -62,7 +62,7 @@ def test_flag_value_error_names_the_key(dataset, tmp_path: Path) -> None:
 
 @pytest.mark.slow
 def test_corrupt_videos_are_skipped_and_reported_then_too_many_abort(dataset, tmp_path: Path) -> None:
-    from autox_video.demo import write_corrupt_video, write_empty_video
+    from autox_video.data.demo import write_corrupt_video, write_empty_video
 
     root = tmp_path / "data"
     shutil.copytree(dataset.data_root, root)

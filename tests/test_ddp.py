@@ -39,7 +39,7 @@ def test_collectives_wait_hours_not_torchs_ten_minutes(monkeypatch: pytest.Monke
     """Rank 0 checks every video (and downloads the data) while the others wait in a broadcast."""
     import datetime
 
-    from autox_video.distributed import collective_timeout
+    from autox_video.training.distributed import collective_timeout
 
     monkeypatch.delenv("AUTOX_DIST_TIMEOUT_MINUTES", raising=False)
     assert collective_timeout() == datetime.timedelta(hours=4)

@@ -6,9 +6,9 @@ from pathlib import Path
 
 import numpy as np
 
-from autox_video.decodecost import slow_decoding_hint, source_shape
-from autox_video.demo import make_demo_dataset, write_video
-from autox_video.prepare import prepare_dataset
+from autox_video.data.decodecost import slow_decoding_hint, source_shape
+from autox_video.data.demo import make_demo_dataset, write_video
+from autox_video.data.prepare import prepare_dataset
 
 
 def _long_gop_video(path: Path, frames: int = 96) -> None:
@@ -43,7 +43,7 @@ def test_small_videos_with_frequent_keyframes_get_no_hint(tmp_path: Path) -> Non
 
 
 def test_large_frames_get_the_hint_even_with_frequent_keyframes(tmp_path: Path) -> None:
-    from autox_video.demo import write_video
+    from autox_video.data.demo import write_video
 
     big = tmp_path / "big.mp4"
     write_video(big, np.zeros((8, 576, 1024, 3), np.uint8))  # keyframe every 8 frames, but 576p
@@ -58,7 +58,7 @@ def test_only_the_first_packets_are_read(tmp_path: Path) -> None:
 
 
 def test_h264_with_b_frames_in_avi_gets_the_inexact_seek_hint(tmp_path: Path) -> None:
-    from autox_video.decodecost import inexact_seek_hint
+    from autox_video.data.decodecost import inexact_seek_hint
 
     def write(path: Path, options: dict[str, str]) -> None:
         write_video(path, np.stack([np.full((64, 64, 3), t * 9, np.uint8) for t in range(24)]), 24, "libx264", options)

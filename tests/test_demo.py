@@ -11,8 +11,8 @@ import decord
 import numpy as np
 import pytest
 
-from autox_video.annotations import read_annotations, read_class_names
-from autox_video.demo import DEFAULT_CLASSES, make_demo_dataset, render_clip, write_video
+from autox_video.data.annotations import read_annotations, read_class_names
+from autox_video.data.demo import DEFAULT_CLASSES, make_demo_dataset, render_clip, write_video
 
 FRAMES, SIZE = 16, 32
 

@@ -11,7 +11,7 @@ import pytest
 cv2 = pytest.importorskip("cv2")
 decord = pytest.importorskip("decord")
 
-from autox_video.demo import write_video  # noqa: E402
+from autox_video.data.demo import write_video  # noqa: E402
 from autox_video.errors import DataError  # noqa: E402
 
 W, H = 192, 108  # 16:9, short side 108
@@ -107,7 +107,7 @@ def mm() -> Any:
     register_all_modules(init_default_scope=True)
     from mmengine.dataset import Compose
 
-    import autox_video.fast_decode  # noqa: F401  (registers the transforms)
+    import autox_video.data.fast_decode  # noqa: F401  (registers the transforms)
 
     return Compose
 
@@ -122,7 +122,7 @@ def _reference(path: Path, inds: np.ndarray) -> np.ndarray:
 
 
 def _ours(path: Path, inds: np.ndarray, short_side: int | None, backend: str = "auto") -> np.ndarray:
-    from autox_video.fast_decode import FastDecordDecode, FastDecordInit
+    from autox_video.data.fast_decode import FastDecordDecode, FastDecordInit
 
     results = FastDecordInit(short_side=short_side, backend=backend)(dict(filename=str(path)))
     results["frame_inds"] = np.asarray(inds)
@@ -186,7 +186,7 @@ def test_source_smaller_than_short_side_is_decoded_natively(videos: dict[str, Pa
 
 
 def test_scaled_size() -> None:
-    from autox_video.fast_decode import scaled_size
+    from autox_video.data.fast_decode import scaled_size
 
     assert scaled_size(1280, 720, 256) == (456, 256)
     assert scaled_size(720, 1280, 256) == (256, 456)
@@ -203,7 +203,7 @@ def test_widths_decord_cannot_read_fall_back_to_native(videos: dict[str, Path], 
 
 
 def test_short_video_loops_and_matches_reference(videos: dict[str, Path], mm: Any) -> None:
-    from autox_video.fast_decode import train_pipeline
+    from autox_video.data.fast_decode import train_pipeline
 
     steps = train_pipeline(clip_len=8, frame_interval=2, img_size=224)  # short side 256 > 108: native size
     sample = mm(steps[:3])  # init, SampleFrames, decode
@@ -215,7 +215,7 @@ def test_short_video_loops_and_matches_reference(videos: dict[str, Path], mm: An
 
 
 def test_train_pipeline_output_is_uint8_clip(videos: dict[str, Path], mm: Any) -> None:
-    from autox_video.fast_decode import train_pipeline
+    from autox_video.data.fast_decode import train_pipeline
 
     pipe = mm(train_pipeline(clip_len=8, frame_interval=2, img_size=32, short_side=40))
     for kind in ("mp4", "avi", "short", "portrait"):
@@ -228,7 +228,7 @@ def test_train_pipeline_output_is_uint8_clip(videos: dict[str, Path], mm: Any) -
 def test_test_pipeline_is_deterministic_with_clips_times_crops(
     videos: dict[str, Path], mm: Any, clips: int, crops: int
 ) -> None:
-    from autox_video.fast_decode import test_pipeline
+    from autox_video.data.fast_decode import test_pipeline
 
     steps = test_pipeline(clip_len=8, frame_interval=2, img_size=48, num_clips=clips, num_crops=crops)
     pipe, sample = mm(steps), mm(steps[:2])
@@ -242,7 +242,7 @@ def test_test_pipeline_is_deterministic_with_clips_times_crops(
 
 
 def test_missing_and_corrupt_files_raise_data_error_naming_the_file(tmp_path: Path, mm: Any) -> None:
-    from autox_video.fast_decode import FastDecordInit
+    from autox_video.data.fast_decode import FastDecordInit
 
     missing = tmp_path / "nope.mp4"
     with pytest.raises(DataError, match="nope.mp4"):
@@ -256,7 +256,7 @@ def test_missing_and_corrupt_files_raise_data_error_naming_the_file(tmp_path: Pa
 
 
 def test_out_of_range_indices_raise_data_error(videos: dict[str, Path], mm: Any) -> None:
-    from autox_video.fast_decode import FastDecordDecode, FastDecordInit
+    from autox_video.data.fast_decode import FastDecordDecode, FastDecordInit
 
     results = FastDecordInit(short_side=None)(dict(filename=str(videos["short"])))
     results["frame_inds"] = np.array([0, 10])

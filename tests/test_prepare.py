@@ -15,9 +15,9 @@ import pytest
 decord = pytest.importorskip("decord")
 pytest.importorskip("av")
 
-from autox_video.demo import write_video  # noqa: E402
+from autox_video.data.demo import write_video  # noqa: E402
+from autox_video.data.prepare import PART_SUFFIX, prepare_dataset  # noqa: E402
 from autox_video.errors import ConfigError  # noqa: E402
-from autox_video.prepare import PART_SUFFIX, prepare_dataset  # noqa: E402
 
 
 def _frames(n: int, width: int = 160, height: int = 96, seed: int = 0) -> np.ndarray:
@@ -96,7 +96,7 @@ def test_killed_run_resumes_where_it_stopped(tmp_path: Path) -> None:
     for i in range(6):
         write_video(src / f"v{i}.avi", _frames(60, 320, 192, seed=i))
     code = (
-        "import sys; from autox_video.prepare import prepare_dataset;"
+        "import sys; from autox_video.data.prepare import prepare_dataset;"
         "prepare_dataset(sys.argv[1], sys.argv[2], short_side=64, workers=1, progress=False)"
     )
     proc = subprocess.Popen([sys.executable, "-c", code, str(src), str(dst)], start_new_session=True)

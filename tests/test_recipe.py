@@ -7,15 +7,15 @@ from pathlib import Path
 import pytest
 import torch
 
-from autox_video.checkpoints import find_pretrained
 from autox_video.config import build_config
-from autox_video.recipe import build_recognizer, eval_pipeline, optim_wrapper_cfg, schedule_cfg, train_pipeline
+from autox_video.training.checkpoints import find_pretrained
+from autox_video.training.recipe import build_recognizer, eval_pipeline, optim_wrapper_cfg, schedule_cfg, train_pipeline
 
 
 def _optimizer(cfg_overrides: dict) -> tuple[torch.nn.Module, torch.optim.Optimizer]:
     from mmengine.optim import build_optim_wrapper
 
-    from autox_video import engine  # noqa: F401  (registers SwinParamGroupsConstructor)
+    from autox_video.training import engine  # noqa: F401  (registers SwinParamGroupsConstructor)
 
     cfg = build_config({"backbone": "swin_micro", **cfg_overrides})
     model = build_recognizer(cfg, 4)
@@ -50,7 +50,7 @@ def test_warmup_then_cosine_and_clipping_and_precision() -> None:
 
 @pytest.mark.parametrize(("backbone", "channels"), [("swin_t", 768), ("swin_s", 768), ("swin_b", 1024)])
 def test_swin_sizes_use_patch_244_window_877(backbone: str, channels: int) -> None:
-    from autox_video.recipe import backbone_cfg, feature_dim
+    from autox_video.training.recipe import backbone_cfg, feature_dim
 
     cfg = backbone_cfg(backbone)
     assert cfg["patch_size"] == (2, 4, 4) and cfg["window_size"] == (8, 7, 7)
@@ -80,7 +80,7 @@ def test_default_pretrained_is_the_first_pth_in_checkpoints(tmp_path: Path) -> N
 
 
 def test_window_padding_finds_the_crop_sizes_swin_windows_tile_exactly() -> None:
-    from autox_video.recipe import exact_window_size, window_padding
+    from autox_video.training.recipe import exact_window_size, window_padding
 
     assert window_padding("swin_b", 224) == 1.0  # 56, 28, 14, 7 tokens: the pretrained models' size
     assert window_padding("swin_mini", 56) == 1.0  # 14, 7 tokens
@@ -92,7 +92,7 @@ def test_window_padding_finds_the_crop_sizes_swin_windows_tile_exactly() -> None
 
 
 def test_training_warns_about_a_crop_size_whose_windows_pad(caplog: pytest.LogCaptureFixture) -> None:
-    from autox_video.train import _warn_if_windows_pad
+    from autox_video.training.train import _warn_if_windows_pad
 
     with caplog.at_level("WARNING", logger="autox_video"):
         _warn_if_windows_pad(build_config({"backbone": "swin_mini", "img_size": 64}))
@@ -106,7 +106,7 @@ def test_training_warns_about_a_crop_size_whose_windows_pad(caplog: pytest.LogCa
 def test_data_loader_workers_follow_the_cpus_and_the_device(monkeypatch: pytest.MonkeyPatch) -> None:
     import os
 
-    from autox_video.recipe import default_num_workers
+    from autox_video.training.recipe import default_num_workers
 
     def cpus(n: int) -> None:
         monkeypatch.setattr(os, "sched_getaffinity", lambda pid: set(range(n)), raising=False)
@@ -130,7 +130,7 @@ def test_data_loader_workers_follow_the_cpus_and_the_device(monkeypatch: pytest.
 def test_at_least_two_epoch_checkpoints_stay_on_disk() -> None:
     """mmengine deletes the oldest kept checkpoint before writing the next: with one kept, a kill
     during that write would leave nothing complete to resume from."""
-    from autox_video.recipe import Lists, runner_cfg
+    from autox_video.training.recipe import Lists, runner_cfg
 
     lists = Lists(train="train.jsonl", val=None, test=None, num_classes=3)
     for keep, kept in ((1, 2), (2, 2), (5, 5)):

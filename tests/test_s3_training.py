@@ -170,7 +170,7 @@ def test_a_checkpoint_whose_upload_was_cut_off_is_published_before_other_nodes_f
     s3_server, s3_env, bucket, tmp_path: Path
 ) -> None:
     """Rank 0's disk survived a restart with epoch_2.pth that never reached S3: resume must not crash-loop."""
-    from autox_video.train import _agree_on_resume
+    from autox_video.training.train import _agree_on_resume
 
     client = s3_server.client()
     work = tmp_path / "work"

@@ -127,7 +127,7 @@ def test_pretrained_weights_survive_the_runners_weight_init(dataset, tmp_path: P
     from tinyrun import TINY
 
     from autox_video.config import build_config
-    from autox_video.recipe import build_recognizer
+    from autox_video.training.recipe import build_recognizer
 
     torch.manual_seed(123)
     src = build_recognizer(build_config(dict(TINY)), 3)

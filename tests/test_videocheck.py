@@ -8,11 +8,17 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from autox_video import videocheck
-from autox_video.annotations import Sample
-from autox_video.demo import render_clip, write_corrupt_video, write_empty_video, write_truncated_video, write_video
+from autox_video.data import videocheck
+from autox_video.data.annotations import Sample
+from autox_video.data.demo import (
+    render_clip,
+    write_corrupt_video,
+    write_empty_video,
+    write_truncated_video,
+    write_video,
+)
+from autox_video.data.videocheck import check_videos, enforce_bad_fraction, probe_file, probe_video, write_skipped
 from autox_video.errors import DataError
-from autox_video.videocheck import check_videos, enforce_bad_fraction, probe_file, probe_video, write_skipped
 
 
 @pytest.fixture(scope="module")
@@ -102,8 +108,8 @@ def test_a_user_script_without_main_guard_is_not_re_run_by_the_probe_workers(fol
     script = tmp_path / "user_script.py"
     script.write_text(
         "from pathlib import Path\n"
-        "from autox_video.annotations import Sample\n"
-        "from autox_video.videocheck import check_videos\n"
+        "from autox_video.data.annotations import Sample\n"
+        "from autox_video.data.videocheck import check_videos\n"
         f"open({str(marker)!r}, 'a').write('x')\n"
         f"good, bad = check_videos([Sample('good.mp4', 0, 1), Sample('corrupt.mp4', 0, 2)], Path({str(folder)!r}))\n"
         "print(len(good), len(bad))\n"

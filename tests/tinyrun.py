@@ -37,7 +37,7 @@ def make_tiny_dataset(
     root: Path, per_class: int = 4, classes: tuple[str, ...] = ("move_left", "move_right", "grow")
 ) -> Any:
     """A few short real encoded videos per class (both containers), with train/val/test lists."""
-    from autox_video.demo import make_demo_dataset
+    from autox_video.data.demo import make_demo_dataset
 
     return make_demo_dataset(
         root,

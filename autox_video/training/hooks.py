@@ -178,7 +178,7 @@ class ProgressHook(Hook):
         uploaded; a fresh disk then restores an older best.pth. The resumed model holds the right weights.
         """
         best = self._best(runner)
-        from autox_video.checkpoints import read_meta
+        from autox_video.training.checkpoints import read_meta
 
         if epoch == 0 or best["epoch"] != epoch or read_meta(self._dir(runner) / BEST).get("epoch") == epoch:
             return

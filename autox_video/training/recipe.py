@@ -108,7 +108,7 @@ def _with_backend(steps: list[dict[str, Any]], cfg: Config) -> list[dict[str, An
 
 def train_pipeline(cfg: Config) -> list[dict[str, Any]]:
     """Decode small (in the decoder), random temporal offset, random resized crop, optional flip."""
-    from autox_video import fast_decode
+    from autox_video.data import fast_decode
 
     return _with_backend(
         fast_decode.train_pipeline(
@@ -124,7 +124,7 @@ def train_pipeline(cfg: Config) -> list[dict[str, Any]]:
 
 def eval_pipeline(cfg: Config, *, num_clips: int, num_crops: int) -> list[dict[str, Any]]:
     """Deterministic sampling (test_mode): evenly spaced clips, center or three crops."""
-    from autox_video import fast_decode
+    from autox_video.data import fast_decode
 
     steps = fast_decode.test_pipeline(
         cfg.resolved_clip_len, cfg.resolved_frame_interval, cfg.img_size, num_clips, num_crops
@@ -288,7 +288,7 @@ def build_recognizer(cfg: Config, num_classes: int) -> Any:
     from mmaction.registry import MODELS
     from mmaction.utils import register_all_modules
 
-    from autox_video import engine  # noqa: F401  (registers Float32I3DHead)
+    from autox_video.training import engine  # noqa: F401  (registers Float32I3DHead)
 
     register_all_modules(init_default_scope=True)  # nested parts resolve in the mmaction scope
     return MODELS.build(model_cfg(cfg, num_classes))

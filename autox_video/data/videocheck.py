@@ -19,7 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
-from autox_video.annotations import Sample
+from autox_video.data.annotations import Sample
 from autox_video.errors import DataError
 
 
@@ -55,7 +55,7 @@ def _pipeline_read(path: str, n: int, decoder: str) -> str | None:
     decord read them above; a file it reads that PyAV rejects (e.g. duplicate timestamps in an
     MPEG-PS .mpg) would otherwise pass this check and then abort validation or prediction.
     """
-    from autox_video.fast_decode import FastDecordDecode, FastDecordInit, _PyAVReader
+    from autox_video.data.fast_decode import FastDecordDecode, FastDecordInit, _PyAVReader
 
     try:
         results = FastDecordInit(short_side=None, backend=decoder).transform({"filename": path})

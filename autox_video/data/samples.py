@@ -7,8 +7,8 @@ import logging
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from autox_video.annotations import Sample, read_annotations, scan_videos
-from autox_video.videocheck import VideoProblem, check_videos, enforce_bad_fraction, write_skipped
+from autox_video.data.annotations import Sample, read_annotations, scan_videos
+from autox_video.data.videocheck import VideoProblem, check_videos, enforce_bad_fraction, write_skipped
 
 log = logging.getLogger("autox_video")
 

@@ -9,11 +9,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from autox_video import distributed
-from autox_video.annotations import infer_num_class, read_class_names
 from autox_video.config import Config
+from autox_video.data.annotations import infer_num_class, read_class_names
+from autox_video.data.samples import CheckedSplit, load_split, record_skipped, write_list
 from autox_video.errors import ConfigError, DataError
-from autox_video.samples import CheckedSplit, load_split, record_skipped, write_list
+from autox_video.training import distributed
 
 log = logging.getLogger("autox_video")
 
@@ -81,7 +81,7 @@ def plan_data(
 
 
 def _warn_if_windows_pad(cfg: Config) -> None:
-    from autox_video import recipe
+    from autox_video.training import recipe
 
     waste = recipe.window_padding(cfg.backbone, cfg.img_size)
     if waste > 1.2:  # measured: swin_mini at 64 px runs 2.8x slower per step than at 56 px
@@ -95,7 +95,7 @@ def _warn_if_windows_pad(cfg: Config) -> None:
 
 
 def _write_run_files(cfg: Config, plan: DataPlan, work: Path, data_root: Path) -> None:
-    from autox_video.decodecost import training_video_hints
+    from autox_video.data.decodecost import training_video_hints
 
     _warn_if_windows_pad(cfg)
     for hint in training_video_hints([data_root / s.path for s in plan.train.samples]):
@@ -129,8 +129,8 @@ def build_runner(cfg: Config, plan: DataPlan, work: Path, *, resume_from: Path |
     from mmengine.config import Config as MMConfig
     from mmengine.runner import Runner
 
-    from autox_video import engine, hooks, recipe  # noqa: F401  (registers our components)
-    from autox_video.checkpoints import make_checkpoints_weights_only_safe
+    from autox_video.training import engine, hooks, recipe  # noqa: F401  (registers our components)
+    from autox_video.training.checkpoints import make_checkpoints_weights_only_safe
 
     make_checkpoints_weights_only_safe()
 
@@ -162,8 +162,8 @@ def build_runner(cfg: Config, plan: DataPlan, work: Path, *, resume_from: Path |
 
 def fit(cfg: Config, *, local_inputs: Any = None, publisher: Any = None) -> TrainResult:
     """Train (or resume) per `cfg`; only rank 0 writes run files. Returns the run's summary."""
-    from autox_video import checkpoints
-    from autox_video.inputs import localize_training_inputs
+    from autox_video.training import checkpoints
+    from autox_video.training.inputs import localize_training_inputs
 
     cuda = distributed.setup()
     inputs = local_inputs or localize_training_inputs(cfg)
@@ -199,7 +199,7 @@ def fit(cfg: Config, *, local_inputs: Any = None, publisher: Any = None) -> Trai
             model = runner.model.module if hasattr(runner.model, "module") else runner.model
             model.init_weights()
             checkpoints.load_pretrained(runner.model, weights)
-    from autox_video.hooks import StopRequest
+    from autox_video.training.hooks import StopRequest
 
     try:
         with checkpoints.resumable_torch_load(), StopRequest.installed():
@@ -217,7 +217,8 @@ def fit(cfg: Config, *, local_inputs: Any = None, publisher: Any = None) -> Trai
 
 def _agree_on_resume(work: Path, output_uri: str | None) -> Path | None:
     """Rank 0's latest checkpoint, made present on every node: all ranks must resume the same epoch."""
-    from autox_video import checkpoints, storage
+    from autox_video import storage
+    from autox_video.training import checkpoints
 
     def choose() -> str | None:
         latest = checkpoints.latest_checkpoint(work)
@@ -256,7 +257,7 @@ SCHEDULE_KEYS = ("epoch", "lr", "backbone_lr_mult", "weight_decay", "warmup_epoc
 
 
 def _check_schedule_unchanged(cfg: Config, checkpoint: Path) -> None:
-    from autox_video.checkpoints import read_meta
+    from autox_video.training.checkpoints import read_meta
 
     saved = (read_meta(checkpoint).get("autox") or {}).get("config") or {}
     changed = [k for k in SCHEDULE_KEYS if k in saved and saved[k] != getattr(cfg, k)]
@@ -270,7 +271,7 @@ def _check_schedule_unchanged(cfg: Config, checkpoint: Path) -> None:
 
 
 def _mark_failed(work: Path, err: BaseException) -> None:
-    from autox_video.hooks import write_json_atomic
+    from autox_video.training.hooks import write_json_atomic
 
     path = work / "progress.json"
     data = json.loads(path.read_text())

@@ -79,6 +79,6 @@ class RunPublisher:
 
 
 def _latest_local(work: Path) -> Path | None:
-    from autox_video.checkpoints import latest_checkpoint
+    from autox_video.training.checkpoints import latest_checkpoint
 
     return latest_checkpoint(work)

@@ -9,11 +9,12 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from autox_video import distributed, storage
-from autox_video.annotations import VIDEO_EXTENSIONS, read_annotations
-from autox_video.checkpoints import find_pretrained
+from autox_video import storage
 from autox_video.config import Config
+from autox_video.data.annotations import VIDEO_EXTENSIONS, read_annotations
 from autox_video.errors import ConfigError
+from autox_video.training import distributed
+from autox_video.training.checkpoints import find_pretrained
 
 
 @dataclass
@@ -59,7 +60,7 @@ def _fetch_listed_videos(data_root: str, lists: list[str]) -> Path:
 
 def localize_training_inputs(cfg: Config) -> TrainingInputs:
     """Resolve the config's locations to local paths (S3 inputs downloaded, S3 output mirrored)."""
-    from autox_video.remote import RunPublisher, mirror_dir, restore_run
+    from autox_video.training.remote import RunPublisher, mirror_dir, restore_run
 
     if cfg.data_root is None:
         raise ConfigError("data_root is not set: add it to config.yaml or pass --data-root")
@@ -75,7 +76,7 @@ def localize_training_inputs(cfg: Config) -> TrainingInputs:
             lists = [a for a in holder["ann"][:2] if a]  # type: ignore[index]
             holder["root"] = _fetch_listed_videos(cfg.data_root, lists)  # type: ignore[arg-type]
         if out_uri:
-            from autox_video.checkpoints import latest_checkpoint
+            from autox_video.training.checkpoints import latest_checkpoint
 
             if latest_checkpoint(work) is None:  # a fresh disk: continue from what S3 holds
                 restore_run(out_uri, work)
@@ -96,7 +97,7 @@ def localize_training_inputs(cfg: Config) -> TrainingInputs:
 
 def _weights_from_uri(uri: str) -> Path:
     """A .pth URI as is; a training output prefix -> its best.pth, else its latest complete checkpoint."""
-    from autox_video.remote import POINTER
+    from autox_video.training.remote import POINTER
 
     if uri.endswith(".pth"):
         return storage.localize(uri)
@@ -111,7 +112,7 @@ def _weights_from_uri(uri: str) -> Path:
 
 def localize_prediction_inputs(cfg: Config) -> PredictionInputs:
     """Resolve weights (checkpoint, else the work dir's best/latest), data and the results location."""
-    from autox_video.checkpoints import best_or_latest
+    from autox_video.training.checkpoints import best_or_latest
 
     storage.configure(cfg.s3_endpoint_url, cfg.s3_region)
     if cfg.data_root is None and cfg.ann_file_test is None:

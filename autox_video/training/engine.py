@@ -16,7 +16,7 @@ from mmaction.registry import DATASETS, LOG_PROCESSORS, LOOPS, MODELS, OPTIM_WRA
 from mmengine.optim import DefaultOptimWrapperConstructor
 from mmengine.runner import EpochBasedTrainLoop, LogProcessor
 
-from autox_video import fast_decode  # noqa: F401  (registers FastDecordInit/FastDecordDecode)
+from autox_video.data import fast_decode  # noqa: F401  (registers FastDecordInit/FastDecordDecode)
 from autox_video.errors import DataError
 
 log = logging.getLogger("autox_video")
@@ -27,11 +27,11 @@ class AutoXVideoDataset(BaseActionDataset):
     """Videos from a checked jsonl list ({"filename": abs path, "label": int, "video": rel path} per line).
 
     Unlike mmaction2's VideoDataset, paths may contain spaces: the list was parsed and validated
-    by autox_video.annotations, with unreadable videos already removed.
+    by autox_video.data.annotations, with unreadable videos already removed.
     """
 
     def load_data_list(self) -> list[dict[str, Any]]:
-        """Read the jsonl list written by autox_video.samples."""
+        """Read the jsonl list written by autox_video.data.samples."""
         with open(self.ann_file, encoding="utf-8") as f:
             rows = [json.loads(line) for line in f if line.strip()]
         return [dict(filename=r["filename"], label=r["label"] if r["label"] is not None else -1) for r in rows]

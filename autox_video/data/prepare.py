@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from fractions import Fraction
 from pathlib import Path
 
-from autox_video.annotations import VIDEO_EXTENSIONS
+from autox_video.data.annotations import VIDEO_EXTENSIONS
 from autox_video.errors import ConfigError, DataError
 
 OUT_EXT = ".mp4"

@@ -10,11 +10,11 @@ from typing import Any
 
 import torch
 
-from autox_video import distributed
-from autox_video.batching import autocast, tune_batch_size
 from autox_video.config import Config
+from autox_video.data.samples import CheckedSplit, load_split, write_list
 from autox_video.errors import CheckpointError, ConfigError
-from autox_video.samples import CheckedSplit, load_split, write_list
+from autox_video.inference.batching import autocast, tune_batch_size
+from autox_video.training import distributed
 
 log = logging.getLogger("autox_video")
 
@@ -57,7 +57,7 @@ def _model_setup(cfg: Config, ckpt: dict[str, Any], path: Path) -> tuple[Config,
 
 def build_model(cfg: Config, num_classes: int, state_dict: dict[str, torch.Tensor], path: Path) -> torch.nn.Module:
     """Recognizer3D with the checkpoint's weights, strictly loaded, in eval mode."""
-    from autox_video.recipe import build_recognizer
+    from autox_video.training.recipe import build_recognizer
 
     model = build_recognizer(cfg, num_classes)
     result = model.load_state_dict(state_dict, strict=False)
@@ -74,7 +74,7 @@ def _class_names(names: list[str] | None, cfg: Config) -> list[str] | None:
     if names:
         return names
     if cfg.class_names and Path(cfg.class_names).is_file():
-        from autox_video.annotations import read_class_names
+        from autox_video.data.annotations import read_class_names
 
         return read_class_names(cfg.class_names)
     return None
@@ -85,7 +85,7 @@ def _run_model(model: torch.nn.Module, cfg: Config, list_file: str, n: int) -> l
     from mmengine.dist import collect_results
     from mmengine.runner import Runner
 
-    from autox_video import engine, recipe  # noqa: F401  (registers the dataset)
+    from autox_video.training import engine, recipe  # noqa: F401  (registers the dataset)
 
     pipeline = recipe.eval_pipeline(cfg, num_clips=cfg.test_clips, num_crops=cfg.test_crops)
     cuda = torch.cuda.is_available()
@@ -160,7 +160,7 @@ def predict_split(
     cfg: Config, weights: Path, data_root: Path, ann_file: str | None, work: Path
 ) -> tuple[dict[str, Any], Prediction]:
     """Predict every readable video of a list (or of data_root); returns (results.json dict, Prediction)."""
-    from autox_video.checkpoints import load_state, resumable_torch_load
+    from autox_video.training.checkpoints import load_state, resumable_torch_load
 
     with resumable_torch_load():
         ckpt = load_state(weights)
@@ -227,7 +227,7 @@ def write_results(results: dict[str, Any], path: Path, fmt: str) -> None:
 
 def transform(cfg: Config, *, local_inputs: Any = None) -> Prediction:
     """Predict with cfg.checkpoint (else work_dir's best.pth / latest) and write results.json on rank 0."""
-    from autox_video.inputs import localize_prediction_inputs
+    from autox_video.training.inputs import localize_prediction_inputs
 
     distributed.setup()
     inputs = local_inputs or localize_prediction_inputs(cfg)

@@ -1,0 +1,1 @@
+"""Inference: predict() -> results.json and batch-size tuning."""
