@@ -1,75 +1,306 @@
-"""The Helm chart, checked without helm: CRDs identical to crds/, values, and the templates' skeletons
-(template actions stripped, the YAML left) for RBAC, security context and the liveness probe."""
+"""The Helm chart, through Helm's own engine (helm-python-sdk, see helm_engine): `helm lint --strict` passes
+(and fails on a broken chart), and the objects `helm template` renders under several value sets are valid
+Kubernetes objects with least-privilege RBAC, a locked-down and probed operator, and the values wired to the
+environment the operator reads. The chart's crds/ are the generated ones."""
 
 from __future__ import annotations
 
+import copy
 import re
 import shutil
-import subprocess
 from pathlib import Path
 from typing import Any
 
+import helm_python as helm
 import pytest
-import yaml
+from autox_operator.main import kopf_args
+from autox_operator.settings import OperatorSettings
+from helm_engine import (
+    CHART,
+    NAMESPACE,
+    RELEASE,
+    Rendered,
+    api_type_errors,
+    chart_crds,
+    install_dry_run,
+    lint,
+    merged_values,
+    parse_manifests,
+    render,
+)
 from k8s_schemas import CRD_DIR, ROOT
 
-CHART = ROOT / "charts" / "autox-video"
-TEMPLATES = CHART / "templates"
-ACTION_LINE = re.compile(r"^\s*\{\{-?.*?-?\}\}\s*$")
-ACTION = re.compile(r"\{\{-?.*?-?\}\}")
+FULLNAME = f"{RELEASE}-autox-video"
+APP_VERSION = "0.1.0"
+
+VALUE_SETS: dict[str, dict[str, Any]] = {
+    "defaults": {},
+    "watch-namespaces": {"watchNamespaces": ["team-a", "team-b"]},
+    "custom-images": {
+        "operator": {"image": {"repository": "registry.example.com/ops/autox-operator", "tag": "v9.9.9"}},
+        "trainer": {
+            "image": {"repository": "registry.example.com/ml/trainer", "tag": "2024.1", "pullPolicy": "Always"}
+        },
+    },
+    "s3-endpoint": {"s3": {"endpoint": "http://minio.minio:9000"}},
+    "existing-service-account": {"serviceAccount": {"create": False, "name": "autox-ops"}},
+    "no-rbac": {"rbac": {"create": False}},
+    "extras": {
+        "operator": {
+            "extraArgs": ["--verbose"],
+            "syncInterval": 5,
+            "retryDelay": 2.5,
+            "resources": {"requests": {"cpu": 1, "memory": "256Mi"}, "limits": {"memory": "1Gi"}},
+            "podAnnotations": {"prometheus.io/scrape": "false"},
+            "nodeSelector": {"kubernetes.io/os": "linux"},
+            "tolerations": [{"key": "dedicated", "operator": "Equal", "value": "ops", "effect": "NoSchedule"}],
+            "affinity": {
+                "nodeAffinity": {
+                    "requiredDuringSchedulingIgnoredDuringExecution": {
+                        "nodeSelectorTerms": [
+                            {"matchExpressions": [{"key": "pool", "operator": "In", "values": ["system"]}]}
+                        ]
+                    }
+                }
+            },
+        },
+        "imagePullSecrets": [{"name": "regcred"}],
+        "serviceAccount": {"name": "autox", "annotations": {"eks.amazonaws.com/role-arn": "arn:aws:iam::1:role/x"}},
+    },
+}
 
 
-def skeleton(path: Path) -> list[dict[str, Any]]:
-    """The documents of a template with every action removed (lines that are only an action) or
-    replaced by a placeholder; both branches of a conditional stay, so both can be checked."""
-    lines = [ACTION.sub("TEMPLATED", line) for line in path.read_text().splitlines() if not ACTION_LINE.match(line)]
-    return [doc for doc in yaml.safe_load_all("\n".join(lines)) if doc]
+@pytest.fixture(scope="module", params=list(VALUE_SETS), ids=list(VALUE_SETS))
+def rendered(request: pytest.FixtureRequest) -> tuple[dict[str, Any], Rendered]:
+    values = VALUE_SETS[request.param]
+    return values, render(values)
 
 
-def docs_of_kind(kind: str) -> list[dict[str, Any]]:
-    return [doc for path in sorted(TEMPLATES.glob("*.yaml")) for doc in skeleton(path) if doc.get("kind") == kind]
+@pytest.fixture(scope="module")
+def default() -> Rendered:
+    return render()
+
+
+def container(out: Rendered) -> dict[str, Any]:
+    (c,) = out.one("Deployment")["spec"]["template"]["spec"]["containers"]
+    return c
+
+
+def env_of(out: Rendered) -> dict[str, str]:
+    return {e["name"]: e["value"] for e in container(out)["env"]}
+
+
+# --- chart files ------------------------------------------------------------------------------------------
 
 
 def test_chart_metadata_and_values() -> None:
-    chart = yaml.safe_load((CHART / "Chart.yaml").read_text())
-    assert chart["apiVersion"] == "v2" and chart["name"] == "autox-video" and chart["version"]
-    values = yaml.safe_load((CHART / "values.yaml").read_text())
+    with helm.Chart.load(CHART) as chart:
+        meta, values = chart.metadata, chart.values
+    assert meta["apiVersion"] == "v2" and meta["name"] == "autox-video" and meta["version"]
+    assert meta["appVersion"] == APP_VERSION
     assert values["operator"]["image"]["repository"] and values["trainer"]["image"]["repository"]
     assert values["watchNamespaces"] == [] and "endpoint" in values["s3"]
 
 
 def test_chart_crds_are_the_generated_ones() -> None:
-    assert sorted(p.name for p in (CHART / "crds").iterdir()) == sorted(p.name for p in CRD_DIR.glob("*.yaml"))
-    for path in CRD_DIR.glob("*.yaml"):
-        assert (CHART / "crds" / path.name).read_bytes() == path.read_bytes()
+    """The CRDs Helm installs (its loader's view of crds/) are crds/, and valid CustomResourceDefinitions."""
+    crds = chart_crds()
+    assert crds == {p.name: p.read_text() for p in CRD_DIR.glob("*.yaml")}
+    for name, text in crds.items():
+        (crd,) = parse_manifests(text)
+        assert api_type_errors(crd) == [], name
+        assert crd["kind"] == "CustomResourceDefinition" and crd["spec"]["group"] == "autox.io"
 
 
-def test_templates_have_balanced_actions_and_yaml_skeletons() -> None:
-    for path in TEMPLATES.iterdir():
-        text = path.read_text()
-        assert text.count("{{") == text.count("}}"), path.name
-        if path.suffix == ".yaml":
-            assert skeleton(path), path.name
+# --- lint -------------------------------------------------------------------------------------------------
 
 
-def test_operator_deployment_is_locked_down_and_probed() -> None:
-    (deployment,) = docs_of_kind("Deployment")
+@pytest.mark.parametrize("values", list(VALUE_SETS.values()), ids=list(VALUE_SETS))
+def test_helm_lint_strict_passes(values: dict[str, Any]) -> None:
+    report = lint(values=values)
+    assert report["total_charts_linted"] == 1
+    assert report["errors"] == [], report["messages"]
+    assert all(m["severity"] < 2 for m in report["messages"]), report["messages"]  # infos only (no icon)
+
+
+BROKEN = {
+    # (template file, text appended, whether only --strict fails it, what the finding says)
+    "template-syntax-error": ("serviceaccount.yaml", "{{ if }}\n", False, "serviceaccount.yaml:15"),
+    "renders-invalid-yaml": (
+        "broken.yaml",
+        "apiVersion: v1\nkind: ConfigMap\n data: [\n",
+        False,
+        "unable to parse YAML",
+    ),
+    "deprecated-api": (
+        "ingress.yaml",
+        "apiVersion: extensions/v1beta1\nkind: Ingress\nmetadata:\n  name: {{ .Release.Name }}\nspec: {}\n",
+        True,
+        "extensions/v1beta1 Ingress is deprecated",
+    ),
+}
+
+
+@pytest.mark.parametrize("case", list(BROKEN))
+def test_helm_lint_strict_fails_on_a_broken_chart(case: str, tmp_path: Path) -> None:
+    template, text, strict_only, finding = BROKEN[case]
+    broken = shutil.copytree(CHART, tmp_path / CHART.name)
+    with (broken / "templates" / template).open("a") as f:
+        f.write(text)
+    errors = lint(broken)["errors"]
+    assert len(errors) == 1 and finding in errors[0], errors
+    assert (lint(broken, strict=False)["errors"] == []) is strict_only  # a warning: only --strict fails it
+    if case == "template-syntax-error":
+        with helm.Chart.load(broken) as chart, pytest.raises(helm.HelmRenderError, match="missing value for if"):
+            chart.render(name=RELEASE)
+
+
+# --- rendered objects, every value set --------------------------------------------------------------------
+
+
+def test_rendered_objects_are_valid_kubernetes_objects(rendered: tuple[dict[str, Any], Rendered]) -> None:
+    values, out = rendered
+    assert set(out.files) == {
+        "templates/NOTES.txt",
+        "templates/deployment.yaml",
+        "templates/rbac.yaml",
+        "templates/serviceaccount.yaml",
+    }
+    for obj in out.objects:
+        assert api_type_errors(obj) == [], (obj["kind"], obj["metadata"].get("name"))
+    kinds = sorted(obj["kind"] for obj in out.objects)
+    rbac = values.get("rbac", {}).get("create", True)
+    binding = ["RoleBinding"] * len(values.get("watchNamespaces", [])) or ["ClusterRoleBinding"]
+    sa = values.get("serviceAccount", {}).get("create", True)
+    assert kinds == sorted(
+        ["Deployment", *(["ClusterRole", *binding] if rbac else []), *(["ServiceAccount"] if sa else [])]
+    )
+    for obj in out.objects:
+        labels = obj["metadata"]["labels"]
+        assert labels["app.kubernetes.io/instance"] == RELEASE and labels["app.kubernetes.io/managed-by"] == "Helm"
+        assert labels["app.kubernetes.io/version"] == APP_VERSION and labels["helm.sh/chart"] == "autox-video-0.1.0"
+        if obj["kind"] in ("Deployment", "ServiceAccount"):
+            assert obj["metadata"]["namespace"] == NAMESPACE
+
+
+def test_the_api_type_check_rejects_what_the_api_server_would(default: Rendered) -> None:
+    deployment = copy.deepcopy(default.one("Deployment"))
+    c = deployment["spec"]["template"]["spec"]["containers"][0]
+    c["env"][0]["value"] = 15  # an unquoted number
+    c["imagepullpolicy"] = c.pop("imagePullPolicy")  # a typo
+    del c["name"]
+    c["resources"]["requests"]["cpu"] = 1  # a quantity may be a number
+    assert api_type_errors(deployment) == [
+        "Deployment.spec.template.spec.containers[0].imagepullpolicy: unknown field of V1Container",
+        "Deployment.spec.template.spec.containers[0].name: required by V1Container",
+        "Deployment.spec.template.spec.containers[0].env[0].value: expected str, got 15",
+    ]
+    assert api_type_errors({"apiVersion": "v1", "kind": "Pod"}) == ["no API type known for v1/Pod: add it to MODELS"]
+
+
+def test_operator_deployment_is_locked_down_and_probed(rendered: tuple[dict[str, Any], Rendered]) -> None:
+    _, out = rendered
+    deployment = out.one("Deployment")
+    assert deployment["metadata"]["name"] == FULLNAME
     spec = deployment["spec"]
     assert spec["replicas"] == 1 and spec["strategy"] == {"type": "Recreate"}
+    assert spec["selector"]["matchLabels"].items() <= spec["template"]["metadata"]["labels"].items()
     pod = spec["template"]["spec"]
     assert pod["securityContext"]["runAsNonRoot"] is True and pod["securityContext"]["runAsUser"] != 0
-    (container,) = pod["containers"]
-    security = container["securityContext"]
+    assert pod["securityContext"]["seccompProfile"] == {"type": "RuntimeDefault"}
+    (c,) = pod["containers"]
+    security = c["securityContext"]
     assert security["readOnlyRootFilesystem"] is True and security["allowPrivilegeEscalation"] is False
-    assert security["capabilities"] == {"drop": ["ALL"]}
-    probe = container["livenessProbe"]["httpGet"]
+    assert security["capabilities"] == {"drop": ["ALL"]} and security["runAsNonRoot"] is True
+    probe = c["livenessProbe"]["httpGet"]
     assert probe["path"] == "/healthz" and probe["port"] == "health"
-    ports = {p["name"]: p["containerPort"] for p in container["ports"]}
-    env = {e["name"]: e.get("value") for e in container["env"]}
+    ports = {p["name"]: p["containerPort"] for p in c["ports"]}
+    env = env_of(out)
     assert env["AUTOX_LIVENESS"] == f"http://0.0.0.0:{ports['health']}/healthz"
     assert {"AUTOX_NAMESPACES", "AUTOX_TRAINER_IMAGE", "AUTOX_S3_ENDPOINT"} <= set(env)
-    assert {"name": "tmp", "mountPath": "/tmp"} in container["volumeMounts"]
+    assert {"name": "tmp", "mountPath": "/tmp"} in c["volumeMounts"]
+    assert {"name": "tmp", "emptyDir": {}} in pod["volumes"]
+    # kopf serves the probe where the chart points it: the env reaches `kopf run --liveness`.
+    assert f"--liveness={env['AUTOX_LIVENESS']}" in kopf_args(c["args"], env)
 
+
+def test_values_reach_the_operator(rendered: tuple[dict[str, Any], Rendered], monkeypatch: pytest.MonkeyPatch) -> None:
+    """Images, pull policy, namespaces, S3 endpoint and intervals: rendered from the values, read back by the
+    operator's own settings and command line."""
+    values, out = rendered
+    merged = merged_values(values)
+    operator, trainer = merged["operator"], merged["trainer"]
+    op_image = operator["image"]
+    c = container(out)
+    assert c["image"] == f"{op_image['repository']}:{op_image['tag'] or APP_VERSION}"
+    assert c["imagePullPolicy"] == op_image["pullPolicy"]
+    env = env_of(out)
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    settings = OperatorSettings.from_env()
+    image = trainer["image"]
+    assert settings.trainer_image == f"{image['repository']}:{image['tag'] or APP_VERSION}"
+    assert settings.image_pull_policy == image["pullPolicy"]
+    assert settings.default_s3_endpoint == (merged["s3"]["endpoint"] or None)
+    assert settings.retry_delay == float(operator["retryDelay"])
+    assert float(env["AUTOX_SYNC_INTERVAL"]) == float(operator["syncInterval"])
+    assert settings.namespaces == tuple(merged["watchNamespaces"])
+    args = kopf_args(c["args"], env)
+    assert c["args"] == operator["extraArgs"] and args[len(args) - len(c["args"]) :] == c["args"]
+    watched = [a.removeprefix("--namespace=") for a in args if a.startswith("--namespace=")]
+    assert watched == merged["watchNamespaces"] and ("--all-namespaces" in args) is not merged["watchNamespaces"]
+    assert c["resources"] == operator["resources"]
+
+
+@pytest.mark.parametrize(
+    ("values", "operator_image", "trainer_image", "trainer_pull_policy"),
+    [
+        ({}, "ghcr.io/autox/autox-operator:0.1.0", "ghcr.io/autox/autox-video-trainer:0.1.0", "IfNotPresent"),
+        (
+            VALUE_SETS["custom-images"],
+            "registry.example.com/ops/autox-operator:v9.9.9",
+            "registry.example.com/ml/trainer:2024.1",
+            "Always",
+        ),
+    ],
+    ids=["defaults", "custom-images"],
+)
+def test_image_references(
+    values: dict[str, Any], operator_image: str, trainer_image: str, trainer_pull_policy: str
+) -> None:
+    out = render(values)
+    assert container(out)["image"] == operator_image and container(out)["imagePullPolicy"] == "IfNotPresent"
+    env = env_of(out)
+    assert env["AUTOX_TRAINER_IMAGE"] == trainer_image and env["AUTOX_IMAGE_PULL_POLICY"] == trainer_pull_policy
+
+
+def test_s3_endpoint_reaches_the_operator(default: Rendered) -> None:
+    assert env_of(default)["AUTOX_S3_ENDPOINT"] == ""  # empty: AWS
+    assert env_of(render(VALUE_SETS["s3-endpoint"]))["AUTOX_S3_ENDPOINT"] == "http://minio.minio:9000"
+
+
+def test_pod_placement_and_extras_render_where_kubernetes_reads_them() -> None:
+    extras = VALUE_SETS["extras"]
+    out = render(extras)
+    pod_template = out.one("Deployment")["spec"]["template"]
+    pod = pod_template["spec"]
+    assert pod_template["metadata"]["annotations"] == extras["operator"]["podAnnotations"]
+    for key in ("nodeSelector", "tolerations", "affinity"):
+        assert pod[key] == extras["operator"][key]
+    assert pod["imagePullSecrets"] == [{"name": "regcred"}]
+    assert pod["serviceAccountName"] == "autox" and out.one("ServiceAccount")["metadata"]["name"] == "autox"
+    assert out.one("ServiceAccount")["metadata"]["annotations"] == extras["serviceAccount"]["annotations"]
+    assert out.one("ClusterRoleBinding")["subjects"] == [
+        {"kind": "ServiceAccount", "name": "autox", "namespace": NAMESPACE}
+    ]
+    # Unset, they are absent (not empty keys).
+    default = render().one("Deployment")["spec"]["template"]
+    assert "annotations" not in default["metadata"]
+    assert not {"nodeSelector", "tolerations", "affinity", "imagePullSecrets"} & set(default["spec"])
+    assert "annotations" not in render().one("ServiceAccount")["metadata"]
+
+
+# --- RBAC -------------------------------------------------------------------------------------------------
 
 EXPECTED_RULES = [
     {
@@ -94,25 +325,69 @@ EXPECTED_RULES = [
 ]
 
 
-def test_rbac_is_least_privilege() -> None:
-    (role,) = docs_of_kind("ClusterRole")
+def granted(role: dict[str, Any]) -> set[tuple[str, str, str]]:
+    return {
+        (g, res, verb)
+        for rule in role["rules"]
+        for g in rule["apiGroups"]
+        for res in rule["resources"]
+        for verb in rule["verbs"]
+    }
+
+
+def test_rbac_is_least_privilege(default: Rendered) -> None:
+    role = default.one("ClusterRole")
+    assert role["metadata"]["name"] == FULLNAME
     assert role["rules"] == EXPECTED_RULES
     for rule in role["rules"]:
         assert "*" not in rule["verbs"] + rule["resources"] + rule["apiGroups"]
     secrets = [r for r in role["rules"] if "secrets" in r["resources"]]
     assert secrets == [{"apiGroups": [""], "resources": ["secrets"], "verbs": ["get"]}]
-    # Bound cluster-wide, or per watched namespace (RoleBindings to the same ClusterRole).
-    assert docs_of_kind("ClusterRoleBinding")[0]["roleRef"]["kind"] == "ClusterRole"
-    assert docs_of_kind("RoleBinding")[0]["roleRef"]["kind"] == "ClusterRole"
-    assert docs_of_kind("ServiceAccount")
+    # kopf watches our resources and the PyTorchJobs it labels, patches its annotations/finalizers, posts Events.
+    kopf_needs = {
+        ("autox.io", r, v) for r in ("videotrainingjobs", "videoinferencejobs") for v in ("list", "watch", "patch")
+    }
+    kopf_needs |= {("kubeflow.org", "pytorchjobs", v) for v in ("list", "watch")} | {("", "events", "create")}
+    assert kopf_needs <= granted(role)
+    # All namespaces: one ClusterRoleBinding of that ClusterRole to the operator's ServiceAccount.
+    binding = default.one("ClusterRoleBinding")
+    assert binding["roleRef"] == {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": FULLNAME}
+    sa = default.one("ServiceAccount")["metadata"]
+    assert binding["subjects"] == [{"kind": "ServiceAccount", "name": sa["name"], "namespace": NAMESPACE}]
+    assert default.one("Deployment")["spec"]["template"]["spec"]["serviceAccountName"] == sa["name"]
+    assert default.of_kind("RoleBinding") == [] and default.of_kind("Role") == []
 
 
-def test_the_operator_only_calls_what_rbac_allows() -> None:
-    """Every API call in autox_operator.kube maps to a verb the ClusterRole grants."""
+def test_watch_namespaces_bind_the_cluster_role_in_each_namespace_only() -> None:
+    out = render(VALUE_SETS["watch-namespaces"])
+    assert out.one("ClusterRole")["rules"] == EXPECTED_RULES and out.of_kind("ClusterRoleBinding") == []
+    bindings = out.of_kind("RoleBinding")
+    assert [b["metadata"]["namespace"] for b in bindings] == ["team-a", "team-b"]
+    for b in bindings:
+        assert b["metadata"]["name"] == FULLNAME
+        assert b["roleRef"] == {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": FULLNAME}
+        assert b["subjects"] == [{"kind": "ServiceAccount", "name": FULLNAME, "namespace": NAMESPACE}]
+    assert env_of(out)["AUTOX_NAMESPACES"] == "team-a,team-b"
+
+
+def test_existing_service_account_and_no_rbac() -> None:
+    out = render(VALUE_SETS["existing-service-account"])
+    assert out.of_kind("ServiceAccount") == []
+    assert out.one("Deployment")["spec"]["template"]["spec"]["serviceAccountName"] == "autox-ops"
+    assert out.one("ClusterRoleBinding")["subjects"][0]["name"] == "autox-ops"
+    no_sa_name = render({"serviceAccount": {"create": False}})
+    assert no_sa_name.one("Deployment")["spec"]["template"]["spec"]["serviceAccountName"] == "default"
+    out = render(VALUE_SETS["no-rbac"])
+    assert sorted(o["kind"] for o in out.objects) == ["Deployment", "ServiceAccount"]
+
+
+def test_the_operator_only_calls_what_rbac_allows(default: Rendered) -> None:
+    """Every API call in autox_operator.kube maps to a verb the rendered ClusterRole grants."""
     source = (ROOT / "operator" / "autox_operator" / "kube.py").read_text()
     calls = set(re.findall(r"\.(create|get|patch|read|list|delete|replace)_namespaced_(\w+?)(?:_status)?\(", source))
-    granted = {(verb, res) for rule in EXPECTED_RULES for res in rule["resources"] for verb in rule["verbs"]}
-    to_rbac = {"custom_object": None, "config_map": "configmaps", "secret": "secrets"}
+    assert calls
+    rules = granted(default.one("ClusterRole"))
+    to_rbac = {"custom_object": None, "config_map": ("", "configmaps"), "secret": ("", "secrets")}
     verb_of = {
         "create": "create",
         "get": "get",
@@ -125,14 +400,53 @@ def test_the_operator_only_calls_what_rbac_allows() -> None:
     for verb, kind in calls:
         resource = to_rbac[kind]
         if resource is None:  # our CRs or PyTorchJobs: both granted get/patch, PyTorchJobs also create
-            assert (verb_of[verb], "pytorchjobs") in granted or (verb_of[verb], "videotrainingjobs") in granted
+            assert ("kubeflow.org", "pytorchjobs", verb_of[verb]) in rules or (
+                "autox.io",
+                "videotrainingjobs",
+                verb_of[verb],
+            ) in rules
         else:
-            assert (verb_of[verb], resource) in granted, (verb, kind)
+            assert (*resource, verb_of[verb]) in rules, (verb, kind)
 
 
-def test_notes_tell_the_next_command() -> None:
-    notes = (TEMPLATES / "NOTES.txt").read_text()
+# --- release name, install, notes -------------------------------------------------------------------------
+
+
+def test_a_release_named_like_the_chart_is_not_prefixed_twice() -> None:
+    out = render(name="autox-video")
+    assert {o["metadata"]["name"] for o in out.objects} == {"autox-video"}
+    assert out.one("ClusterRoleBinding")["roleRef"]["name"] == "autox-video"
+
+
+def test_helm_install_dry_run_installs_what_template_renders() -> None:
+    """`helm install --dry-run=client`: the release Helm would store holds the rendered objects, in Helm's
+    install order (ServiceAccount and RBAC before the Deployment), and the NOTES."""
+    values = VALUE_SETS["watch-namespaces"]
+    release = install_dry_run(values)
+    assert release["name"] == RELEASE and release["namespace"] == NAMESPACE and release["revision"] == 1
+    assert release["chart_name"] == "autox-video" and release["app_version"] == APP_VERSION
+    out = render(values)
+    installed = parse_manifests(release["manifest"])
+    key = lambda o: (o["kind"], o["metadata"].get("namespace", ""), o["metadata"]["name"])  # noqa: E731
+    assert sorted(installed, key=key) == sorted(out.objects, key=key)
+    assert [o["kind"] for o in installed] == [
+        "ServiceAccount",
+        "ClusterRole",
+        "RoleBinding",
+        "RoleBinding",
+        "Deployment",
+    ]
+    assert release["notes"].strip() == out.notes.strip()
+    assert "CustomResourceDefinition" not in release["manifest"]  # crds/ are installed apart, before it
+
+
+def test_notes_tell_the_next_command(default: Rendered) -> None:
+    notes = default.notes
     assert "kubectl apply -f" in notes and "kubectl get vtj" in notes and "kubectl create secret" in notes
+    assert f"installed in namespace {NAMESPACE} and runs the jobs of all namespaces." in notes
+    assert f"kubectl -n {NAMESPACE} logs deploy/{FULLNAME}" in notes
+    watched = render(VALUE_SETS["watch-namespaces"]).notes
+    assert "runs the jobs of namespaces team-a, team-b." in watched and "{{" not in watched
 
 
 def test_operator_dockerfile_has_no_torch_and_runs_as_non_root() -> None:
@@ -142,12 +456,3 @@ def test_operator_dockerfile_has_no_torch_and_runs_as_non_root() -> None:
     assert "[operator]" in instructions and "[train" not in instructions
     assert re.search(r"^USER 65532", instructions, re.M)
     assert 'ENTRYPOINT ["autox-operator"]' in instructions
-
-
-@pytest.mark.skipif(shutil.which("helm") is None, reason="helm is not installed")
-def test_helm_lint_and_template() -> None:  # pragma: no cover - only where helm exists
-    subprocess.run(["helm", "lint", str(CHART)], check=True)
-    for args in ([], ["--set", "watchNamespaces={team-a,team-b}"]):
-        out = subprocess.run(["helm", "template", "t", str(CHART), *args], check=True, capture_output=True, text=True)
-        kinds = [d["kind"] for d in yaml.safe_load_all(out.stdout) if d]
-        assert "Deployment" in kinds and "ClusterRole" in kinds
