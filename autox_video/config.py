@@ -21,6 +21,20 @@ Decoder = Literal["auto", "decord", "pyav"]
 ResultsFormat = Literal["default", "seed"]
 
 
+# Keys that hold a local path or an s3:// URI.
+LOCATION_KEYS = (
+    "data_root",
+    "ann_file_train",
+    "ann_file_val",
+    "ann_file_test",
+    "work_dir",
+    "test_results_path",
+    "pretrained",
+    "checkpoint",
+    "class_names",
+)
+
+
 class Config(BaseModel):
     """Everything `autox-video train` and `autox-video test` read from config.yaml."""
 
@@ -88,6 +102,16 @@ class Config(BaseModel):
     s3_endpoint_url: str | None = Field(None, description="S3 endpoint (else AWS_ENDPOINT_URL / AWS default).")
     s3_region: str | None = Field(None, description="S3 region (else AWS_DEFAULT_REGION).")
 
+    @field_validator(*LOCATION_KEYS)
+    @classmethod
+    def _uri(cls, v: str | None) -> str | None:
+        from autox_video.storage.uris import uri_problem
+
+        problem = uri_problem(v) if v is not None else None
+        if problem:
+            raise ValueError(problem)
+        return v
+
     @field_validator("test_crops")
     @classmethod
     def _crops(cls, v: int) -> int:
@@ -123,13 +147,17 @@ def _closest(key: str) -> str:
 def normalise_keys(raw: dict[str, Any], source: str) -> dict[str, Any]:
     """Keys with '-' as '_' and aliases as their canonical names; an unknown key is a ConfigError."""
     out: dict[str, Any] = {}
-    for key, value in raw.items():
-        key = str(key).replace("-", "_")
+    given_as: dict[str, str] = {}
+    for raw_key, value in raw.items():
+        key = str(raw_key).replace("-", "_")
         for canonical, aliases in ALIASES.items():
             if key in aliases:
                 key = canonical
         if key not in Config.model_fields:
             raise ConfigError(f"{source}: unknown key {key!r}{_closest(key)}")
+        if key in given_as:  # silently keeping one of the two hid a typo or a stale line
+            raise ConfigError(f"{source}: {given_as[key]!r} and {str(raw_key)!r} both set {key}; keep one of them")
+        given_as[key] = str(raw_key)
         out[key] = value
     return out
 

@@ -48,8 +48,12 @@ def test_each_bad_line_names_file_and_line(root: Path, text: str, message: str) 
 
 
 def test_non_utf8_list_says_where_and_what_to_do(root: Path) -> None:
-    with pytest.raises(AnnotationError, match=r"list\.txt: not UTF-8 text \(byte 0xff at offset 8\); save it as UTF-8"):
+    with pytest.raises(
+        AnnotationError, match=r"list\.txt:2: not UTF-8 text \(byte 0xff at column 1\); save the list as UTF-8"
+    ):
         read_annotations(_list(root, b"a.mp4 0\n\xff\xfe.mp4 1\n"), root)
+    with pytest.raises(AnnotationError, match=r"list\.txt:3: not UTF-8 text \(byte 0xe9 at column 4\)"):
+        read_annotations(_list(root, b"a.mp4 0\nb.mp4 1\ncaf\xe9.mp4 2\n"), root)
 
 
 def test_unlabelled_lists_are_allowed_for_prediction(root: Path) -> None:

@@ -62,7 +62,7 @@ def test_bad_yaml_names_the_line(tmp_path: Path) -> None:
 
 
 def test_resolved_yaml_round_trips() -> None:
-    cfg = build_config({"data_root": "s3://b/v/", "clip_len": 16, "frame_interval": 2})
+    cfg = build_config({"data_root": "s3://bkt/v/", "clip_len": 16, "frame_interval": 2})
     again = build_config(__import__("yaml").safe_load(cfg.to_yaml()))
     assert again == cfg and again.resolved_clip_len == 16
 

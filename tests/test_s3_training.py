@@ -170,17 +170,22 @@ def test_a_checkpoint_whose_upload_was_cut_off_is_published_before_other_nodes_f
     s3_server, s3_env, bucket, tmp_path: Path
 ) -> None:
     """Rank 0's disk survived a restart with epoch_2.pth that never reached S3: resume must not crash-loop."""
+    import torch
+
     from autox_video.training.train import _agree_on_resume
 
     client = s3_server.client()
     work = tmp_path / "work"
     work.mkdir()
-    (work / "epoch_1.pth").write_bytes(b"one")
-    (work / "epoch_2.pth").write_bytes(b"two")
+    for epoch in (1, 2):  # real (tiny) checkpoints: a resume only takes one that loads
+        torch.save(
+            {"meta": {"epoch": epoch}, "state_dict": {"w": torch.full((2,), float(epoch))}}, work / f"epoch_{epoch}.pth"
+        )
     (work / "last_checkpoint").write_text(str(work / "epoch_2.pth"))
     output = f"s3://{bucket}/runs/cut/"
-    client.put_object(Bucket=bucket, Key="runs/cut/epoch_1.pth", Body=b"one")
+    client.put_object(Bucket=bucket, Key="runs/cut/epoch_1.pth", Body=(work / "epoch_1.pth").read_bytes())
     client.put_object(Bucket=bucket, Key="runs/cut/last_checkpoint", Body=b"epoch_1.pth")
 
     assert _agree_on_resume(work, output) == work / "epoch_2.pth"
-    assert client.get_object(Bucket=bucket, Key="runs/cut/epoch_2.pth")["Body"].read() == b"two"
+    uploaded = client.get_object(Bucket=bucket, Key="runs/cut/epoch_2.pth")["Body"].read()
+    assert uploaded == (work / "epoch_2.pth").read_bytes()

@@ -26,8 +26,10 @@ def _read_text(path: Path) -> str:
     try:
         return data.decode("utf-8-sig")
     except UnicodeDecodeError as err:
+        line = data.count(b"\n", 0, err.start) + 1
+        column = err.start - (data.rfind(b"\n", 0, err.start) + 1) + 1
         raise AnnotationError(
-            f"{path}: not UTF-8 text (byte 0x{data[err.start]:02x} at offset {err.start}); save it as UTF-8"
+            f"{path}:{line}: not UTF-8 text (byte 0x{data[err.start]:02x} at column {column}); save the list as UTF-8"
         ) from None
 
 

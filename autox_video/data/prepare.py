@@ -24,6 +24,8 @@ from pathlib import Path
 
 from autox_video.data.annotations import VIDEO_EXTENSIONS
 from autox_video.errors import ConfigError, DataError
+from autox_video.storage import atomic
+from autox_video.storage.locations import check_folder
 
 OUT_EXT = ".mp4"
 PART_SUFFIX = ".part"
@@ -103,6 +105,7 @@ def transcode(src: Path, dst: Path, *, short_side: int = 256, gop: int = 16, crf
                     small.time_base = 1 / rate
                     out.mux(vout.encode(small))
                 out.mux(vout.encode())
+        atomic.fsync_file(tmp)  # the muxer closed it; its bytes must be on disk before the rename
         os.replace(tmp, dst)
     except BaseException:
         tmp.unlink(missing_ok=True)
@@ -146,8 +149,7 @@ def rewrite_list(src_list: Path, dst_list: Path, renamed: dict[str, str], drop: 
             continue
         new = renamed.get(os.path.normpath(rel))
         lines.append((new + tail if new is not None else body) + end)
-    dst_list.parent.mkdir(parents=True, exist_ok=True)
-    dst_list.write_text("".join(lines), encoding="utf-8")
+    atomic.write_text(dst_list, "".join(lines))
     return dropped
 
 
@@ -202,6 +204,7 @@ def prepare_dataset(
     src, dst = Path(src_root), Path(dst_root)
     if not src.is_dir():
         raise ConfigError(f"source folder not found: {str(src)!r}")
+    check_folder("prepare's output", dst)
     if short_side < 16 or gop < 1:
         raise ConfigError(f"short_side must be >= 16 and gop >= 1, got short_side={short_side!r}, gop={gop!r}")
     if src.resolve() == dst.resolve():

@@ -9,6 +9,7 @@ from pathlib import Path
 
 from autox_video.data.annotations import Sample, read_annotations, scan_videos
 from autox_video.data.videocheck import VideoProblem, check_videos, enforce_bad_fraction, write_skipped
+from autox_video.storage import atomic
 
 log = logging.getLogger("autox_video")
 
@@ -56,10 +57,8 @@ def load_split(
 
 def write_list(split: CheckedSplit, data_root: Path, path: Path) -> str:
     """Write the jsonl list AutoXVideoDataset reads; returns its path."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "w", encoding="utf-8") as f:
-        for s in split.samples:
-            f.write(json.dumps({"filename": str(data_root / s.path), "label": s.label, "video": s.path}) + "\n")
+    rows = (json.dumps({"filename": str(data_root / s.path), "label": s.label, "video": s.path}) for s in split.samples)
+    atomic.write_text(path, "".join(r + "\n" for r in rows))
     return str(path)
 
 

@@ -21,6 +21,7 @@ import numpy as np
 
 from autox_video.data.annotations import Sample
 from autox_video.errors import DataError
+from autox_video.storage import atomic
 
 
 @dataclass(frozen=True)
@@ -231,9 +232,7 @@ def check_videos(
 
 def write_skipped(problems: list[VideoProblem], path: str | Path) -> None:
     """`relpath<TAB>reason` per unreadable video (an empty file when there are none)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text("".join(f"{p.path}\t{p.reason}\n" for p in problems), encoding="utf-8")
+    atomic.write_text(path, "".join(f"{p.path}\t{p.reason}\n" for p in problems))
 
 
 def enforce_bad_fraction(

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import logging
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -14,6 +13,7 @@ from autox_video.config import Config
 from autox_video.data.samples import CheckedSplit, load_split, write_list
 from autox_video.errors import CheckpointError, ConfigError
 from autox_video.inference.batching import autocast, tune_batch_size
+from autox_video.storage import atomic
 from autox_video.training import distributed
 
 log = logging.getLogger("autox_video")
@@ -218,11 +218,8 @@ def predict_split(
 
 def write_results(results: dict[str, Any], path: Path, fmt: str) -> None:
     """results.json in our format, or the seed's list of probability lists."""
-    path.parent.mkdir(parents=True, exist_ok=True)
     body: Any = [p["probs"] for p in results["predictions"]] if fmt == "seed" else results
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    tmp.write_text(json.dumps(body, indent=1) + "\n", encoding="utf-8")
-    tmp.replace(path)
+    atomic.write_json(path, body)
 
 
 def transform(cfg: Config, *, local_inputs: Any = None) -> Prediction:

@@ -13,6 +13,7 @@ import json
 import os
 from pathlib import Path
 
+from autox_video.storage import atomic
 from autox_video.storage.uris import split_uri
 
 
@@ -58,6 +59,4 @@ def record(local: Path, uri: str, etag: str, size: int) -> None:
         "mtime_ns": local.stat().st_mtime_ns,
         "path": os.path.abspath(local),
     }
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.{os.urandom(4).hex()}")
-    tmp.write_text(json.dumps(data))
-    os.replace(tmp, path)
+    atomic.write_text(path, json.dumps(data))

@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import os
-import shutil
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 from autox_video.errors import StorageError
-from autox_video.storage import cache, retry, settings
+from autox_video.storage import atomic, cache, retry, settings
 from autox_video.storage.uris import folder_key, is_s3, split_uri
 
 Progress = Callable[[int], None]  # called with the number of bytes just moved
@@ -78,13 +77,7 @@ def _tmp_beside(dest: Path) -> Path:
 
 
 def _write_local(dest: Path, data: bytes) -> None:
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    tmp = _tmp_beside(dest)
-    try:
-        tmp.write_bytes(data)
-        os.replace(tmp, dest)  # readers never see a half-written file
-    finally:
-        tmp.unlink(missing_ok=True)
+    atomic.write_bytes(dest, data)  # readers never see a half-written file
 
 
 def read_bytes(uri: str) -> bytes:
@@ -127,14 +120,7 @@ def upload(local_path: str | os.PathLike[str], uri: str, *, progress: Progress |
     if not src.is_file():
         raise StorageError(f"{src}: no such file to upload to {uri}")
     if not is_s3(uri):
-        dest = Path(uri)
-        dest.parent.mkdir(parents=True, exist_ok=True)
-        tmp = _tmp_beside(dest)
-        try:
-            shutil.copyfile(src, tmp)
-            os.replace(tmp, dest)
-        finally:
-            tmp.unlink(missing_ok=True)
+        atomic.copy_file(src, uri)
         return
     bucket, key = split_uri(uri)
     client = settings.client()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path, PurePosixPath
 
 from autox_video.errors import StorageError
@@ -13,6 +14,26 @@ SCHEME = "s3://"
 def is_s3(uri: str | os.PathLike[str]) -> bool:
     """Whether `uri` is an `s3://bucket/key` URI (anything else is a local path)."""
     return isinstance(uri, str) and uri.startswith(SCHEME)
+
+
+_BUCKET = re.compile(r"[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]")
+
+
+def uri_problem(value: str) -> str | None:
+    """What is wrong with an `s3:` location (None for a well-formed URI or a local path)."""
+    if not value.lower().startswith("s3:"):
+        return None
+    if not value.startswith(SCHEME):
+        return f"{value!r} is not an S3 URI: write it as s3://BUCKET/KEY"
+    bucket = value[len(SCHEME) :].partition("/")[0]
+    if not bucket:
+        return f"{value!r} names no bucket: write it as s3://BUCKET/KEY"
+    if not _BUCKET.fullmatch(bucket) or ".." in bucket:
+        return (
+            f"{value!r}: {bucket!r} is not a bucket name (3-63 lowercase letters, digits, '.' or '-'; "
+            "starts and ends with a letter or digit)"
+        )
+    return None
 
 
 def split_uri(uri: str) -> tuple[str, str]:

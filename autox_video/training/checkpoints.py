@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import os
 import pickle
 import re
 from collections.abc import Iterator
@@ -135,15 +136,60 @@ def latest_checkpoint(work_dir: Path) -> Path | None:
     """The checkpoint mmengine's `last_checkpoint` pointer names, if it exists, else the newest epoch_N.pth."""
     pointer = work_dir / "last_checkpoint"
     if pointer.is_file():
-        target = Path(pointer.read_text().strip())
-        if not target.is_absolute():
-            target = work_dir / target.name
-        if target.is_file():
-            return target
-        if (work_dir / target.name).is_file():  # work dir moved or synced from elsewhere
-            return work_dir / target.name
-    epochs = sorted(work_dir.glob("epoch_*.pth"), key=lambda p: int(re.sub(r"\D", "", p.stem) or 0))
-    return epochs[-1] if epochs else None
+        # mmengine writes the absolute path; the name alone also holds when the work dir was moved or synced.
+        name = Path(pointer.read_text(errors="replace").strip()).name
+        if name and (work_dir / name).is_file():
+            return work_dir / name
+    epochs = _epoch_checkpoints(work_dir)
+    return epochs[0] if epochs else None
+
+
+def unreadable_reason(path: str | Path) -> str | None:
+    """Why a checkpoint cannot be resumed from (truncated, empty, not a checkpoint), or None if it loads."""
+    p = Path(path)
+    try:
+        if p.stat().st_size == 0:
+            return "empty file"
+        with resumable_torch_load():
+            obj = torch.load(p, map_location="cpu", weights_only=True, mmap=True)
+    except Exception as err:  # truncated zip, legacy/other formats, pickle refusals, I/O errors
+        text = str(err).strip()
+        return text.splitlines()[0][:200] if text else type(err).__name__
+    if not isinstance(obj, dict) or not isinstance(obj.get("state_dict"), dict):
+        return "not a training checkpoint (no state_dict)"
+    return None
+
+
+def quarantine(path: Path, reason: str) -> Path:
+    """Move an unreadable checkpoint aside to `<name>.corrupt` (kept for a person to look at)."""
+    aside = path.with_name(path.name + ".corrupt")
+    os.replace(path, aside)
+    log.warning("%s: unreadable checkpoint (%s); moved aside to %s", path, reason, aside.name)
+    return aside
+
+
+def _epoch_checkpoints(work_dir: Path) -> list[Path]:
+    """epoch_N.pth files, newest (highest N) first."""
+    found = [p for p in work_dir.glob("epoch_*.pth") if re.fullmatch(r"epoch_\d+\.pth", p.name)]
+    return sorted(found, key=lambda p: int(re.sub(r"\D", "", p.stem)), reverse=True)
+
+
+def resumable_checkpoint(work_dir: Path) -> Path | None:
+    """The newest checkpoint that really loads: unreadable ones are moved aside, the previous one is used."""
+    first = latest_checkpoint(work_dir)
+    candidates = ([first] if first is not None else []) + [p for p in _epoch_checkpoints(work_dir) if p != first]
+    dropped = 0
+    for path in candidates:
+        reason = unreadable_reason(path)
+        if reason is None:
+            if dropped:
+                log.warning("resuming from %s, the newest complete checkpoint", path.name)
+            return path
+        quarantine(path, reason)
+        dropped += 1
+    if dropped:
+        log.warning("%s: no complete checkpoint left; training starts from the beginning", work_dir)
+    return None
 
 
 def best_or_latest(work_dir: Path) -> Path:

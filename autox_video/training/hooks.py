@@ -24,6 +24,8 @@ from mmaction.registry import HOOKS
 from mmengine.dist import is_main_process
 from mmengine.hooks import Hook
 
+from autox_video.storage import atomic
+
 BEST = "best.pth"
 
 
@@ -78,22 +80,22 @@ class StopRequest:
             raise KeyboardInterrupt
 
 
+def _ends_cleanly(path: Path) -> bool:
+    """Whether a JSON-lines file is missing, empty or ends with a newline (no torn last line)."""
+    if not path.is_file() or path.stat().st_size == 0:
+        return True
+    with open(path, "rb") as f:
+        f.seek(-1, os.SEEK_END)
+        return f.read(1) == b"\n"
+
+
 def _now() -> str:
     return datetime.now(UTC).isoformat(timespec="seconds")
 
 
-def write_json_atomic(path: Path, data: dict[str, Any]) -> None:
-    """Write JSON via a temp file + rename, so readers never see half a file."""
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    tmp.write_text(json.dumps(data, indent=1) + "\n", encoding="utf-8")
-    os.replace(tmp, path)
-
-
 def read_metrics(path: Path) -> list[dict[str, Any]]:
-    """Rows of metrics.jsonl (empty if missing)."""
-    if not path.is_file():
-        return []
-    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+    """Rows of metrics.jsonl (empty if missing; a line torn by a kill is skipped)."""
+    return atomic.read_jsonl(path)
 
 
 @HOOKS.register_module()
@@ -128,7 +130,7 @@ class ProgressHook(Hook):
     def _write_progress(self, runner: Any, epoch: int, phase: str) -> None:
         best = self._best(runner)
         last = runner.message_hub.get_info("last_ckpt")
-        write_json_atomic(
+        atomic.write_json(
             self._dir(runner) / "progress.json",
             {
                 "phase": phase,
@@ -150,8 +152,7 @@ class ProgressHook(Hook):
                 os.replace(work / _pending(epoch), work / BEST)
             rows = read_metrics(work / "metrics.jsonl")
             if pending.get("metrics") and all(r.get("epoch") != epoch for r in rows):
-                with open(work / "metrics.jsonl", "a", encoding="utf-8") as f:
-                    f.write(json.dumps(pending["metrics"]) + "\n")
+                atomic.append_jsonl(work / "metrics.jsonl", pending["metrics"])
 
     # --- hook points -------------------------------------------------------------------------
     def before_train(self, runner: Any) -> None:
@@ -167,9 +168,13 @@ class ProgressHook(Hook):
         self._heal_best(runner, epoch)
         rows = read_metrics(work / "metrics.jsonl")
         kept = [r for r in rows if r.get("epoch", 0) <= epoch]
-        if len(kept) != len(rows):  # validated after the checkpoint we resumed from: will be redone
-            (work / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in kept), encoding="utf-8")
+        # Rows validated after the checkpoint we resumed from will be redone; a torn last line goes too.
+        if len(kept) != len(rows) or not _ends_cleanly(work / "metrics.jsonl"):
+            atomic.write_text(work / "metrics.jsonl", "".join(json.dumps(r) + "\n" for r in kept))
         self._write_progress(runner, epoch, "running")
+        if epoch > 0 and self.publisher is not None:
+            # The resumed epoch's files are whole again here; a kill had perhaps cut their upload short.
+            self.publisher(work, epoch, False)
 
     def _heal_best(self, runner: Any, epoch: int) -> None:
         """When the best epoch is the one just resumed, best.pth must hold its weights.
@@ -226,15 +231,12 @@ class ProgressHook(Hook):
 
     def _save_weights(self, runner: Any, path: Path, epoch: int, top1: float) -> None:
         """Weights + plain metadata only: loads with torch.load(weights_only=True) anywhere."""
-        import torch
         from mmengine.model import is_model_wrapper
 
         model = runner.model.module if is_model_wrapper(runner.model) else runner.model
         meta = {"epoch": epoch, "iter": runner.iter, "top1": top1, "autox": dict(self.checkpoint_meta)}
         state = {k: v.detach().cpu() for k, v in model.state_dict().items()}
-        tmp = path.with_suffix(".tmp")
-        torch.save({"meta": meta, "state_dict": state}, tmp)
-        os.replace(tmp, path)
+        atomic.torch_save({"meta": meta, "state_dict": state}, path)
 
     def before_save_checkpoint(self, runner: Any, checkpoint: dict[str, Any]) -> None:
         """Make every checkpoint self-describing: classes, resolved config, epoch."""

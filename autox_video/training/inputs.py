@@ -10,9 +10,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from autox_video import storage
-from autox_video.config import Config
+from autox_video.config import LOCATION_KEYS, Config
 from autox_video.data.annotations import VIDEO_EXTENSIONS, read_annotations
 from autox_video.errors import ConfigError
+from autox_video.storage.locations import check_file_target, check_folder
 from autox_video.training import distributed
 from autox_video.training.checkpoints import find_pretrained
 
@@ -58,15 +59,43 @@ def _fetch_listed_videos(data_root: str, lists: list[str]) -> Path:
     return local_root
 
 
+def _uses_s3(cfg: Config) -> bool:
+    return any(storage.is_s3(getattr(cfg, key) or "") for key in LOCATION_KEYS)
+
+
+def local_work_dir(cfg: Config) -> Path:
+    """The local folder training writes: work_dir itself, or the local mirror of an s3:// work_dir."""
+    from autox_video.training.remote import mirror_dir
+
+    return mirror_dir(cfg.work_dir) if storage.is_s3(cfg.work_dir) else Path(cfg.work_dir)
+
+
+def check_training_locations(cfg: Config) -> Path:
+    """Check the local folders training will write (before any video is read); return the local work dir."""
+    if _uses_s3(cfg):
+        check_folder("AUTOX_CACHE_DIR (the S3 cache)", storage.cache_root())
+    return check_folder(
+        "work_dir" if not storage.is_s3(cfg.work_dir) else "work_dir's local mirror", local_work_dir(cfg)
+    )
+
+
+def check_prediction_locations(cfg: Config) -> None:
+    """Check where prediction writes results.json (and the S3 cache) before any video is read."""
+    if _uses_s3(cfg):
+        check_folder("AUTOX_CACHE_DIR (the S3 cache)", storage.cache_root())
+    if not storage.is_s3(cfg.test_results_path):
+        check_file_target("test_results_path", cfg.test_results_path)
+
+
 def localize_training_inputs(cfg: Config) -> TrainingInputs:
     """Resolve the config's locations to local paths (S3 inputs downloaded, S3 output mirrored)."""
-    from autox_video.training.remote import RunPublisher, mirror_dir, restore_run
+    from autox_video.training.remote import RunPublisher, restore_run
 
     if cfg.data_root is None:
         raise ConfigError("data_root is not set: add it to config.yaml or pass --data-root")
     storage.configure(cfg.s3_endpoint_url, cfg.s3_region)
     out_uri = cfg.work_dir if storage.is_s3(cfg.work_dir) else None
-    work = mirror_dir(cfg.work_dir) if out_uri else Path(cfg.work_dir)
+    work = local_work_dir(cfg)
     holder: dict[str, object] = {}
 
     def fetch() -> None:
@@ -76,9 +105,9 @@ def localize_training_inputs(cfg: Config) -> TrainingInputs:
             lists = [a for a in holder["ann"][:2] if a]  # type: ignore[index]
             holder["root"] = _fetch_listed_videos(cfg.data_root, lists)  # type: ignore[arg-type]
         if out_uri:
-            from autox_video.training.checkpoints import latest_checkpoint
+            from autox_video.training.checkpoints import resumable_checkpoint
 
-            if latest_checkpoint(work) is None:  # a fresh disk: continue from what S3 holds
+            if resumable_checkpoint(work) is None:  # a fresh disk (or only damaged files): continue from S3
                 restore_run(out_uri, work)
 
     distributed.local_rank0_first(fetch)
@@ -117,6 +146,7 @@ def localize_prediction_inputs(cfg: Config) -> PredictionInputs:
     storage.configure(cfg.s3_endpoint_url, cfg.s3_region)
     if cfg.data_root is None and cfg.ann_file_test is None:
         raise ConfigError("nothing to predict: set data_root (every video under it) or ann_file_test")
+    distributed.local_rank0_first(lambda: check_prediction_locations(cfg))
     holder: dict[str, object] = {}
 
     def fetch() -> None:

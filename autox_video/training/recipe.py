@@ -246,13 +246,13 @@ def runner_cfg(
             logger=dict(type="LoggerHook", interval=cfg.log_interval, ignore_last=False),
             param_scheduler=dict(type="ParamSchedulerHook"),
             checkpoint=dict(
-                type="CheckpointHook",
+                type="AtomicCheckpointHook",  # temp file + fsync + rename; prunes after the save
                 interval=1,
                 by_epoch=True,
-                # mmengine deletes the oldest kept checkpoint *before* writing the new one: with 1 kept,
-                # a kill mid-write would leave no complete checkpoint to resume from.
+                # Two kept, so that a checkpoint damaged on disk after its save still has one to fall back to.
                 max_keep_ckpts=max(2, cfg.keep_checkpoints),
                 save_last=True,
+                backend_args=dict(backend="autox_atomic"),  # checkpoint_hook.AtomicLocalBackend
             ),
             sampler_seed=dict(type="DistSamplerSeedHook"),
         ),

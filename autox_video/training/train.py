@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
@@ -13,6 +14,7 @@ from autox_video.config import Config
 from autox_video.data.annotations import infer_num_class, read_class_names
 from autox_video.data.samples import CheckedSplit, load_split, record_skipped, write_list
 from autox_video.errors import ConfigError, DataError
+from autox_video.storage import atomic
 from autox_video.training import distributed
 
 log = logging.getLogger("autox_video")
@@ -100,11 +102,9 @@ def _write_run_files(cfg: Config, plan: DataPlan, work: Path, data_root: Path) -
     _warn_if_windows_pad(cfg)
     for hint in training_video_hints([data_root / s.path for s in plan.train.samples]):
         log.warning(hint)
-    (work / "config.yaml").write_text(
-        cfg.model_copy(update={"num_class": plan.num_classes}).to_yaml(), encoding="utf-8"
-    )
+    atomic.write_text(work / "config.yaml", cfg.model_copy(update={"num_class": plan.num_classes}).to_yaml())
     if plan.class_names:
-        (work / "classes.txt").write_text("\n".join(plan.class_names) + "\n", encoding="utf-8")
+        atomic.write_text(work / "classes.txt", "\n".join(plan.class_names) + "\n")
     n = record_skipped([s for s in (plan.train, plan.val) if s is not None], work)
     if n:
         log.warning("%d unreadable videos skipped; listed in %s", n, work / "skipped.txt")
@@ -129,7 +129,7 @@ def build_runner(cfg: Config, plan: DataPlan, work: Path, *, resume_from: Path |
     from mmengine.config import Config as MMConfig
     from mmengine.runner import Runner
 
-    from autox_video.training import engine, hooks, recipe  # noqa: F401  (registers our components)
+    from autox_video.training import checkpoint_hook, engine, hooks, recipe  # noqa: F401  (registers our components)
     from autox_video.training.checkpoints import make_checkpoints_weights_only_safe
 
     make_checkpoints_weights_only_safe()
@@ -162,10 +162,28 @@ def build_runner(cfg: Config, plan: DataPlan, work: Path, *, resume_from: Path |
 
 def fit(cfg: Config, *, local_inputs: Any = None, publisher: Any = None) -> TrainResult:
     """Train (or resume) per `cfg`; only rank 0 writes run files. Returns the run's summary."""
+    from autox_video.storage.lock import hold_work_dir
+    from autox_video.training.inputs import check_training_locations
+
+    cuda = distributed.setup()
+    distributed.local_rank0_first(lambda: check_training_locations(cfg) and None)
+    with contextlib.ExitStack() as held:
+
+        def claim() -> None:
+            # One live run per work dir: a second one would interleave checkpoints and metrics.
+            work = check_training_locations(cfg)
+            held.enter_context(hold_work_dir(work, command="autox-video train"))
+            for folder in (work, work / "lists"):
+                atomic.remove_stale_temps(folder)  # left by a killed writer; nobody else writes here now
+
+        distributed.on_rank0_then_broadcast(claim)
+        return _fit(cfg, cuda, local_inputs, publisher)
+
+
+def _fit(cfg: Config, cuda: bool, local_inputs: Any, publisher: Any) -> TrainResult:
     from autox_video.training import checkpoints
     from autox_video.training.inputs import localize_training_inputs
 
-    cuda = distributed.setup()
     inputs = local_inputs or localize_training_inputs(cfg)
     work = inputs.work_dir
     if cfg.ann_file_train is None:
@@ -206,7 +224,8 @@ def fit(cfg: Config, *, local_inputs: Any = None, publisher: Any = None) -> Trai
             runner.train()
     except BaseException as err:
         if distributed.rank() == 0 and (work / "progress.json").is_file():
-            _mark_failed(work, err)
+            with contextlib.suppress(Exception):  # e.g. a full disk: the error itself is what to report
+                _mark_failed(work, err)
             if progress.publisher is not None:
                 progress.publisher(work, -1, True)
         raise
@@ -221,7 +240,7 @@ def _agree_on_resume(work: Path, output_uri: str | None) -> Path | None:
     from autox_video.training import checkpoints
 
     def choose() -> str | None:
-        latest = checkpoints.latest_checkpoint(work)
+        latest = checkpoints.resumable_checkpoint(work)
         if latest is not None and output_uri is not None:
             remote = storage.join(output_uri, latest.name)
             if not storage.exists(remote):
@@ -271,15 +290,13 @@ def _check_schedule_unchanged(cfg: Config, checkpoint: Path) -> None:
 
 
 def _mark_failed(work: Path, err: BaseException) -> None:
-    from autox_video.training.hooks import write_json_atomic
-
     path = work / "progress.json"
     data = json.loads(path.read_text())
     if isinstance(err, KeyboardInterrupt):  # Ctrl-C / SIGINT: nothing failed; the same command resumes
         data.update(phase="interrupted", message="interrupted; run the same command again to resume")
     else:
         data.update(phase="failed", message=(str(err).splitlines() or [type(err).__name__])[0][:500])
-    write_json_atomic(path, data)
+    atomic.write_json(path, data)
 
 
 def in_torchrun() -> bool:
