@@ -7,6 +7,7 @@ from typing import Any
 
 from autox_video.config import Config, build_config, normalise_keys, read_config_file
 from autox_video.inference.predict import Prediction
+from autox_video.search.tune import SearchResult
 from autox_video.training.train import TrainResult
 
 
@@ -18,6 +19,7 @@ class AutoXVideo:
         self._base: dict[str, Any] = normalise_keys(config, "AutoXVideo()")
         self.last_fit: TrainResult | None = None
         self.last_prediction: Prediction | None = None
+        self.last_search: SearchResult | None = None
 
     @property
     def config(self) -> Config:
@@ -61,6 +63,14 @@ class AutoXVideo:
         self._base.update(normalise_keys({k: v for k, v in given.items() if v is not None}, "fit()"))
         self.last_fit = fit(self.config)
         return self.last_fit
+
+    def tune(self, trials: int | None = None, parallel: int | None = None, **extra: Any) -> SearchResult:
+        """Search hyperparameters (`search=` or the config's `search:`, else auto); the best is promoted to work_dir."""
+        from autox_video.search.tune import tune
+
+        self._base.update(normalise_keys({k: v for k, v in extra.items() if v is not None}, "tune()"))
+        self.last_search = tune(self.config, trials=trials, parallel=parallel)
+        return self.last_search
 
     def transform(
         self,

@@ -1,4 +1,4 @@
-"""`autox-video train | test | check | demo | prepare` (also `python -m autox_video`).
+"""`autox-video train | test | tune | check | demo | prepare` (also `python -m autox_video`).
 
 Config precedence: command-line flags > --config file (default ./config.yaml) > defaults.
 Every config key is also a flag: `--epoch 3`, `--data-root DIR`, `--pretrained none`.
@@ -125,6 +125,15 @@ def cmd_test(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_tune(args: argparse.Namespace) -> int:
+    """Search the config's `search:` space (or auto); resumes a search found in work_dir."""
+    from autox_video.search.tune import tune
+
+    cfg = _config(args, required=True)
+    tune(cfg, trials=args.trials, parallel=args.parallel, nproc=args.trial_nproc)
+    return 0
+
+
 def cmd_check(args: argparse.Namespace) -> int:
     """Scan the config's lists and report unreadable videos without training."""
     from autox_video.data.samples import load_split
@@ -198,6 +207,12 @@ def build_parser() -> argparse.ArgumentParser:
                    help="results.json layout (same as --results-format)")  # fmt: skip
     _add_launch_flags(p)
     p.set_defaults(func=cmd_test)
+    p = sub.add_parser("tune", help="search config keys (search: in config.yaml, or auto); resumable")
+    _add_config_flags(p)
+    p.add_argument("--trials", type=int, default=None, help="most trials (overrides search.trials)")
+    p.add_argument("--parallel", type=int, default=None, help="trials at once (overrides search.parallel)")
+    p.add_argument("--nproc", dest="trial_nproc", type=int, default=None, help="processes (GPUs) per trial")
+    p.set_defaults(func=cmd_tune)
     p = sub.add_parser("check", help="list unreadable videos in the config's annotation lists")
     _add_config_flags(p)
     p.set_defaults(func=cmd_check)

@@ -101,6 +101,16 @@ class Config(BaseModel):
     results_format: ResultsFormat = Field("default", description="results.json layout: default or seed.")
     s3_endpoint_url: str | None = Field(None, description="S3 endpoint (else AWS_ENDPOINT_URL / AWS default).")
     s3_region: str | None = Field(None, description="S3 region (else AWS_DEFAULT_REGION).")
+    search: SearchConfig | Literal["auto"] | None = Field(
+        None, description="Search for `autox-video tune`: a mapping (trials, budget, space, ...) or 'auto'."
+    )
+
+    @field_validator("search", mode="before")
+    @classmethod
+    def _search(cls, v: Any) -> Any:
+        from autox_video.search.space import parse_search  # checks the space against these fields
+
+        return parse_search(v)
 
     @field_validator(*LOCATION_KEYS)
     @classmethod
@@ -188,6 +198,8 @@ def build_config(
         return Config(**merged)
     except ValidationError as err:
         raise ConfigError(_format_validation(err, source)) from None
+    except ConfigError as err:  # raised as is by the search validator: name the file
+        raise ConfigError(f"{source}: {err}") from None
 
 
 def read_config_file(path: str | Path) -> dict[str, Any]:
@@ -218,3 +230,9 @@ def load_config(
     return build_config(
         base, overrides, source=str(path) if path is not None else "config", explicit_none=explicit_none
     )
+
+
+# Imported last: autox_video.spec's package imports this module's Config (spec/training.py).
+from autox_video.spec.search import SearchConfig  # noqa: E402
+
+Config.model_rebuild()

@@ -29,3 +29,7 @@ class CheckpointError(AutoXError):
 
 class StorageError(AutoXError):
     """An S3 or local storage operation failed (names the URI and the cause)."""
+
+
+class TrainingDiverged(AutoXError):
+    """The training loss became NaN or infinite (names the epoch and iteration)."""

@@ -82,3 +82,10 @@ def test_e2e_runs_on_cpu(cache: Path) -> None:
     heads = _run("e2e.py", "--device", "cpu", "--cache-dir", str(cache))
     _positive(heads, "e2e_clips_per_s", "compute_only_clips_per_s")
     assert 0 <= heads["input_wait_share"] <= 1
+
+
+def test_search_runs_on_cpu(cache: Path) -> None:
+    heads = _run("search.py", "--cache-dir", str(cache))
+    for name in ("default_top1", "random_top1", "tpe_top1", "tpe_asha_top1"):
+        assert 0 < heads[name] <= 1, (name, heads)
+    assert 0 < heads["asha_epoch_fraction"] <= 1

@@ -39,6 +39,8 @@ _KEEP = (
     "maxItems",
     "required",
     "oneOf",
+    "x-kubernetes-preserve-unknown-fields",
+    "x-kubernetes-validations",
 )
 
 
@@ -70,6 +72,7 @@ _ORDER = (
     "pattern",
     "nullable",
     "x-kubernetes-int-or-string",
+    "x-kubernetes-preserve-unknown-fields",
     "anyOf",
     "minItems",
     "maxItems",
@@ -78,6 +81,7 @@ _ORDER = (
     "properties",
     "additionalProperties",
     "items",
+    "x-kubernetes-validations",
 )
 
 

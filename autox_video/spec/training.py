@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import Field
 
@@ -16,6 +16,9 @@ from autox_video.spec.common import (
     ResourceInfo,
     sub,
 )
+from autox_video.spec.search import SearchSpec
+
+TrialState = Literal["running", "succeeded", "pruned", "failed"]
 
 
 def _like(config_key: str, description: str | None = None, **extra: Any) -> Any:
@@ -88,12 +91,51 @@ class VideoTrainingJobSpec(JobSpecBase):
         pattern=S3_URI_PATTERN,
         description="S3 prefix for checkpoints, logs, metrics.jsonl and progress.json (work_dir).",
     )
+    search: SearchSpec | None = Field(
+        None,
+        description=(
+            "Run a hyperparameter search instead of one training: each trial a PyTorchJob <job>-tNNNN with its "
+            "output under output/trials/NNNN/; the best trial's weights are promoted to output/best.pth."
+        ),
+    )
+
+
+class TrialStatus(CamelModel):
+    """One trial of a search, as the operator last saw it (the full row is in output/trials.jsonl)."""
+
+    number: int = Field(ge=0, description="Trial number (0: the default config when it lies in the space).")
+    state: TrialState = Field(description="running, succeeded, pruned or failed.")
+    params: dict[str, Any] = Field(
+        default_factory=dict,
+        description="The searched keys' values (a choice of several keys as its label).",
+        json_schema_extra={"x-kubernetes-preserve-unknown-fields": True},
+    )
+    epochs: int = Field(0, ge=0, description="Epochs trained (a pruned trial: when it was stopped).")
+    best_top1: float | None = Field(None, description="Best validation top-1 of the trial (0-1).")
+    pytorch_job: str | None = Field(None, description="Name of the trial's PyTorchJob.")
+    start_time: str | None = Field(
+        None, json_schema_extra={"format": "date-time"}, description="When the operator started the trial."
+    )
+    completion_time: str | None = Field(
+        None, json_schema_extra={"format": "date-time"}, description="When the operator saw the trial end."
+    )
+    reason: str | None = Field(None, description="Why a trial failed or was pruned.")
+
+
+class TrialCounts(CamelModel):
+    """How many trials are in each state."""
+
+    total: int = Field(0, description="Trials started.")
+    running: int = Field(0, description="Trials running (or suspended).")
+    succeeded: int = Field(0, description="Trials that trained every epoch.")
+    pruned: int = Field(0, description="Trials the pruner stopped early.")
+    failed: int = Field(0, description="Trials that failed.")
 
 
 class VideoTrainingJobStatus(CommonStatus):
     """Observed state: phase, PyTorchJob conditions and training progress from progress.json."""
 
-    epoch: int | None = Field(None, description="Last finished epoch.")
+    epoch: int | None = Field(None, description="Last finished epoch (a search: trial-epochs trained, all trials).")
     total_epochs: int | None = Field(None, description="Epochs the run will train.")
     best_top1: float | None = Field(None, description="Best validation top-1 accuracy so far (0-1).")
     best_epoch: int | None = Field(None, description="Epoch of the best validation top-1.")
@@ -102,6 +144,10 @@ class VideoTrainingJobStatus(CommonStatus):
     progress_updated: str | None = Field(
         None, json_schema_extra={"format": "date-time"}, description="When the trainer last wrote progress.json."
     )
+    trials: list[TrialStatus] | None = Field(None, description="A search's trials, by number.")
+    trial_counts: TrialCounts | None = Field(None, description="A search's trials per state.")
+    trials_summary: str | None = Field(None, description="A search's trials started / most trials, e.g. 3/20.")
+    best_trial: int | None = Field(None, description="Number of the search's best trial (promoted to best.pth).")
 
 
 TRAINING = ResourceInfo(
@@ -114,7 +160,8 @@ TRAINING = ResourceInfo(
     status=VideoTrainingJobStatus,
     printer_columns=(
         PrinterColumn("Phase", "string", ".status.phase", "Pending, Running, Succeeded, Failed or Suspended."),
-        PrinterColumn("Epoch", "integer", ".status.epoch", "Last finished epoch."),
+        PrinterColumn("Epoch", "integer", ".status.epoch", "Last finished epoch (a search: trial-epochs)."),
+        PrinterColumn("Trials", "string", ".status.trialsSummary", "A search's trials started / most trials."),
         PrinterColumn("Best-Top1", "number", ".status.bestTop1", "Best validation top-1 accuracy."),
         PrinterColumn("Age", "date", ".metadata.creationTimestamp"),
     ),

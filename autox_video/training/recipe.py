@@ -224,6 +224,12 @@ def schedule_cfg(cfg: Config) -> list[dict[str, Any]]:
     return steps
 
 
+def _guard_hook() -> dict[str, Any]:
+    from autox_video.training import guards  # noqa: F401  (registers NonFiniteLossGuard)
+
+    return dict(type="NonFiniteLossGuard")
+
+
 def runner_cfg(
     cfg: Config, lists: Lists, *, work_dir: str, cuda: bool, launcher: str, load_from: str | None
 ) -> dict[str, Any]:
@@ -256,7 +262,7 @@ def runner_cfg(
             ),
             sampler_seed=dict(type="DistSamplerSeedHook"),
         ),
-        custom_hooks=[dict(type="ProgressHook", total_epochs=cfg.epoch, validate=validate)],
+        custom_hooks=[dict(type="ProgressHook", total_epochs=cfg.epoch, validate=validate), _guard_hook()],
         env_cfg=dict(cudnn_benchmark=cuda, dist_cfg=dict(backend="nccl" if cuda else "gloo")),
         launcher=launcher,
         randomness=dict(seed=cfg.seed, deterministic=False),

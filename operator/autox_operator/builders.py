@@ -137,25 +137,44 @@ def s3_endpoint(storage: StorageSpec, settings: OperatorSettings) -> str | None:
 # --- config.yaml ---------------------------------------------------------------------------------
 
 
-def build_training_config(spec: VideoTrainingJobSpec, settings: OperatorSettings) -> Config:
-    """The trainer's config.yaml for a VideoTrainingJob (validated by autox_video.config)."""
+def _training_values(spec: VideoTrainingJobSpec, settings: OperatorSettings) -> dict[str, Any]:
     ds = spec.dataset
     params = {TRAINING_KEY_RENAMES.get(k, k): v for k, v in spec.training.model_dump().items()}
-    return build_config(
-        {
-            "data_root": ds.videos,
-            "ann_file_train": ds.train,
-            "ann_file_val": ds.val,
-            "class_names": ds.class_names,
-            "work_dir": normalise_prefix(spec.output),
-            "backbone": spec.model.backbone,
-            "pretrained": spec.model.pretrained,
-            **params,
-            "s3_endpoint_url": s3_endpoint(spec.storage, settings),
-            "s3_region": spec.storage.region,
-        },
-        source="VideoTrainingJob spec",
-    )
+    return {
+        "data_root": ds.videos,
+        "ann_file_train": ds.train,
+        "ann_file_val": ds.val,
+        "class_names": ds.class_names,
+        "work_dir": normalise_prefix(spec.output),
+        "backbone": spec.model.backbone,
+        "pretrained": spec.model.pretrained,
+        **params,
+        "s3_endpoint_url": s3_endpoint(spec.storage, settings),
+        "s3_region": spec.storage.region,
+    }
+
+
+def build_training_config(spec: VideoTrainingJobSpec, settings: OperatorSettings) -> Config:
+    """The trainer's config.yaml for a VideoTrainingJob (validated by autox_video.config)."""
+    return build_config(_training_values(spec, settings), source="VideoTrainingJob spec")
+
+
+def trial_suffix(number: int) -> str:
+    """`-tNNNN`: the name suffix of trial `number`'s children."""
+    return C.TRIAL_SUFFIX.format(number=number)
+
+
+def trial_prefix(output: str, number: int) -> str:
+    """output/trials/NNNN/: the trial's work_dir (the local search's layout)."""
+    return f"{normalise_prefix(output)}trials/{number:04d}/"
+
+
+def build_trial_config(
+    spec: VideoTrainingJobSpec, settings: OperatorSettings, number: int, overrides: Mapping[str, Any]
+) -> Config:
+    """Trial `number`'s config.yaml: the job's config with the trial's values, in output/trials/NNNN/."""
+    values = {**_training_values(spec, settings), "work_dir": trial_prefix(spec.output, number)}
+    return build_config(values, dict(overrides), source=f"VideoTrainingJob spec, trial {number}")
 
 
 def build_inference_config(
@@ -195,11 +214,12 @@ def build_inference_config(
     return build_config({k: v for k, v in values.items() if v is not None}, source="VideoInferenceJob spec")
 
 
-def build_configmap(owner: Owner, config: Config) -> dict[str, Any]:
+def build_configmap(owner: Owner, config: Config, *, suffix: str = C.PYTORCHJOB_SUFFIX) -> dict[str, Any]:
+    """The ConfigMap holding config.yaml for the PyTorchJob named with the same `suffix`."""
     return {
         "apiVersion": "v1",
         "kind": "ConfigMap",
-        "metadata": child_metadata(owner, child_name(owner.name, C.CONFIGMAP_SUFFIX)),
+        "metadata": child_metadata(owner, child_name(owner.name, f"{suffix}{C.CONFIGMAP_SUFFIX}")),
         "data": {C.CONFIG_KEY: config.to_yaml()},
     }
 
@@ -285,10 +305,13 @@ def _run_policy(policy: RunPolicySpec) -> dict[str, Any]:
     return out
 
 
-def build_pytorchjob(owner: Owner, spec: JobSpec, *, args: list[str], settings: OperatorSettings) -> dict[str, Any]:
+def build_pytorchjob(
+    owner: Owner, spec: JobSpec, *, args: list[str], settings: OperatorSettings, suffix: str = C.PYTORCHJOB_SUFFIX
+) -> dict[str, Any]:
     """A kubeflow.org/v1 PyTorchJob: one Master pod, plus replicas-1 Workers; torchrun runs one
     process per GPU in each pod (nprocPerNode), the pods' RANK is the node rank."""
-    template = _pod_template(owner, spec, args, child_name(owner.name, C.CONFIGMAP_SUFFIX), settings)
+    config_map = child_name(owner.name, f"{suffix}{C.CONFIGMAP_SUFFIX}")
+    template = _pod_template(owner, spec, args, config_map, settings)
     replicas = {"Master": {"replicas": 1, "restartPolicy": "OnFailure", "template": template}}
     if spec.resources.replicas > 1:
         replicas["Worker"] = {
@@ -299,7 +322,7 @@ def build_pytorchjob(owner: Owner, spec: JobSpec, *, args: list[str], settings: 
     return {
         "apiVersion": f"{C.PYTORCHJOB_GROUP}/{C.PYTORCHJOB_VERSION}",
         "kind": C.PYTORCHJOB_KIND,
-        "metadata": child_metadata(owner, child_name(owner.name, C.PYTORCHJOB_SUFFIX)),
+        "metadata": child_metadata(owner, child_name(owner.name, suffix)),
         "spec": {
             "nprocPerNode": str(max(spec.resources.gpus_per_replica, 1)),
             "runPolicy": _run_policy(spec.run_policy),
@@ -310,3 +333,18 @@ def build_pytorchjob(owner: Owner, spec: JobSpec, *, args: list[str], settings: 
 
 TRAIN_ARGS = ["train", "--config", C.CONFIG_PATH]
 TEST_ARGS = ["test", "--config", C.CONFIG_PATH]
+
+
+def build_trial_children(
+    owner: Owner, spec: VideoTrainingJobSpec, config: Config, number: int, settings: OperatorSettings
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    """(ConfigMap, PyTorchJob) of trial `number`: `<job>-tNNNN`, labelled with the trial number."""
+    suffix = trial_suffix(number)
+    configmap = build_configmap(owner, config, suffix=suffix)
+    pytorchjob = build_pytorchjob(owner, spec, args=TRAIN_ARGS, settings=settings, suffix=suffix)
+    label = {C.LABEL_TRIAL: f"{number:04d}"}
+    for meta in (configmap["metadata"], pytorchjob["metadata"]):
+        meta["labels"].update(label)
+    for replica in pytorchjob["spec"]["pytorchReplicaSpecs"].values():
+        replica["template"]["metadata"]["labels"].update(label)
+    return configmap, pytorchjob

@@ -49,3 +49,11 @@ MAX_CHILD_NAME = 48
 # What progress.json / results.json are called under spec.output.
 PROGRESS_FILE = "progress.json"
 RESULTS_FILE = "results.json"
+
+# A search (spec.search): trial children are <job>-tNNNN, their outputs under output/trials/NNNN/.
+LABEL_TRIAL = f"{GROUP}/trial"
+TRIAL_SUFFIX = "-t{number:04d}"
+LEDGER_FILE = "trials.jsonl"
+METRICS_FILE = "metrics.jsonl"
+BEST_FILE = "best.pth"
+BEST_CONFIG_FILE = "best_config.yaml"

@@ -12,7 +12,7 @@ from typing import Any, cast
 import kopf
 
 from autox_operator import constants as C
-from autox_operator import reconcile
+from autox_operator import reconcile, search
 from autox_operator.kube import Kube, connection_info, load_configuration
 from autox_operator.settings import SYNC_INTERVAL, OperatorSettings
 from autox_operator.status import failed_status, phase_event, waiting_status
@@ -56,8 +56,8 @@ def _start(plural: str, body: kopf.Body, patch: kopf.Patch, memo: kopf.Memo, *, 
     status = body.get("status") or {}
     if reconcile.is_finished(status) and not again:
         return
-    if status.get("pytorchJob"):  # started before (operator restart): nothing to create
-        if not memo.kube.get_pytorchjob(body.metadata.namespace, status["pytorchJob"]):
+    if reconcile.is_started(status):  # started before (operator restart): nothing to create
+        if status.get("pytorchJob") and not memo.kube.get_pytorchjob(body.metadata.namespace, status["pytorchJob"]):
             # Gone while we were away (ttlSecondsAfterFinished, a delete): settle the phase from the
             # run's outputs; never start the run a second time.
             _sync(plural, body.metadata.namespace, body.metadata.name, memo)
@@ -105,7 +105,7 @@ def start_inference(body: kopf.Body, patch: kopf.Patch, memo: kopf.Memo, **_: An
 
 def _spec_changed(plural: str, body: kopf.Body, old: Any, new: Any, patch: kopf.Patch, memo: kopf.Memo) -> None:
     status = body.get("status") or {}
-    if not status.get("pytorchJob"):
+    if not reconcile.is_started(status):
         # Never started and no longer retried (it failed, or waits after an earlier edit): the edit is a new try.
         if status.get("phase") in ("Failed", "Pending"):
             _start(plural, body, patch, memo, again=True)
@@ -114,14 +114,16 @@ def _spec_changed(plural: str, body: kopf.Body, old: Any, new: Any, patch: kopf.
     old_policy, new_policy = dict(old.pop("runPolicy", None) or {}), dict(new.pop("runPolicy", None) or {})
     suspend = bool(new_policy.pop("suspend", False))
     if bool(old_policy.pop("suspend", False)) != suspend and not reconcile.is_finished(status):
-        memo.kube.patch_pytorchjob(
-            body.metadata.namespace, status["pytorchJob"], {"spec": {"runPolicy": {"suspend": suspend}}}
-        )
+        if status.get("pytorchJob"):
+            memo.kube.patch_pytorchjob(
+                body.metadata.namespace, status["pytorchJob"], {"spec": {"runPolicy": {"suspend": suspend}}}
+            )
+        what = f"PyTorchJob {status['pytorchJob']}" if status.get("pytorchJob") else "every running trial's PyTorchJob"
         kopf.info(
             body,
             reason="Suspending" if suspend else "Resuming",
-            message=f"PyTorchJob {status['pytorchJob']} runPolicy.suspend={str(suspend).lower()}",
-        )
+            message=f"{what} runPolicy.suspend={str(suspend).lower()}",
+        )  # a search's pass below applies it to the trials (and starts none while suspended)
         _sync(plural, body.metadata.namespace, body.metadata.name, memo)
     ignored = sorted(
         {k for k in old.keys() | new.keys() if old.get(k) != new.get(k)}
@@ -155,6 +157,14 @@ def inference_spec_changed(body: kopf.Body, old: Any, new: Any, patch: kopf.Patc
 def _sync(plural: str, namespace: str | None, name: str, memo: kopf.Memo) -> None:
     if namespace is None:  # both resources are namespaced
         return
+    if plural == C.TRAINING_PLURAL:
+        searched = search.sync_search(namespace, name, memo.kube, memo.settings)  # None: not a search
+        if searched is not None:
+            for kind, reason, message in searched.events:
+                kopf.event(cast(kopf.Body, searched.body), type=kind, reason=reason, message=message)
+            message = searched.patch.get("message", (searched.body.get("status") or {}).get("message"))
+            _post_phase(searched.body, searched.old_phase, searched.patch.get("phase"), message)
+            return
     result = reconcile.sync_status(plural, namespace, name, memo.kube, memo.settings)
     if result is not None:
         body, old_phase, patch = result
@@ -171,7 +181,7 @@ def pytorchjob_changed(body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
 
 
 def _following(status: Mapping[str, Any], **_: Any) -> bool:
-    return bool(status.get("pytorchJob")) and not reconcile.is_finished(status)
+    return reconcile.is_started(status) and not reconcile.is_finished(status)
 
 
 @kopf.timer(*TRAINING, interval=SYNC_INTERVAL, when=_following)

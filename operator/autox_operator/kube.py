@@ -109,6 +109,33 @@ class Kube:
             C.PYTORCHJOB_GROUP, C.PYTORCHJOB_VERSION, namespace, C.PYTORCHJOB_PLURAL, name, patch
         )
 
+    def list_pytorchjobs(self, namespace: str, labels: dict[str, str]) -> list[dict[str, Any]]:
+        """The PyTorchJobs in `namespace` that carry all these labels."""
+        selector = ",".join(f"{k}={v}" for k, v in labels.items())
+        listed = self.custom.list_namespaced_custom_object(
+            C.PYTORCHJOB_GROUP, C.PYTORCHJOB_VERSION, namespace, C.PYTORCHJOB_PLURAL, label_selector=selector
+        )
+        items = cast(list[dict[str, Any]], listed.get("items") or [])
+        # Filtered here too: the selector is a server-side convenience, the labels are the contract.
+        return [
+            i for i in items if all((i.get("metadata") or {}).get("labels", {}).get(k) == v for k, v in labels.items())
+        ]
+
+    def delete_pytorchjob(self, namespace: str, name: str) -> None:
+        """Delete it (its pods go with it); gone already is fine."""
+        try:
+            self.custom.delete_namespaced_custom_object(
+                C.PYTORCHJOB_GROUP,
+                C.PYTORCHJOB_VERSION,
+                namespace,
+                C.PYTORCHJOB_PLURAL,
+                name,
+                propagation_policy="Background",
+            )
+        except ApiException as err:
+            if err.status != 404:
+                raise
+
     # --- ConfigMaps and Secrets ---
 
     def apply_configmap(self, body: dict[str, Any]) -> dict[str, Any]:

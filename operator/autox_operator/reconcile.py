@@ -161,6 +161,10 @@ def start_training(body: Mapping[str, Any], kube: Kube, settings: OperatorSettin
     owner = Owner.from_body(body)
     access = storage_access(kube, owner.namespace, spec.storage, settings)
     preflight(access, buckets=[spec.output, spec.dataset.train], objects=[(spec.dataset.train, "spec.dataset.train")])
+    if spec.search is not None:
+        from autox_operator.search import start_search  # search builds on this module
+
+        return start_search(body, spec, settings)
     try:
         config = build_training_config(spec, settings)
     except ConfigError as err:
@@ -171,9 +175,10 @@ def start_training(body: Mapping[str, Any], kube: Kube, settings: OperatorSettin
 
 
 def resolve_checkpoint(
-    kube: Kube, namespace: str, spec: VideoInferenceJobSpec
+    kube: Kube, namespace: str, spec: VideoInferenceJobSpec, settings: OperatorSettings
 ) -> tuple[str, VideoTrainingJobSpec | None]:
-    """The checkpoint to predict with and, for trainingJobRef, the training job's spec."""
+    """The checkpoint to predict with and, for trainingJobRef, the training job's spec (a searched
+    job's with its best trial's values: its bestCheckpoint is the promoted best.pth)."""
     if spec.model.checkpoint is not None:
         return spec.model.checkpoint, None
     ref = spec.model.training_job_ref
@@ -205,6 +210,10 @@ def resolve_checkpoint(
         training = VideoTrainingJobSpec.model_validate(job.get("spec") or {})
     except ValidationError:
         training = None
+    if training is not None and training.search is not None:
+        from autox_operator.search import best_training_spec  # search builds on this module
+
+        training = best_training_spec(training, status, settings)
     return checkpoint, training
 
 
@@ -212,7 +221,7 @@ def start_inference(body: Mapping[str, Any], kube: Kube, settings: OperatorSetti
     """Create the ConfigMap and PyTorchJob of a VideoInferenceJob once its checkpoint is known."""
     spec = parse_spec(VideoInferenceJobSpec, body["spec"])
     owner = Owner.from_body(body)
-    checkpoint, training = resolve_checkpoint(kube, owner.namespace, spec)
+    checkpoint, training = resolve_checkpoint(kube, owner.namespace, spec, settings)
     access = storage_access(kube, owner.namespace, spec.storage, settings)
     checkpoint_field = "spec.model.checkpoint" if spec.model.checkpoint else "the training job's bestCheckpoint"
     objects = [(checkpoint, checkpoint_field)]
@@ -303,3 +312,13 @@ def sync_status(
 
 def is_finished(status: Mapping[str, Any] | None) -> bool:
     return (status or {}).get("phase") in TERMINAL_PHASES
+
+
+def is_searching(status: Mapping[str, Any] | None) -> bool:
+    """Whether the job was handed to the search driver (status.trialCounts is set at its start)."""
+    return (status or {}).get("trialCounts") is not None
+
+
+def is_started(status: Mapping[str, Any] | None) -> bool:
+    """Whether the job has its PyTorchJob, or its search has started: a restart creates nothing."""
+    return bool((status or {}).get("pytorchJob")) or is_searching(status)

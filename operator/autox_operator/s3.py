@@ -1,4 +1,5 @@
-"""The little S3 the operator needs: is a bucket/object there, read a small JSON object (boto3)."""
+"""The little S3 the operator needs: is a bucket/object there, read small JSON objects, write the search's
+ledger, copy the best trial's weights (boto3)."""
 
 from __future__ import annotations
 
@@ -113,17 +114,56 @@ def exists(access: S3Access, uri: str) -> bool:
 
 def read_json(access: S3Access, uri: str) -> dict[str, Any] | None:
     """The JSON object at `uri`; None when it does not exist (yet) or is not a JSON object."""
+    body = _get(access, uri)
+    if body is None:
+        return None
+    try:
+        data = json.loads(body)
+    except ValueError:
+        return None
+    return data if isinstance(data, dict) else None
+
+
+def _get(access: S3Access, uri: str) -> bytes | None:
     bucket, key = split_uri(uri)
     try:
-        body = _client(access).get_object(Bucket=bucket, Key=key)["Body"].read()
+        return bytes(_client(access).get_object(Bucket=bucket, Key=key)["Body"].read())
     except botocore.exceptions.ClientError as err:
         if _code(err) in ("404", "NoSuchKey", "NotFound", "NoSuchBucket"):
             return None
         raise _translate(err, access, uri) from None
     except _UNREACHABLE as err:
         raise _translate(err, access, uri) from None
+
+
+def read_jsonl(access: S3Access, uri: str) -> list[dict[str, Any]]:
+    """The JSON objects of a JSON-lines file ([] when it does not exist); torn or foreign lines are skipped."""
+    body = _get(access, uri)
+    rows = []
+    for line in (body or b"").decode("utf-8", "replace").splitlines():
+        try:
+            row = json.loads(line)
+        except ValueError:
+            continue  # a line being written
+        if isinstance(row, dict):
+            rows.append(row)
+    return rows
+
+
+def put_text(access: S3Access, uri: str, text: str) -> None:
+    """Write a small object (one PUT: readers see the old object or the new one)."""
+    bucket, key = split_uri(uri)
     try:
-        data = json.loads(body)
-    except ValueError:
-        return None
-    return data if isinstance(data, dict) else None
+        _client(access).put_object(Bucket=bucket, Key=key, Body=text.encode())
+    except (botocore.exceptions.ClientError, *_UNREACHABLE) as err:
+        raise _translate(err, access, uri) from None
+
+
+def copy(access: S3Access, source: str, target: str) -> None:
+    """Server-side copy (no bytes through the operator); S3Error if `source` does not exist."""
+    src_bucket, src_key = split_uri(source)
+    bucket, key = split_uri(target)
+    try:
+        _client(access).copy_object(Bucket=bucket, Key=key, CopySource={"Bucket": src_bucket, "Key": src_key})
+    except (botocore.exceptions.ClientError, *_UNREACHABLE) as err:
+        raise _translate(err, access, f"copy {source} -> {target}") from None

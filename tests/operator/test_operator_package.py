@@ -15,6 +15,7 @@ def test_the_operator_never_imports_torch_mmaction2_or_decord() -> None:
     code = (
         "import sys\n"
         "import autox_operator.handlers, autox_operator.main, autox_operator.reconcile\n"
+        "import autox_operator.search, autox_operator.trials\n"
         f"bad = [m for m in sys.modules if m.split('.')[0] in {HEAVY!r}]\n"
         "assert not bad, bad\n"
     )
@@ -24,7 +25,7 @@ def test_the_operator_never_imports_torch_mmaction2_or_decord() -> None:
 def test_builders_and_status_import_no_kubernetes_client_and_no_kopf() -> None:
     code = (
         "import sys\n"
-        "import autox_operator.builders, autox_operator.status\n"
+        "import autox_operator.builders, autox_operator.status, autox_operator.trials\n"
         "bad = [m for m in sys.modules if m.split('.')[0] in ('kubernetes', 'kopf')]\n"
         "assert not bad, bad\n"
     )

@@ -1,0 +1,417 @@
+"""The search space: `search:` checked against the Config's keys, the `auto` spaces, Optuna distributions.
+
+Torch-free (the operator builds the same study). Optuna is imported only by the functions that need
+it, so that loading a config.yaml with a `search:` section stays cheap.
+"""
+
+from __future__ import annotations
+
+import difflib
+import math
+import typing
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from pydantic import ValidationError
+
+from autox_video.errors import ConfigError
+from autox_video.spec.search import Domain, SearchConfig
+
+if typing.TYPE_CHECKING:
+    import optuna
+
+    from autox_video.config import Config
+
+# Keys a search may not vary: where the data and outputs live, and what the search itself controls
+# (`epoch` is each trial's length: the budget and ASHA's rungs are counted in it).
+NOT_SEARCHABLE: dict[str, str] = {
+    **{
+        k: "a location, not a hyperparameter"
+        for k in (
+            "data_root",
+            "ann_file_train",
+            "ann_file_val",
+            "ann_file_test",
+            "work_dir",
+            "test_results_path",
+            "checkpoint",
+            "class_names",
+        )
+    },
+    "epoch": "each trial's length (the budget and ASHA's rungs count epochs); set it outside the space",
+    "evaluation": "trials are compared on every validation; set it outside the space",
+    "num_class": "fixed by the data",
+    "search": "the search itself",
+    "s3_endpoint_url": "not a hyperparameter",
+    "s3_region": "not a hyperparameter",
+    "results_format": "not a hyperparameter",
+    "log_interval": "not a hyperparameter",
+    "keep_checkpoints": "not a hyperparameter",
+}
+
+# `search: auto`. GPU: the Swin sizes (each with its Kinetics checkpoint when ./checkpoints has one
+# per size) and the optimisation keys, bounds around mmaction2's Swin recipes; every default of
+# Config lies inside, so trial 0 is the default recipe. CPU: the tiny backbones, trained from scratch.
+AUTO_GPU: dict[str, Any] = {
+    "backbone": ["swin_t", "swin_s", "swin_b"],
+    "lr": {"low": 1e-4, "high": 1e-2, "log": True},
+    "backbone_lr_mult": {"low": 0.03, "high": 1.0, "log": True},
+    "weight_decay": {"low": 0.005, "high": 0.2, "log": True},
+    "drop_path_rate": {"low": 0.0, "high": 0.4},
+    "warmup_epochs": {"low": 0.0, "high": 5.0},
+}
+AUTO_CPU: dict[str, Any] = {
+    "backbone": ["swin_micro", "swin_mini"],
+    "lr": {"low": 3e-4, "high": 1e-2, "log": True},
+    "weight_decay": {"low": 0.005, "high": 0.2, "log": True},
+    "drop_path_rate": {"low": 0.0, "high": 0.2},
+    "warmup_epochs": {"low": 0.0, "high": 2.0},
+}
+# mmaction2's checkpoint names (swin_tiny_patch244_window877_kinetics400_1k.pth, ...).
+_CHECKPOINT_WORDS = {"swin_t": "tiny", "swin_s": "small", "swin_b": "base"}
+
+
+def _config_fields() -> dict[str, Any]:
+    from autox_video.config import Config
+
+    return dict(Config.model_fields)
+
+
+def _check_value(key: str, value: Any, where: str) -> Any:
+    """`value` validated (and coerced: '1e-4' -> 0.0001) as config key `key`; ConfigError if it is not one."""
+    from autox_video.config import Config
+
+    probe = Config.model_construct()
+    try:
+        setattr(probe, key, value)  # validate_assignment: the field's type, bounds and validators
+    except ValidationError as err:
+        raise ConfigError(f"{where}: {value!r} is not a valid {key} ({err.errors()[0]['msg']})") from None
+    return getattr(probe, key)
+
+
+def _unknown(key: str, where: str) -> ConfigError:
+    names = [k for k in _config_fields() if k not in NOT_SEARCHABLE]
+    match = difflib.get_close_matches(key, names, n=1, cutoff=0.5)
+    hint = f"; did you mean {match[0]!r}?" if match else f"; searchable keys: {', '.join(names)}"
+    return ConfigError(f"{where}: unknown config key {key!r}{hint}")
+
+
+def _searchable(key: str, where: str) -> None:
+    if key in NOT_SEARCHABLE:
+        raise ConfigError(f"{where}: {key} cannot be searched ({NOT_SEARCHABLE[key]})")
+    if key not in _config_fields():
+        raise _unknown(key, where)
+
+
+def _numeric_kind(key: str) -> str | None:
+    """'int' or 'float' for a numeric config key (Optional included), else None."""
+    annotation = _config_fields()[key].annotation
+    args = {a for a in (annotation, *typing.get_args(annotation)) if a is not type(None)}
+    if args & {float}:
+        return "float"
+    if args & {int} and bool not in args:
+        return "int"
+    return None
+
+
+def _check_domain(name: str, dom: Domain) -> None:
+    where = f"search.space.{name}"
+    if dom.choices is not None:
+        if all(isinstance(c, Mapping) for c in dom.choices):
+            keys = [tuple(c) for c in dom.choices]
+            if any(not k for k in keys) or len(set(map(frozenset, keys))) != 1:
+                raise ConfigError(f"{where}: every choice must set the same config keys, got {keys}")
+            for sub in keys[0]:
+                _searchable(str(sub), f"{where}.{sub}")
+            dom.choices = [{str(k): _check_value(str(k), v, f"{where}.{k}") for k, v in c.items()} for c in dom.choices]
+        elif any(isinstance(c, Mapping | list) for c in dom.choices):
+            raise ConfigError(f"{where}: choices must be all values or all mappings of config keys")
+        else:
+            _searchable(name, where)
+            dom.choices = [_check_value(name, c, where) for c in dom.choices]
+        labels = [_label(c) for c in dom.choices]
+        if len(set(labels)) != len(labels):
+            raise ConfigError(f"{where}: repeated choice in {labels}")
+        return
+    _searchable(name, where)
+    kind = _numeric_kind(name)
+    if kind is None:
+        raise ConfigError(f"{where}: {name} is not numeric: give choices instead of low/high")
+    if dom.type == "int" and kind == "float":
+        kind = "int"  # an int range for a float key (e.g. warmup_epochs) is fine
+    elif dom.type == "float" and kind == "int":
+        raise ConfigError(f"{where}: {name} takes whole numbers: use type int (or leave type out)")
+    dom.type = kind  # type: ignore[assignment]
+    assert dom.low is not None and dom.high is not None
+    if kind == "int":
+        for bound in (dom.low, dom.high, *([dom.step] if dom.step is not None else [])):
+            if bound != int(bound):
+                raise ConfigError(f"{where}: {name} takes whole numbers, got {bound:g}")
+    _check_value(name, int(dom.low) if kind == "int" else dom.low, f"{where}.low")
+    _check_value(name, int(dom.high) if kind == "int" else dom.high, f"{where}.high")
+
+
+def _first_error(err: ValidationError) -> str:
+    first = err.errors()[0]
+    loc = ".".join(str(p) for p in first["loc"] if not str(p).startswith("function-"))
+    msg = first["msg"].removeprefix("Value error, ")
+    value = first.get("input")
+    shown = f"={value!r}" if not isinstance(value, dict | list) else ""
+    return f"search{'.' + loc if loc else ''}{shown}: {msg}"
+
+
+def parse_search(value: Any) -> SearchConfig | str | None:
+    """The `search:` value checked: None, 'auto', or a SearchConfig whose space names valid config keys."""
+    if value is None or isinstance(value, SearchConfig):
+        search = value
+    elif isinstance(value, str):
+        if value.strip().lower() != "auto":
+            raise ConfigError(f"search={value!r}: expected 'auto' or a mapping (trials, budget, space, ...)")
+        return "auto"
+    elif isinstance(value, Mapping):
+        try:
+            search = SearchConfig.model_validate(dict(value))
+        except ValidationError as err:
+            raise ConfigError(_first_error(err)) from None
+    else:
+        raise ConfigError(f"search: expected 'auto' or a mapping, got {type(value).__name__}")
+    if search is None:
+        return None
+    if search.space is not None:
+        seen: dict[str, str] = {}
+        for name, dom in search.space.items():
+            _check_domain(name, dom)
+            for key in dom.choices[0] if dom.choices and isinstance(dom.choices[0], Mapping) else [name]:
+                if key in seen:
+                    raise ConfigError(f"search.space: {key} is set by both {seen[key]} and {name}")
+                seen[key] = name
+        if search.sampler == "grid":
+            grid_values(search.space)  # a continuous range has no grid: say so now
+    return search
+
+
+# --- resolving and encoding ------------------------------------------------------------------
+
+
+def _label(choice: Any) -> Any:
+    """How a choice appears to Optuna: values as they are, a mapping as 'clip_len=16,frame_interval=4'."""
+    if isinstance(choice, Mapping):
+        return ",".join(f"{k}={v}" for k, v in choice.items())
+    return choice
+
+
+def _checkpoint_per_size(search_dir: Path = Path("checkpoints")) -> dict[str, str]:
+    found: dict[str, str] = {}
+    for size, word in _CHECKPOINT_WORDS.items():
+        hits = sorted(search_dir.glob(f"*swin*{word}*.pth")) if search_dir.is_dir() else []
+        if hits:
+            found[size] = str(hits[0])
+    return found
+
+
+def auto_space(cfg: Config, *, cuda: bool) -> tuple[dict[str, Domain], list[str]]:
+    """The documented default space for this device and config, and notes on what was left out and why."""
+    raw = dict(AUTO_GPU if cuda else AUTO_CPU)
+    notes: list[str] = []
+    if cuda and cfg.pretrained != "none":
+        # One checkpoint fits one size: search the sizes with a checkpoint each, else keep the backbone.
+        per_size = {} if cfg.pretrained else _checkpoint_per_size()
+        if len(per_size) >= 2:
+            raw["backbone"] = [{"backbone": b, "pretrained": p} for b, p in per_size.items()]
+        else:
+            del raw["backbone"]
+            notes.append(f"backbone kept at {cfg.backbone}: the pretrained weights fit that size only")
+    space = {k: Domain.model_validate(v) for k, v in raw.items()}
+    for name, dom in space.items():
+        _check_domain(name, dom)
+    return space, notes
+
+
+def resolve_space(search: SearchConfig, cfg: Config, *, cuda: bool) -> tuple[dict[str, Domain], list[str]]:
+    """The space to search: the configured one, or the auto space (with notes) when it is omitted."""
+    if search.space is not None:
+        return search.space, []
+    return auto_space(cfg, cuda=cuda)
+
+
+def distributions(space: Mapping[str, Domain]) -> dict[str, optuna.distributions.BaseDistribution]:
+    """Optuna distributions of the space (categorical mappings as their labels)."""
+    from optuna.distributions import CategoricalDistribution, FloatDistribution, IntDistribution
+
+    out: dict[str, optuna.distributions.BaseDistribution] = {}
+    for name, dom in space.items():
+        assert dom.low is not None or dom.choices is not None
+        if dom.choices is not None:
+            out[name] = CategoricalDistribution([_label(c) for c in dom.choices])
+        elif dom.type == "int":
+            step = 1 if dom.log else int(dom.step or 1)
+            out[name] = IntDistribution(int(dom.low), int(dom.high or 0), log=dom.log, step=step)  # type: ignore[arg-type]
+        else:
+            out[name] = FloatDistribution(dom.low, dom.high or 0.0, log=dom.log, step=dom.step)  # type: ignore[arg-type]
+    return out
+
+
+def grid_values(space: Mapping[str, Domain]) -> dict[str, list[Any]]:
+    """Every point of each domain, for GridSampler; ConfigError for a continuous range."""
+    out: dict[str, list[Any]] = {}
+    for name, dom in space.items():
+        if dom.choices is not None:
+            out[name] = [_label(c) for c in dom.choices]
+        elif dom.step is not None or dom.type == "int":
+            assert dom.low is not None and dom.high is not None
+            step = dom.step or 1
+            n = int(math.floor((dom.high - dom.low) / step + 1e-9)) + 1
+            points = [dom.low + i * step for i in range(n)]
+            out[name] = [int(p) for p in points] if dom.type == "int" else [round(p, 12) for p in points]
+        else:
+            raise ConfigError(
+                f"search.space.{name}: sampler grid needs choices or a step, not a continuous range "
+                f"{dom.low:g}..{dom.high:g}"
+            )
+    return out
+
+
+def overrides(space: Mapping[str, Domain], params: Mapping[str, Any]) -> dict[str, Any]:
+    """Config keys and values of one trial's Optuna params (mapping choices expanded)."""
+    out: dict[str, Any] = {}
+    for name, value in params.items():
+        dom = space[name]
+        if dom.choices is not None:
+            choice = next(c for c in dom.choices if _label(c) == value)
+            out.update(choice if isinstance(choice, Mapping) else {name: choice})
+        else:
+            out[name] = value
+    return out
+
+
+def params_of(space: Mapping[str, Domain], cfg: Config) -> dict[str, Any] | None:
+    """The Optuna params that reproduce `cfg` itself, or None when its values lie outside the space."""
+    params: dict[str, Any] = {}
+    for name, dom in space.items():
+        if dom.choices is not None:
+            hit = [
+                c
+                for c in dom.choices
+                if (
+                    all(getattr(cfg, k) == v for k, v in c.items())
+                    if isinstance(c, Mapping)
+                    else getattr(cfg, name) == c
+                )
+            ]
+            if not hit:
+                return None
+            params[name] = _label(hit[0])
+            continue
+        value = getattr(cfg, name)
+        assert dom.low is not None and dom.high is not None
+        if value is None or not dom.low <= value <= dom.high:
+            return None
+        if dom.step is not None and abs((value - dom.low) / dom.step - round((value - dom.low) / dom.step)) > 1e-9:
+            return None
+        params[name] = int(value) if dom.type == "int" else float(value)
+    return params
+
+
+def describe(space: Mapping[str, Domain]) -> list[str]:
+    """One line per searched key, as printed at the start of a search."""
+    lines = []
+    for name, dom in space.items():
+        if dom.choices is not None:
+            lines.append(f"  {name}: one of {', '.join(str(_label(c)) for c in dom.choices)}")
+        else:
+            scale = "log" if dom.log else "linear"
+            step = f", step {dom.step:g}" if dom.step is not None else ""
+            lines.append(f"  {name}: {dom.type} {dom.low:g} .. {dom.high:g} ({scale}{step})")
+    return lines
+
+
+@dataclass(frozen=True)
+class Rungs:
+    """ASHA's rungs for a trial length: first rung and reduction factor, in epochs."""
+
+    min_epochs: int
+    reduction_factor: int
+
+    def epochs(self, total: int) -> list[int]:
+        """The epochs (below `total`) at which trials are compared."""
+        out, r = [], self.min_epochs
+        while r < total:
+            out.append(r)
+            r *= self.reduction_factor
+        return out
+
+
+def rungs(search: SearchConfig, cfg: Config) -> Rungs:
+    """ASHA's rungs scaled to `epoch`: first at epoch/9 (at least one validation interval)."""
+    interval = max(1, cfg.evaluation)
+    first = search.min_epochs or max(interval, math.ceil(cfg.epoch / search.reduction_factor**2))
+    return Rungs(first, search.reduction_factor)
+
+
+def sampler(search: SearchConfig, space: Mapping[str, Domain], seed: int) -> optuna.samplers.BaseSampler:
+    """Optuna's sampler for `search.sampler` (TPE: multivariate; constant liar when trials run in parallel)."""
+    import warnings
+
+    import optuna
+
+    if search.sampler == "random":
+        return optuna.samplers.RandomSampler(seed=seed)
+    if search.sampler == "grid":
+        return _grid_sampler(grid_values(space), seed)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        # Fewer random start-up trials than Optuna's 10 for small searches, so that TPE gets to model.
+        return optuna.samplers.TPESampler(
+            seed=seed,
+            n_startup_trials=max(2, min(10, search.trials // 3)),
+            multivariate=True,
+            constant_liar=search.parallel > 1,
+        )
+
+
+def pruner(search: SearchConfig, cfg: Config) -> optuna.pruners.BasePruner:
+    """Successive halving on validation top-1 with rungs in epochs, or no pruning."""
+    import optuna
+
+    if search.pruner == "none":
+        return optuna.pruners.NopPruner()
+    r = rungs(search, cfg)
+    return optuna.pruners.SuccessiveHalvingPruner(min_resource=r.min_epochs, reduction_factor=r.reduction_factor)
+
+
+def _grid_sampler(grid: dict[str, list[Any]], seed: int) -> optuna.samplers.BaseSampler:
+    """Optuna's GridSampler, adapted to an ask/tell loop that also enqueues the default config.
+
+    Two things of GridSampler do not fit: it gives an enqueued trial no grid point (so the default's
+    point would run a second time), and it calls `study.stop()` when the grid is done, which raises
+    outside `optimize()`. The loop stops by itself once every point was started.
+    """
+    import optuna
+
+    class Grid(optuna.samplers.GridSampler):
+        def before_trial(self, study: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:
+            if "grid_id" in trial.system_attrs:
+                return
+            fixed = trial.system_attrs.get("fixed_params")
+            if fixed is not None:
+                names = self._param_names
+                hits = [
+                    i
+                    for i, point in enumerate(self._all_grids)
+                    if set(fixed) == set(names) and all(point[names.index(k)] == v for k, v in fixed.items())
+                ]
+                if not hits:
+                    return
+                grid_id = hits[0]
+            else:
+                unvisited = sorted(self._get_unvisited_grid_ids(study))
+                grid_id = unvisited[0] if unvisited else 0
+            study._storage.set_trial_system_attr(trial._trial_id, "search_space", self._search_space)
+            study._storage.set_trial_system_attr(trial._trial_id, "grid_id", grid_id)
+
+        def after_trial(self, *args: Any, **kwargs: Any) -> None:
+            return None
+
+    return Grid(grid, seed=seed)
