@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from tinyrun import REPO, cli, make_tiny_dataset, write_config
+from tinyrun import REPO, cli, make_tiny_dataset, s3_config, upload_tree, write_config
 
 from autox_video.storage import atomic
 from autox_video.training.checkpoints import unreadable_reason
@@ -153,22 +153,8 @@ def _torn(work: Path) -> bool:
 
 def test_sigkill_during_s3_uploads_then_a_fresh_pod_finishes(s3_server, s3_env, bucket, dataset, tmp_path) -> None:
     client = s3_server.client()
-    for path in dataset.root.rglob("*"):
-        if path.is_file() and not path.name.startswith("."):
-            client.upload_file(str(path), bucket, f"data/{path.relative_to(dataset.root).as_posix()}")
-    base = f"s3://{bucket}/data"
-    config = write_config(
-        tmp_path / "config.yaml",
-        dataset,
-        f"s3://{bucket}/runs/r1/",
-        data_root=base,
-        ann_file_train=f"{base}/train_list.txt",
-        ann_file_val=f"{base}/val_list.txt",
-        ann_file_test=f"{base}/test_list.txt",
-        class_names=f"{base}/classes.txt",
-        test_results_path=str(tmp_path / "results.json"),
-        epoch=3,
-    )
+    upload_tree(client, bucket, dataset.root, "data")
+    config = s3_config(tmp_path, dataset, bucket, epoch=3)
     marks = tmp_path / "marks"
     marks.mkdir()
     cmd = [*FAULTY, "train", "--config", str(config)]

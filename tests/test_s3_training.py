@@ -11,31 +11,9 @@ import time
 from pathlib import Path
 
 import pytest
-from tinyrun import cli, make_tiny_dataset, write_config
+from tinyrun import cli, make_tiny_dataset, s3_config, upload_tree
 
 pytestmark = pytest.mark.slow
-
-
-def _upload_tree(client, bucket: str, root: Path, prefix: str) -> None:  # type: ignore[no-untyped-def]
-    for path in root.rglob("*"):
-        if path.is_file() and not path.name.startswith("."):
-            client.upload_file(str(path), bucket, f"{prefix}/{path.relative_to(root).as_posix()}")
-
-
-def _s3_config(tmp_path: Path, ds, bucket: str, **extra):  # type: ignore[no-untyped-def]
-    base = f"s3://{bucket}/data"
-    return write_config(
-        tmp_path / "config.yaml",
-        ds,
-        f"s3://{bucket}/runs/r1/",
-        data_root=base,
-        ann_file_train=f"{base}/train_list.txt",
-        ann_file_val=f"{base}/val_list.txt",
-        ann_file_test=f"{base}/test_list.txt",
-        class_names=f"{base}/classes.txt",
-        test_results_path=str(tmp_path / "results.json"),
-        **extra,
-    )
 
 
 def _metrics(client, bucket: str) -> list[int]:  # type: ignore[no-untyped-def]
@@ -48,8 +26,8 @@ def test_pod_loss_resumes_from_s3_on_an_empty_disk_then_predicts_from_s3(
 ) -> None:
     client = s3_server.client()
     ds = make_tiny_dataset(tmp_path / "local")
-    _upload_tree(client, bucket, ds.root, "data")
-    config = _s3_config(tmp_path, ds, bucket, epoch=4)
+    upload_tree(client, bucket, ds.root, "data")
+    config = s3_config(tmp_path, ds, bucket, epoch=4)
 
     first = {**os.environ, "AUTOX_CACHE_DIR": str(tmp_path / "disk1"), "PYTHONUNBUFFERED": "1"}
     proc = subprocess.Popen(
@@ -105,8 +83,8 @@ def test_pod_loss_resumes_from_s3_on_an_empty_disk_then_predicts_from_s3(
 def test_s3_outage_during_training_is_ridden_out(s3_server, s3_env, bucket, tmp_path: Path) -> None:
     client = s3_server.client()
     ds = make_tiny_dataset(tmp_path / "local", per_class=2)
-    _upload_tree(client, bucket, ds.root, "data")
-    config = _s3_config(tmp_path, ds, bucket, epoch=3)
+    upload_tree(client, bucket, ds.root, "data")
+    config = s3_config(tmp_path, ds, bucket, epoch=3)
     env = {**os.environ, "AUTOX_CACHE_DIR": str(tmp_path / "disk"), "AUTOX_S3_RETRY_SECONDS": "60"}
     proc = subprocess.Popen(
         [sys.executable, "-m", "autox_video", "train", "--config", str(config)],
@@ -128,7 +106,7 @@ def test_s3_outage_during_training_is_ridden_out(s3_server, s3_env, bucket, tmp_
 
 def test_missing_bucket_is_one_line_naming_the_uri(s3_env, tmp_path: Path) -> None:
     ds = make_tiny_dataset(tmp_path / "local", per_class=1)
-    config = _s3_config(tmp_path, ds, "no-such-bucket")
+    config = s3_config(tmp_path, ds, "no-such-bucket")
     res = cli("train", "--config", str(config), env={"AUTOX_CACHE_DIR": str(tmp_path / "c")})
     assert res.returncode != 0
     last = res.stderr.strip().splitlines()[-1]
@@ -144,8 +122,8 @@ def test_two_nodes_train_through_the_entrypoint_and_write_one_set_of_outputs(
 
     client = s3_server.client()
     ds = make_tiny_dataset(tmp_path / "local")
-    _upload_tree(client, bucket, ds.root, "data")
-    config = _s3_config(tmp_path, ds, bucket, epoch=2)
+    upload_tree(client, bucket, ds.root, "data")
+    config = s3_config(tmp_path, ds, bucket, epoch=2)
     entrypoint = Path(__file__).resolve().parents[1] / "trainer_image" / "entrypoint.py"
     port = free_port()
     clean = {k: v for k, v in os.environ.items() if not k.startswith(("PET_", "AUTOX_ENTRY"))}

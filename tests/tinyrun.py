@@ -81,3 +81,27 @@ def cli(
         capture_output=True,
         timeout=timeout,
     )
+
+
+def upload_tree(client: Any, bucket: str, root: Path, prefix: str) -> None:
+    """Upload a local dataset folder to s3://bucket/prefix/ (hidden files left out)."""
+    for path in root.rglob("*"):
+        if path.is_file() and not path.name.startswith("."):
+            client.upload_file(str(path), bucket, f"{prefix}/{path.relative_to(root).as_posix()}")
+
+
+def s3_config(tmp_path: Path, ds: Any, bucket: str, **extra: Any) -> Path:
+    """config.yaml for a tiny run whose data (uploaded under data/) and work_dir (runs/r1/) are in S3."""
+    base = f"s3://{bucket}/data"
+    return write_config(
+        tmp_path / "config.yaml",
+        ds,
+        f"s3://{bucket}/runs/r1/",
+        data_root=base,
+        ann_file_train=f"{base}/train_list.txt",
+        ann_file_val=f"{base}/val_list.txt",
+        ann_file_test=f"{base}/test_list.txt",
+        class_names=f"{base}/classes.txt",
+        test_results_path=str(tmp_path / "results.json"),
+        **extra,
+    )

@@ -16,6 +16,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
+from autox_video.config import LOCATION_KEYS
 from autox_video.errors import ConfigError
 from autox_video.spec.search import Domain, SearchConfig
 
@@ -29,16 +30,8 @@ if typing.TYPE_CHECKING:
 NOT_SEARCHABLE: dict[str, str] = {
     **{
         k: "a location, not a hyperparameter"
-        for k in (
-            "data_root",
-            "ann_file_train",
-            "ann_file_val",
-            "ann_file_test",
-            "work_dir",
-            "test_results_path",
-            "checkpoint",
-            "class_names",
-        )
+        for k in LOCATION_KEYS
+        if k != "pretrained"  # may be searched: one checkpoint per backbone size
     },
     "epoch": "each trial's length (the budget and ASHA's rungs count epochs); set it outside the space",
     "evaluation": "trials are compared on every validation; set it outside the space",
