@@ -1,0 +1,197 @@
+"""Run a validated manifest here: write config.yaml, launch the trainer (torchrun when >1 process), print status.
+
+Status lines follow `kubectl get vtj` (NAME, PHASE, EPOCH, BEST-TOP1, PROGRESS) and are printed when they
+change, from the progress.json the trainer writes to the output as a pod does. Ctrl-C stops the run; running
+the same command again resumes it (the trainer resumes from the latest checkpoint under the output).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import Any
+
+from autox_video import storage
+from autox_video.errors import AutoXError, ConfigError
+from autox_video.runlocal.manifest import Manifest, load_manifest, manifest_config
+from autox_video.runlocal.registry import find_run, record_run, registry_path
+from autox_video.spec import TRAINING, VideoTrainingJobSpec
+from autox_video.spec.trainer_config import normalise_prefix, results_uri
+from autox_video.storage import atomic
+
+CREDENTIAL_KEYS = ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY")  # the Secret's keys (spec.storage.secretRef)
+
+
+def _poll_seconds() -> float:
+    return float(os.environ.get("AUTOX_RUN_POLL_SECONDS") or 5.0)
+
+
+def gpus_present() -> int:
+    """CUDA GPUs on this machine (0 without torch or CUDA)."""
+    try:
+        import torch
+
+        return int(torch.cuda.device_count())
+    except Exception:  # no torch, no driver: CPU
+        return 0
+
+
+def processes(gpus_per_replica: int, nproc: int | None = None, present: int | None = None) -> int:
+    """Processes to launch: --nproc, else the manifest's GPUs per replica capped to those present (CPU: 1)."""
+    if nproc is not None:
+        if nproc < 1:
+            raise ConfigError(f"--nproc: expected a number >= 1, got {nproc!r}")
+        return nproc
+    present = gpus_present() if present is None else present
+    return max(1, min(gpus_per_replica, present))
+
+
+def child_env(manifest: Manifest, environ: Mapping[str, str] | None = None) -> dict[str, str]:
+    """The trainer's environment: S3 credentials from the environment, endpoint and region from spec.storage."""
+    env = dict(os.environ if environ is None else environ)
+    st = manifest.spec.storage
+    missing = [k for k in CREDENTIAL_KEYS if not env.get(k)]
+    if st.secret_ref and missing:
+        raise ConfigError(
+            f"{manifest.path}: spec.storage.secretRef {st.secret_ref!r}: set {' and '.join(missing)} in the "
+            "environment (the Secret's keys) to run it here"
+        )
+    env["AWS_DEFAULT_REGION"] = st.region
+    if st.endpoint:
+        env["AWS_ENDPOINT_URL"] = st.endpoint
+    env["PYTHONUNBUFFERED"] = "1"
+    return env
+
+
+def status_line(name: str, phase: str, progress: Mapping[str, Any] | None) -> str:
+    """One `kubectl get vtj`-style row: NAME PHASE EPOCH BEST-TOP1 PROGRESS."""
+    p = progress or {}
+    epoch, total, best = p.get("epoch"), p.get("total_epochs"), p.get("best_top1")
+    pct = f"{100 * epoch / total:.0f}%" if isinstance(epoch, int) and isinstance(total, int) and total else ""
+    epoch_col = f"{epoch}/{total}" if isinstance(epoch, int) and isinstance(total, int) else ""
+    best_col = f"{best:.4f}" if isinstance(best, int | float) else ""
+    return f"{name:<24} {phase:<10} {epoch_col:<7} {best_col:<10} {pct}"
+
+
+HEADER = f"{'NAME':<24} {'PHASE':<10} {'EPOCH':<7} {'BEST-TOP1':<10} PROGRESS"
+
+
+def read_progress(output: str) -> dict[str, Any] | None:
+    """The trainer's progress.json under `output`, or None when it is not there (yet)."""
+    uri = f"{normalise_prefix(output)}progress.json"
+    try:
+        if storage.is_s3(uri) and storage.stat(uri) is None:
+            return None
+        data = json.loads(storage.read_text(uri))
+    except (AutoXError, OSError, ValueError):
+        return None
+    return data if isinstance(data, dict) else None
+
+
+def _training_ref(manifest: Manifest) -> tuple[str, VideoTrainingJobSpec]:
+    """(checkpoint, training spec) of the local run that spec.model.trainingJobRef names."""
+    ref = manifest.spec.model.training_job_ref
+    entry = find_run(TRAINING.kind, ref)
+    field = f"{manifest.path}: spec.model.trainingJobRef {ref!r}"
+    if entry is None:
+        raise ConfigError(f"{field}: no local run of that name in {registry_path()}: run its manifest first")
+    if entry.get("phase") != "Succeeded":
+        raise ConfigError(f"{field}: the local run is {entry.get('phase')!r}, not Succeeded: run it to the end first")
+    progress = read_progress(entry["output"]) or {}
+    checkpoint = progress.get("best_checkpoint") or normalise_prefix(entry["output"])  # a prefix means its best.pth
+    return checkpoint, VideoTrainingJobSpec.model_validate(entry["spec"])
+
+
+def _supervise(cmd: list[str], env: dict[str, str], log_path: Path, on_poll: Callable[[], None]) -> int:
+    """Run `cmd` with its output in `log_path`, calling `on_poll` every poll interval; returns its exit code."""
+    with open(log_path, "ab") as log:
+        proc = subprocess.Popen(cmd, env=env, stdout=log, stderr=subprocess.STDOUT)
+        try:
+            while proc.poll() is None:
+                on_poll()
+                try:
+                    proc.wait(timeout=_poll_seconds())
+                except subprocess.TimeoutExpired:
+                    pass
+        except KeyboardInterrupt:
+            proc.send_signal(2)  # SIGINT: the trainer stops at once; its checkpoints stay
+            try:
+                proc.wait(timeout=60)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+            raise
+    return proc.returncode
+
+
+def _tail(path: Path, lines: int = 15) -> str:
+    try:
+        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
+    except OSError:
+        return ""
+
+
+def run_manifest(
+    path: str | Path,
+    *,
+    nproc: int | None = None,
+    overrides: Mapping[str, Any] | None = None,
+    dry_run: bool = False,
+    out: Callable[[str], None] = print,
+) -> int:
+    """Validate, build config.yaml, launch and supervise the run of a manifest; returns the exit code."""
+    manifest = load_manifest(path)
+    training = manifest.kind == TRAINING.kind
+    checkpoint, ref_spec = (None, None) if training or manifest.spec.model.checkpoint else _training_ref(manifest)
+    config = manifest_config(manifest, overrides=overrides, checkpoint=checkpoint, training=ref_spec)
+    run_dir = storage.cache_root() / "runs" / manifest.kind / manifest.name
+    config_path = run_dir / "config.yaml"
+    atomic.write_text(config_path, config.to_yaml())
+    if dry_run:
+        out(config.to_yaml().rstrip())
+        return 0
+    env = child_env(manifest)
+    n = processes(manifest.spec.resources.gpus_per_replica, nproc)
+    replicas = manifest.spec.resources.replicas
+    output = manifest.spec.output
+    out(f"config: {config_path}  log: {run_dir / 'run.log'}  local runs: {registry_path()}")
+    if replicas > 1:
+        out(f"note: spec.resources.replicas={replicas}: this machine runs one replica's work with all the data")
+    command = "train" if training else "test"
+    cmd = [sys.executable, "-m", "autox_video", command, "--config", str(config_path)]
+    if n > 1:
+        cmd += ["--nproc", str(n)]  # the CLI relaunches itself under torchrun
+    fields: dict[str, Any] = {"manifest": str(manifest.path), "output": output, "config": str(config_path)}
+    fields["spec"] = manifest.spec.model_dump(by_alias=True, exclude_none=True, mode="json")
+    record_run(manifest.kind, manifest.name, phase="Running", processes=n, **fields)
+    out(HEADER)
+    last: list[str] = []
+
+    def show(phase: str) -> None:
+        line = status_line(manifest.name, phase, read_progress(output) if training else None)
+        if not last or line != last[-1]:
+            last.append(line)
+            out(line)
+
+    show("Pending")
+    try:
+        code = _supervise(cmd, env, run_dir / "run.log", lambda: show("Running"))
+    except KeyboardInterrupt:
+        record_run(manifest.kind, manifest.name, phase="Suspended")
+        show("Suspended")
+        raise
+    phase = "Succeeded" if code == 0 else "Failed"
+    extra = {} if training else {"resultsUri": results_uri(output)}
+    record_run(manifest.kind, manifest.name, phase=phase, exitCode=code, **extra)
+    show(phase)
+    if code != 0:
+        out(_tail(run_dir / "run.log"))
+        out(f"{manifest.name}: {command} exited with {code}; log: {run_dir / 'run.log'}")
+        return 1
+    if not training:
+        out(f"results: {results_uri(output)}")
+    return 0
