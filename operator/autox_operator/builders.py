@@ -15,7 +15,7 @@ from typing import Any, Protocol
 
 from autox_operator import constants as C
 from autox_operator.settings import OperatorSettings
-from autox_video.config import Config, build_config
+from autox_video.config import Config
 from autox_video.spec import (
     API_VERSION,
     ResourcesSpec,
@@ -23,13 +23,13 @@ from autox_video.spec import (
     StorageSpec,
     VideoInferenceJobSpec,
     VideoTrainingJobSpec,
+    trainer_config,
 )
 
-# TrainingParams field -> config.yaml key, where the names differ (the rest are the same in snake_case).
-TRAINING_KEY_RENAMES = {"epochs": "epoch", "batch_size_per_gpu": "videos_per_gpu", "eval_interval": "evaluation"}
-INFERENCE_KEY_RENAMES = {"batch_size_per_gpu": "test_batch_size"}
-# Clip geometry an inference job inherits from its training job unless it sets its own.
-INHERITED_KEYS = ("video_length", "clip_len", "frame_interval", "img_size")
+# Re-exported: the handlers and the search name output locations through this module.
+from autox_video.spec.trainer_config import normalise_prefix as normalise_prefix
+from autox_video.spec.trainer_config import results_uri as results_uri
+from autox_video.spec.trainer_config import trial_prefix as trial_prefix
 
 
 @dataclass(frozen=True)
@@ -115,48 +115,21 @@ def child_metadata(owner: Owner, name: str) -> dict[str, Any]:
     }
 
 
-def normalise_prefix(uri: str) -> str:
-    return uri if uri.endswith("/") else f"{uri}/"
-
-
-def results_uri(output: str) -> str:
-    """Where an inference job writes results.json: `output`, or `output/results.json` for a prefix or a bare bucket."""
-    if output.endswith("/") or "/" not in output.removeprefix("s3://"):
-        return f"{output.rstrip('/')}/{C.RESULTS_FILE}"
-    return output
-
-
 def progress_uri(output: str) -> str:
     return f"{normalise_prefix(output)}{C.PROGRESS_FILE}"
 
 
 def s3_endpoint(storage: StorageSpec, settings: OperatorSettings) -> str | None:
-    return storage.endpoint or settings.default_s3_endpoint
+    """The job's S3 endpoint: spec.storage.endpoint, else the operator's default."""
+    return trainer_config.s3_endpoint(storage, settings.default_s3_endpoint)
 
 
-# --- config.yaml ---------------------------------------------------------------------------------
-
-
-def _training_values(spec: VideoTrainingJobSpec, settings: OperatorSettings) -> dict[str, Any]:
-    ds = spec.dataset
-    params = {TRAINING_KEY_RENAMES.get(k, k): v for k, v in spec.training.model_dump().items()}
-    return {
-        "data_root": ds.videos,
-        "ann_file_train": ds.train,
-        "ann_file_val": ds.val,
-        "class_names": ds.class_names,
-        "work_dir": normalise_prefix(spec.output),
-        "backbone": spec.model.backbone,
-        "pretrained": spec.model.pretrained,
-        **params,
-        "s3_endpoint_url": s3_endpoint(spec.storage, settings),
-        "s3_region": spec.storage.region,
-    }
+# --- config.yaml: the same builders `autox-video run` uses (autox_video.spec.trainer_config) -----
 
 
 def build_training_config(spec: VideoTrainingJobSpec, settings: OperatorSettings) -> Config:
     """The trainer's config.yaml for a VideoTrainingJob (validated by autox_video.config)."""
-    return build_config(_training_values(spec, settings), source="VideoTrainingJob spec")
+    return trainer_config.training_config(spec, default_endpoint=settings.default_s3_endpoint)
 
 
 def trial_suffix(number: int) -> str:
@@ -164,17 +137,11 @@ def trial_suffix(number: int) -> str:
     return C.TRIAL_SUFFIX.format(number=number)
 
 
-def trial_prefix(output: str, number: int) -> str:
-    """output/trials/NNNN/: the trial's work_dir (the local search's layout)."""
-    return f"{normalise_prefix(output)}trials/{number:04d}/"
-
-
 def build_trial_config(
     spec: VideoTrainingJobSpec, settings: OperatorSettings, number: int, overrides: Mapping[str, Any]
 ) -> Config:
     """Trial `number`'s config.yaml: the job's config with the trial's values, in output/trials/NNNN/."""
-    values = {**_training_values(spec, settings), "work_dir": trial_prefix(spec.output, number)}
-    return build_config(values, dict(overrides), source=f"VideoTrainingJob spec, trial {number}")
+    return trainer_config.trial_config(spec, number, overrides, default_endpoint=settings.default_s3_endpoint)
 
 
 def build_inference_config(
@@ -186,32 +153,9 @@ def build_inference_config(
 ) -> Config:
     """The trainer's config.yaml for a VideoInferenceJob; clip geometry, backbone and classes
     default to those of the referenced training job."""
-    params = {INFERENCE_KEY_RENAMES.get(k, k): v for k, v in spec.inference.model_dump().items()}
-    inherited: dict[str, Any] = {}
-    if training is not None:
-        trained = training.training.model_dump()
-        inherited = {key: trained[key] for key in INHERITED_KEYS}
-        inherited.update(
-            backbone=training.model.backbone,
-            class_names=training.dataset.class_names,
-            num_class=training.training.num_class,
-        )
-    values: dict[str, Any] = {
-        **inherited,
-        **{k: v for k, v in params.items() if v is not None or k not in inherited},
-        "data_root": spec.dataset.videos,
-        "ann_file_test": spec.dataset.list,
-        "checkpoint": checkpoint,
-        "test_results_path": results_uri(spec.output),
-        "pretrained": "none",  # the checkpoint holds all the weights
-        "s3_endpoint_url": s3_endpoint(spec.storage, settings),
-        "s3_region": spec.storage.region,
-    }
-    if spec.model.backbone is not None:
-        values["backbone"] = spec.model.backbone
-    if spec.dataset.class_names is not None:
-        values["class_names"] = spec.dataset.class_names
-    return build_config({k: v for k, v in values.items() if v is not None}, source="VideoInferenceJob spec")
+    return trainer_config.inference_config(
+        spec, checkpoint=checkpoint, training=training, default_endpoint=settings.default_s3_endpoint
+    )
 
 
 def build_configmap(owner: Owner, config: Config, *, suffix: str = C.PYTORCHJOB_SUFFIX) -> dict[str, Any]:
