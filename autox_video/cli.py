@@ -1,4 +1,4 @@
-"""`autox-video train | test | tune | check | demo | prepare` (also `python -m autox_video`).
+"""`autox-video train | test | tune | run | check | demo | prepare` (also `python -m autox_video`).
 
 Config precedence: command-line flags > --config file (default ./config.yaml) > defaults.
 Every config key is also a flag: `--epoch 3`, `--data-root DIR`, `--pretrained none`.
@@ -134,6 +134,27 @@ def cmd_tune(args: argparse.Namespace) -> int:
     return 0
 
 
+def _set_overrides(pairs: list[str]) -> dict[str, Any]:
+    """`--set key=value` pairs as config keys (values parsed as the key's flag would be)."""
+    out: dict[str, Any] = {}
+    for pair in pairs:
+        key, sep, raw = pair.partition("=")
+        key = key.strip().replace("-", "_")
+        if not sep or not key:
+            raise ConfigError(f"--set {pair!r}: expected KEY=VALUE, e.g. --set epoch=2")
+        if key not in Config.model_fields:
+            raise ConfigError(f"--set {pair!r}: {key!r} is not a config key (see `autox-video train --help`)")
+        out[key] = _flag_value(key, raw)
+    return out
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    """Run a VideoTrainingJob / VideoInferenceJob manifest on this machine (no cluster)."""
+    from autox_video.runlocal import run_manifest
+
+    return run_manifest(args.manifest, nproc=args.run_nproc, overrides=_set_overrides(args.set), dry_run=args.dry_run)
+
+
 def cmd_check(args: argparse.Namespace) -> int:
     """Scan the config's lists and report unreadable videos without training."""
     from autox_video.data.samples import load_split
@@ -213,6 +234,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--parallel", type=int, default=None, help="trials at once (overrides search.parallel)")
     p.add_argument("--nproc", dest="trial_nproc", type=int, default=None, help="processes (GPUs) per trial")
     p.set_defaults(func=cmd_tune)
+    p = sub.add_parser("run", help="run a VideoTrainingJob/VideoInferenceJob manifest here, no cluster; resumable")
+    p.add_argument("manifest", help="the YAML you would `kubectl apply`")
+    p.add_argument("--nproc", dest="run_nproc", type=int, default=None,
+                   help="processes (default: GPUs per replica, capped to the GPUs here; CPU: 1)")  # fmt: skip
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                   help="a config.yaml key over the manifest's, e.g. --set epoch=1 (repeatable)")  # fmt: skip
+    p.add_argument("--dry-run", action="store_true", help="print the trainer's config.yaml and stop")
+    p.set_defaults(func=cmd_run)
     p = sub.add_parser("check", help="list unreadable videos in the config's annotation lists")
     _add_config_flags(p)
     p.set_defaults(func=cmd_check)

@@ -1,5 +1,6 @@
 """The trainer image: its Dockerfile agrees with pyproject, and its entrypoint starts torchrun
-from the PET_* variables of a PyTorchJob, on one node or two (run here on CPU with gloo)."""
+from the PET_* variables of a PyTorchJob (Training Operator v1) or a TrainJob (Trainer v2's torch
+plugin), on one node or two (run here on CPU with gloo)."""
 
 from __future__ import annotations
 
@@ -121,12 +122,12 @@ OPERATOR_MASTER = {
             ],
         ),
         (
-            {**OPERATOR_MASTER, "PET_NODE_RANK": "1", "PET_NPROC_PER_NODE": "auto"},
+            {**OPERATOR_MASTER, "PET_NODE_RANK": "1", "PET_NPROC_PER_NODE": "auto"},  # no GPU here: one process
             [
                 "--nnodes",
                 "2",
                 "--nproc-per-node",
-                "auto",
+                "1",
                 "--node-rank",
                 "1",
                 "--master-addr",
@@ -168,8 +169,60 @@ OPERATOR_MASTER = {
     ],
 )
 def test_torchrun_arguments_from_the_operator_variables(env: dict[str, str], expected: list[str]) -> None:
-    args = _entrypoint().torchrun_args(env, ["train", "--config", "/etc/autox/config.yaml"])
+    args = _entrypoint().torchrun_args(env, ["train", "--config", "/etc/autox/config.yaml"], gpus=lambda: 0)
     assert args == [*expected, "-m", "autox_video", "train", "--config", "/etc/autox/config.yaml"]
+
+
+# What Trainer v2's torch plugin sets in node 1 of a two-node TrainJob named `job` (PET_* only).
+TRAINJOB_NODE_1 = {
+    "PET_NNODES": "2",
+    "PET_NPROC_PER_NODE": "auto",  # trainer.numProcPerNode unset, GPUs requested
+    "PET_NODE_RANK": "1",
+    "PET_MASTER_ADDR": "job-node-0-0.job",
+    "PET_MASTER_PORT": "29400",
+}
+
+
+@pytest.mark.parametrize(
+    ("nproc", "gpus", "expected"),
+    [("auto", 8, "8"), ("auto", 1, "1"), ("auto", 0, "1"), ("4", 8, "4"), ("2", 0, "2"), ("cpu", 0, "cpu")],
+    ids=["auto, 8 GPUs", "auto, 1 GPU", "auto on CPU: one", "a number wins", "a number on CPU", "cpu: per core"],
+)
+def test_trainjob_variables_and_what_auto_means(nproc: str, gpus: int, expected: str) -> None:
+    args = _entrypoint().torchrun_args({**TRAINJOB_NODE_1, "PET_NPROC_PER_NODE": nproc}, ["train"], gpus=lambda: gpus)
+    assert args == [
+        "--nnodes",
+        "2",
+        "--nproc-per-node",
+        expected,
+        "--node-rank",
+        "1",
+        "--master-addr",
+        "job-node-0-0.job",
+        "--master-port",
+        "29400",
+        "-m",
+        "autox_video",
+        "train",
+    ]
+
+
+def test_gpus_are_asked_only_for_auto() -> None:
+    def no(_: object = None) -> int:
+        raise AssertionError("asked for the GPU count")
+
+    assert _entrypoint().torchrun_args({"PET_NPROC_PER_NODE": "2"}, [], gpus=no)[:4] == [
+        "--nnodes",
+        "1",
+        "--nproc-per-node",
+        "2",
+    ]
+
+
+def test_gpu_count_here_is_what_torch_sees() -> None:
+    import torch
+
+    assert _entrypoint().gpu_count() == (torch.cuda.device_count() if torch.cuda.is_available() else 0)
 
 
 def test_the_module_can_be_overridden() -> None:
@@ -226,17 +279,25 @@ PROBE = textwrap.dedent(
 )
 
 
-def _pod_env(tmp_path: Path, pet: dict[str, str]) -> dict[str, str]:
-    """A pod's environment as the training operator sets it, plus the probe module on the path."""
+LEGACY = ("WORLD_SIZE", "RANK", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT")
+
+
+def _pod_env(tmp_path: Path, pet: dict[str, str], *, engine: str = "pytorchjob") -> dict[str, str]:
+    """A pod's environment as the engine sets it, plus the probe module on the path.
+
+    pytorchjob: PET_* and the legacy names (the Training Operator v1); trainjob: PET_* only (Trainer v2).
+    """
     (tmp_path / "autox_probe.py").write_text(PROBE)
     (tmp_path / "out").mkdir(exist_ok=True)
-    clean = {k: v for k, v in os.environ.items() if not k.startswith(("PET_", "AUTOX_ENTRY"))}
+    clean = {k: v for k, v in os.environ.items() if not k.startswith(("PET_", "AUTOX_ENTRY")) and k not in LEGACY}
     legacy = {
         "WORLD_SIZE": pet["PET_NNODES"],
         "RANK": pet["PET_NODE_RANK"],
         "MASTER_ADDR": pet["PET_MASTER_ADDR"],
         "MASTER_PORT": pet["PET_MASTER_PORT"],
     }
+    if engine == "trainjob":
+        legacy = {}
     return {
         **clean,
         **legacy,  # the operator sets these per pod too; torchrun must not be confused by them
@@ -299,3 +360,62 @@ def test_two_pods_form_one_job_of_world_size_two(tmp_path: Path) -> None:
         (1, 1, 0, 2),
     ]
     assert all(r["sum"] == 3.0 and r["argv"] == ["test", "--config", "c.yaml"] for r in results)  # 1 + 2 via gloo
+
+
+def _trainjob_env(node: int, nnodes: int, port: int) -> dict[str, str]:
+    """What Trainer v2's torch plugin sets in node `node` (numProcPerNode unset: "auto"), rank 0 on localhost."""
+    return {
+        "PET_NNODES": str(nnodes),
+        "PET_NPROC_PER_NODE": "auto",
+        "PET_NODE_RANK": str(node),
+        "PET_MASTER_ADDR": "127.0.0.1",
+        "PET_MASTER_PORT": str(port),
+    }
+
+
+def _probe_world() -> int:
+    """How many processes "auto" must give one probe pod here: the GPUs it sees, else one."""
+    return _entrypoint().gpu_count() or 1
+
+
+def test_one_trainjob_node_with_auto_runs_one_process_on_cpu(tmp_path: Path) -> None:
+    from netutil import free_port
+
+    env = _pod_env(tmp_path, _trainjob_env(0, 1, free_port()), engine="trainjob")
+    assert not set(LEGACY) & set(env)
+    done = subprocess.run(
+        [sys.executable, str(ENTRYPOINT), "train", "--config", "/etc/autox/config.yaml"],
+        env=env,
+        check=False,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    per_node = _probe_world()
+    assert f"--nproc-per-node {per_node} " in done.stderr
+    results = _results(tmp_path)
+    assert [(r["rank"], r["world_size"], r["node_rank"]) for r in results] == [
+        (i, per_node, 0) for i in range(per_node)
+    ]
+    assert results[0]["argv"] == ["train", "--config", "/etc/autox/config.yaml"]
+
+
+def test_two_trainjob_nodes_form_one_job(tmp_path: Path) -> None:
+    from netutil import free_port, run_pods
+
+    port = free_port()
+    argv = [sys.executable, str(ENTRYPOINT), "test", "--config", "c.yaml"]
+    pods = []
+    for node in (0, 1):
+        env = _pod_env(tmp_path, _trainjob_env(node, 2, port), engine="trainjob")
+        pods.append((argv, {**env, "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"}))
+    done = run_pods(pods, timeout=180, workdir=tmp_path)
+    assert [rc for rc, _ in done] == [0, 0], "\n".join(log[-3000:] for _, log in done)
+    per_node = _probe_world()
+    results = _results(tmp_path)
+    assert [(r["rank"], r["node_rank"], r["world_size"]) for r in results] == [
+        (rank, rank // per_node, 2 * per_node) for rank in range(2 * per_node)
+    ]
+    total = sum(range(1, 2 * per_node + 1))  # each rank adds rank + 1 via gloo
+    assert all(r["sum"] == total and r["argv"] == ["test", "--config", "c.yaml"] for r in results)

@@ -21,7 +21,6 @@ from autox_video.config import Config
 from autox_video.errors import ConfigError
 from autox_video.spec import (
     API_VERSION,
-    GROUP,
     INFERENCE,
     TRAINING,
     VideoInferenceJobSpec,
@@ -31,7 +30,6 @@ from autox_video.spec import (
 from autox_video.spec.common import NAME_PATTERN
 
 KINDS: dict[str, type[BaseModel]] = {TRAINING.kind: VideoTrainingJobSpec, INFERENCE.kind: VideoInferenceJobSpec}
-CRD_DIR = Path(__file__).resolve().parents[2] / "crds"  # a source checkout; absent from an installed wheel
 
 
 @dataclass(frozen=True)
@@ -61,16 +59,19 @@ def _to_draft4(node: dict[str, Any]) -> dict[str, Any]:
 
 
 def crd_errors(doc: Mapping[str, Any]) -> list[str] | None:
-    """The CRD schema's complaints about `doc` as 'field: message' lines; None when no CRD or jsonschema is here."""
-    info = TRAINING if doc.get("kind") == TRAINING.kind else INFERENCE
-    path = CRD_DIR / f"{GROUP}_{info.plural}.yaml"
+    """The CRD schema's complaints about `doc` as 'field: message' lines; None when jsonschema is not installed.
+
+    The schema is rendered from the spec models as `make crds` renders crds/ (so it holds in an installed
+    wheel too); CEL rules are not evaluated here: the models' validators check the same things next.
+    """
     try:
         import jsonschema
     except ImportError:
         return None
-    if not path.is_file():
-        return None
-    crd = yaml.safe_load(path.read_text())
+    from autox_video.spec.crdgen import render_crd
+
+    info = TRAINING if doc.get("kind") == TRAINING.kind else INFERENCE
+    crd = render_crd(info)
     schema = _to_draft4(copy.deepcopy(crd["spec"]["versions"][0]["schema"]["openAPIV3Schema"]))
     validator = jsonschema.Draft4Validator(schema)
     errors = sorted(validator.iter_errors(dict(doc)), key=lambda e: list(map(str, e.absolute_path)))

@@ -144,6 +144,14 @@ class VideoTrainingJobStatus(CommonStatus):
     progress_updated: str | None = Field(
         None, json_schema_extra={"format": "date-time"}, description="When the trainer last wrote progress.json."
     )
+    progress_percentage: int | None = Field(
+        None, ge=0, le=100, description="Percent of the epochs trained (100 only when every epoch is done)."
+    )
+    estimated_remaining_seconds: int | None = Field(
+        None,
+        ge=0,
+        description="Seconds of training left: epochs left x the mean measured epoch (validation included).",
+    )
     trials: list[TrialStatus] | None = Field(None, description="A search's trials, by number.")
     trial_counts: TrialCounts | None = Field(None, description="A search's trials per state.")
     trials_summary: str | None = Field(None, description="A search's trials started / most trials, e.g. 3/20.")
@@ -162,6 +170,7 @@ TRAINING = ResourceInfo(
         PrinterColumn("Phase", "string", ".status.phase", "Pending, Running, Succeeded, Failed or Suspended."),
         PrinterColumn("Epoch", "integer", ".status.epoch", "Last finished epoch (a search: trial-epochs)."),
         PrinterColumn("Trials", "string", ".status.trialsSummary", "A search's trials started / most trials."),
+        PrinterColumn("Progress", "integer", ".status.progressPercentage", "Percent of the epochs trained."),
         PrinterColumn("Best-Top1", "number", ".status.bestTop1", "Best validation top-1 accuracy."),
         PrinterColumn("Age", "date", ".metadata.creationTimestamp"),
     ),

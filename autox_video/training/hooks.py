@@ -89,8 +89,19 @@ def _ends_cleanly(path: Path) -> bool:
         return f.read(1) == b"\n"
 
 
-def _now() -> str:
-    return datetime.now(UTC).isoformat(timespec="seconds")
+def _now(at: float | None = None) -> str:
+    return datetime.fromtimestamp(time.time() if at is None else at, UTC).isoformat(timespec="seconds")
+
+
+def _measured_epochs(path: Path, epochs: int) -> list[float | None]:
+    """epoch_seconds of the first `epochs` epochs from an earlier progress.json (None where not measured)."""
+    try:
+        old = json.loads(path.read_text()).get("epoch_seconds")
+    except (OSError, ValueError, AttributeError):
+        old = None
+    old = old if isinstance(old, list) else []
+    kept = [t if isinstance(t, int | float) and not isinstance(t, bool) else None for t in old[:epochs]]
+    return kept + [None] * (epochs - len(kept))
 
 
 def read_metrics(path: Path) -> list[dict[str, Any]]:
@@ -103,6 +114,7 @@ class ProgressHook(Hook):
     """Keeps best.pth, metrics.jsonl and progress.json in the work dir (rank 0 writes)."""
 
     priority = "LOWEST"  # after CheckpointHook (VERY_LOW): the epoch checkpoint exists first
+    progress_every = 30.0  # seconds between progress.json writes within an epoch (local file only)
 
     def __init__(self, total_epochs: int, validate: bool, output: str | None = None) -> None:
         self.total_epochs = total_epochs
@@ -113,6 +125,12 @@ class ProgressHook(Hook):
         self._loss_sum = 0.0
         self._loss_n = 0
         self._epoch_start = time.time()
+        # For progress.json's ETA: each epoch's wall time, from the end of the previous epoch's bookkeeping
+        # (so its upload counts) to the end of this one's checkpoint; kept across resumes via progress.json.
+        self._epoch_seconds: list[float | None] = []
+        self._clock = time.time()
+        self._iter = 0
+        self._last_write = 0.0
 
     # --- helpers -----------------------------------------------------------------------------
     def _dir(self, runner: Any) -> Path:
@@ -127,9 +145,16 @@ class ProgressHook(Hook):
     def _best(self, runner: Any) -> dict[str, Any]:
         return runner.message_hub.get_info(BEST_KEY, {"top1": None, "epoch": None})
 
+    def _iters_per_epoch(self, runner: Any) -> int | None:
+        try:
+            return len(runner.train_dataloader)
+        except (TypeError, AttributeError):  # an iterable dataset has no length
+            return None
+
     def _write_progress(self, runner: Any, epoch: int, phase: str) -> None:
         best = self._best(runner)
         last = runner.message_hub.get_info("last_ckpt")
+        self._last_write = time.time()
         atomic.write_json(
             self._dir(runner) / "progress.json",
             {
@@ -140,7 +165,11 @@ class ProgressHook(Hook):
                 "best_epoch": best["epoch"],
                 "best_checkpoint": self._uri(runner, BEST) if best["epoch"] is not None else None,
                 "latest_checkpoint": self._uri(runner, Path(last).name) if last else None,
-                "updated": _now(),
+                "epoch_seconds": list(self._epoch_seconds),
+                "epoch_started": _now(self._clock) if phase == "running" else None,
+                "epoch_iter": self._iter,
+                "epoch_iters": self._iters_per_epoch(runner),
+                "updated": _now(self._last_write),
             },
         )
 
@@ -171,6 +200,8 @@ class ProgressHook(Hook):
         # Rows validated after the checkpoint we resumed from will be redone; a torn last line goes too.
         if len(kept) != len(rows) or not _ends_cleanly(work / "metrics.jsonl"):
             atomic.write_text(work / "metrics.jsonl", "".join(json.dumps(r) + "\n" for r in kept))
+        self._epoch_seconds = _measured_epochs(work / "progress.json", epoch)
+        self._clock, self._iter = time.time(), 0
         self._write_progress(runner, epoch, "running")
         if epoch > 0 and self.publisher is not None:
             # The resumed epoch's files are whole again here; a kill had perhaps cut their upload short.
@@ -197,6 +228,9 @@ class ProgressHook(Hook):
     def after_train_iter(self, runner: Any, batch_idx: int, data_batch: Any = None, outputs: Any = None) -> None:
         """Accumulate the training loss for metrics.jsonl; stop here if Ctrl-C was pressed."""
         StopRequest.check()
+        self._iter = batch_idx + 1
+        if is_main_process() and time.time() - self._last_write >= self.progress_every:
+            self._write_progress(runner, runner.epoch, "running")  # runner.epoch: epochs finished
         if outputs and "loss" in outputs:
             self._loss_sum += (
                 float(outputs["loss"].detach()) if hasattr(outputs["loss"], "detach") else float(outputs["loss"])
@@ -245,6 +279,11 @@ class ProgressHook(Hook):
     def after_train_epoch(self, runner: Any) -> None:
         """After the epoch checkpoint: promote best, append metrics, progress.json, publish."""
         epoch = runner.epoch + 1
+        end = time.time()
+        earlier = self._epoch_seconds[: epoch - 1]
+        # Index i is epoch i+1, whatever a resume left of the earlier measurements.
+        self._epoch_seconds = [*earlier, *[None] * (epoch - 1 - len(earlier)), round(end - self._clock, 2)]
+        self._clock, self._iter = end, 0
         if is_main_process():
             self._finish_epoch(runner, epoch, runner.message_hub.get_info(PENDING_KEY))
             self._write_progress(runner, epoch, "running")

@@ -7,6 +7,8 @@ import math
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from autox_video.spec.progress import estimate
+
 # The conditions the Kubeflow training operator sets on a PyTorchJob, mirrored into our status.
 PYTORCHJOB_CONDITIONS = ("Created", "Running", "Restarting", "Succeeded", "Failed", "Suspended")
 CONDITION_KEYS = ("type", "status", "reason", "message", "lastTransitionTime")
@@ -127,10 +129,11 @@ def _str(value: Any) -> str | None:
     return value if isinstance(value, str) and value else None
 
 
-def progress_fields(progress: Mapping[str, Any] | None) -> dict[str, Any]:
-    """Status fields from the trainer's progress.json (wrongly typed values are ignored)."""
+def progress_fields(progress: Mapping[str, Any] | None, now: datetime.datetime | None = None) -> dict[str, Any]:
+    """Status fields from the trainer's progress.json as of `now` (default: now; wrongly typed values ignored)."""
     if not progress:
         return {}
+    guess = estimate(progress, now or datetime.datetime.now(datetime.UTC))
     fields = {
         "epoch": _int(progress.get("epoch")),
         "totalEpochs": _int(progress.get("total_epochs")),
@@ -139,8 +142,13 @@ def progress_fields(progress: Mapping[str, Any] | None) -> dict[str, Any]:
         "bestCheckpoint": _str(progress.get("best_checkpoint")),
         "latestCheckpoint": _str(progress.get("latest_checkpoint")),
         "progressUpdated": _str(progress.get("updated")),
+        "progressPercentage": guess.percentage,
+        "estimatedRemainingSeconds": guess.remaining_seconds,
     }
-    return {k: v for k, v in fields.items() if v is not None}
+    out = {k: v for k, v in fields.items() if v is not None}
+    if "epoch_seconds" in progress:  # a trainer that measures: an ETA it cannot give any more is removed
+        out.setdefault("estimatedRemainingSeconds", None)
+    return out
 
 
 def results_fields(results: Mapping[str, Any] | None) -> dict[str, Any]:

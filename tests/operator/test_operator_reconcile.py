@@ -275,6 +275,7 @@ def test_sync_follows_the_pytorchjob_and_progress_and_patches_only_changes(
         "epoch": 1,
         "totalEpochs": 3,
         "bestTop1": 0.5,
+        "progressPercentage": 33,
     }
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime
 from typing import Any
 
 import pytest
@@ -102,6 +103,7 @@ def test_training_status_combines_the_pytorchjob_and_progress() -> None:
         "bestCheckpoint": "s3://runs/x/best.pth",
         "latestCheckpoint": "s3://runs/x/epoch_4.pth",
         "progressUpdated": "2024-06-01T12:00:00+00:00",
+        "progressPercentage": 13,  # 4 of 30 epochs
     }
 
 
@@ -112,7 +114,7 @@ def test_training_status_combines_the_pytorchjob_and_progress() -> None:
         ({}, {}),
         (
             {"epoch": 0, "total_epochs": 3, "best_top1": None, "best_epoch": None, "best_checkpoint": None},
-            {"epoch": 0, "totalEpochs": 3},
+            {"epoch": 0, "totalEpochs": 3, "progressPercentage": 0},
         ),
         ({"epoch": "3", "best_top1": float("nan"), "best_epoch": True, "latest_checkpoint": ""}, {}),
         ({"epoch": 2, "best_top1": 1}, {"epoch": 2, "bestTop1": 1.0}),
@@ -216,3 +218,60 @@ def test_status_diff(current: dict[str, Any], desired: dict[str, Any], patch: di
 )
 def test_phase_event(old: str | None, new: str | None, message: str | None, event: tuple | None) -> None:
     assert phase_event(old, new, message) == event
+
+
+# --- progress and ETA (autox_video.spec.progress) ------------------------------------------------
+
+MEASURED = {
+    **PROGRESS,  # epoch 4 of 30, written at 12:00 as epoch 5 began
+    "epoch_seconds": [600.0, 640.0, 560.0, 600.0],
+    "epoch_started": "2024-06-01T12:00:00+00:00",
+    "epoch_iter": 0,
+    "epoch_iters": 100,
+}
+AT_WRITE = datetime.datetime(2024, 6, 1, 12, 0, tzinfo=datetime.UTC)
+
+
+@pytest.mark.parametrize(
+    ("progress", "now", "expected"),
+    [
+        (MEASURED, AT_WRITE, (13, 26 * 600)),
+        (MEASURED, AT_WRITE + datetime.timedelta(minutes=5), (13, 26 * 600 - 300)),
+        ({**MEASURED, "epoch_iter": 50}, AT_WRITE, (15, 26 * 600 - 300)),  # (4 + 1/2) / 30
+        ({**MEASURED, "epoch": 0, "epoch_seconds": []}, AT_WRITE, (0, None)),  # nothing measured yet
+        ({**MEASURED, "phase": "failed"}, AT_WRITE, (13, None)),
+        ({**MEASURED, "phase": "succeeded", "epoch": 30}, AT_WRITE, (100, 0)),
+    ],
+    ids=["at the write", "5 minutes later", "half an epoch", "first epoch", "failed", "succeeded"],
+)
+def test_progress_fields_carry_percentage_and_time_left(
+    progress: dict[str, Any], now: datetime.datetime, expected: tuple[int, int | None]
+) -> None:
+    fields = progress_fields(progress, now)
+    assert (fields["progressPercentage"], fields["estimatedRemainingSeconds"]) == expected
+    assert fields["epoch"] == progress["epoch"] and fields["totalEpochs"] == 30
+
+
+def test_an_eta_the_trainer_can_no_longer_give_is_removed_from_the_status() -> None:
+    running = training_status(pj("Created", "Running"), MEASURED)
+    failed = training_status(pj("Created", "Running"), {**MEASURED, "phase": "failed"})
+    assert running["estimatedRemainingSeconds"] > 0
+    assert status_diff(running, failed) == {"estimatedRemainingSeconds": None}  # a merge patch: null deletes
+
+
+def test_progress_fields_default_to_the_time_now() -> None:
+    started = datetime.datetime.now(datetime.UTC) - datetime.timedelta(seconds=100)
+    fields = progress_fields({**MEASURED, "epoch_started": started.isoformat()})
+    assert 26 * 600 - 110 <= fields["estimatedRemainingSeconds"] <= 26 * 600 - 100
+
+
+def test_the_new_fields_fit_the_crd_schema(crd_schemas: Any) -> None:
+    def status_errors(status: dict[str, Any]) -> list[str]:
+        obj = {"apiVersion": "autox.io/v1alpha1", "kind": "VideoTrainingJob", "metadata": {"name": "x"}}
+        return [e for e in crd_schemas.errors({**obj, "spec": {}, "status": status}) if e.startswith("status")]
+
+    assert status_errors(progress_fields(MEASURED, AT_WRITE)) == []
+    assert status_errors({"progressPercentage": 101, "estimatedRemainingSeconds": -1}) == [
+        "status.estimatedRemainingSeconds: -1 is less than the minimum of 0",
+        "status.progressPercentage: 101 is greater than the maximum of 100",
+    ]
