@@ -97,3 +97,9 @@ class AutoXVideo:
             updates["test_results_path"] = output_path
         self.last_prediction = transform(build_config(cfg.model_dump(), updates))
         return self.last_prediction.probs
+
+    def report(self, results_path: str | None = None, out_dir: str | None = None) -> str:
+        """Write report.html + report.json beside a labelled results.json (default: test_results_path)."""
+        from autox_video.report import report_results
+
+        return report_results(str(results_path or self.config.test_results_path), out_dir)

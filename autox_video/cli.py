@@ -1,4 +1,4 @@
-"""`autox-video train | test | tune | run | check | demo | prepare` (also `python -m autox_video`).
+"""`autox-video train | test | tune | run | check | demo | prepare | report` (also `python -m autox_video`).
 
 Config precedence: command-line flags > --config file (default ./config.yaml) > defaults.
 Every config key is also a flag: `--epoch 3`, `--data-root DIR`, `--pretrained none`.
@@ -122,6 +122,16 @@ def cmd_test(args: argparse.Namespace) -> int:
         if pred.skipped:
             print(f"{len(pred.skipped)} unreadable videos skipped (listed under 'skipped' in results)")
         print(f"results: {pred.results_path} ({len(pred.predictions)} videos)")
+        if pred.report_path:
+            print(f"report: {pred.report_path}")
+    return 0
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    """Write report.html and report.json beside a results.json (or into --out)."""
+    from autox_video.report import report_results
+
+    print(f"report: {report_results(args.results, args.out)} (its numbers in report.json beside it)")
     return 0
 
 
@@ -242,6 +252,10 @@ def build_parser() -> argparse.ArgumentParser:
                    help="a config.yaml key over the manifest's, e.g. --set epoch=1 (repeatable)")  # fmt: skip
     p.add_argument("--dry-run", action="store_true", help="print the trainer's config.yaml and stop")
     p.set_defaults(func=cmd_run)
+    p = sub.add_parser("report", help="evaluation report (report.html, report.json) of a labelled results.json")
+    p.add_argument("results", help="results.json written by `autox-video test` (path or s3:// URI)")
+    p.add_argument("--out", default=None, help="folder or s3:// prefix for the report (default: beside results.json)")
+    p.set_defaults(func=cmd_report)
     p = sub.add_parser("check", help="list unreadable videos in the config's annotation lists")
     _add_config_flags(p)
     p.set_defaults(func=cmd_check)

@@ -98,6 +98,11 @@ class Config(BaseModel):
         2, ge=1, description="Epoch checkpoints kept (at least 2 on the local disk; best.pth is always kept)."
     )
     log_interval: int = Field(10, ge=1, description="Log a line every N iterations.")
+    loggers: list[Literal["tensorboard", "mlflow"]] = Field(
+        default_factory=list,
+        description="Also log to: tensorboard (work_dir/tensorboard/) and/or mlflow (MLFLOW_TRACKING_URI, "
+        "default work_dir/mlruns).",
+    )
     results_format: ResultsFormat = Field("default", description="results.json layout: default or seed.")
     s3_endpoint_url: str | None = Field(None, description="S3 endpoint (else AWS_ENDPOINT_URL / AWS default).")
     s3_region: str | None = Field(None, description="S3 region (else AWS_DEFAULT_REGION).")
@@ -121,6 +126,11 @@ class Config(BaseModel):
         if problem:
             raise ValueError(problem)
         return v
+
+    @field_validator("loggers", mode="before")
+    @classmethod
+    def _loggers(cls, v: Any) -> Any:
+        return [] if v is None else [v] if isinstance(v, str) else v  # `loggers: mlflow` means [mlflow]
 
     @field_validator("test_crops")
     @classmethod

@@ -9,6 +9,7 @@ from typing import Any
 
 import torch
 
+from autox_video import storage
 from autox_video.config import Config
 from autox_video.data.samples import CheckedSplit, load_split, write_list
 from autox_video.errors import CheckpointError, ConfigError
@@ -27,6 +28,7 @@ class Prediction:
     predictions: list[dict[str, Any]]
     metrics: dict[str, float] | None
     skipped: list[dict[str, str]] = field(default_factory=list)
+    report_path: str | None = None  # report.html beside results.json (when the test list had labels)
 
     @property
     def probs(self) -> list[list[float]]:
@@ -205,9 +207,13 @@ def predict_split(
         )
     metrics = _metrics([s.label for s in split.samples], probs)
     skipped = [{"video": p.path, "reason": p.reason} for p in split.problems]
+    meta = ckpt.get("meta") or {}
     results: dict[str, Any] = {
         "model": model_cfg.backbone,
         "checkpoint": str(weights),
+        **({"checkpoint_epoch": meta["epoch"]} if isinstance(meta.get("epoch"), int) else {}),
+        # The training config the weights came from (with this run's test-time keys): the report shows it.
+        **({"config": model_cfg.model_dump(mode="json")} if (meta.get("autox") or {}).get("config") else {}),
         "classes": names if names else list(range(num_classes)),
         **({"metrics": metrics} if metrics else {}),
         "predictions": preds,
@@ -232,8 +238,25 @@ def transform(cfg: Config, *, local_inputs: Any = None) -> Prediction:
         raise ConfigError("no checkpoint: pass --checkpoint or set work_dir to a training run")
     results, pred = predict_split(cfg, inputs.weights, inputs.data_root, inputs.ann_test, inputs.scratch)
     if distributed.rank() == 0:
+        source = cfg.checkpoint or cfg.work_dir
+        if storage.is_s3(source):
+            results["checkpoint_source"] = source  # "checkpoint" is the local cached copy
         write_results(results, inputs.results_local, cfg.results_format)
         if inputs.publish_results is not None:
             inputs.publish_results(inputs.results_local)
+        if pred.metrics:
+            pred.report_path = _write_report(results, inputs.results_local, inputs.results_uri)
     pred.results_path = inputs.results_uri
     return pred
+
+
+def _write_report(results: dict[str, Any], local: Path, uri: str) -> str | None:
+    """report.html + report.json beside results.json (uploaded beside it when that is in S3)."""
+    from autox_video.report import publish_report, write_report
+
+    try:
+        files = write_report(results, local.parent, source=uri)
+    except Exception as err:  # the results are written and published: a failed report must not lose them
+        log.warning("report not written: %s", (str(err).splitlines() or [type(err).__name__])[0])
+        return None
+    return publish_report(files, uri.rsplit("/", 1)[0]) if storage.is_s3(uri) else str(files.html)

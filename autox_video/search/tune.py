@@ -5,6 +5,7 @@ work_dir/
   trials.jsonl        one line per trial (number, params, state, epochs, best top-1, seconds, reason)
   trials/NNNN/        each trial's own work dir (config.yaml, checkpoints, metrics.jsonl, trial.json)
   best.pth            the best trial's weights; best_config.yaml its resolved config; search.json a summary
+  search.png          each trial's validation top-1 by epoch (redrawn as each trial ends)
 
 A RUNNING trial found at start (the last `tune` was killed) runs again with its number and params in its
 own dir, where fit() resumes it from its checkpoint, and is told to the study when it ends.
@@ -28,6 +29,7 @@ from autox_video.config import Config
 from autox_video.errors import ConfigError
 from autox_video.search import ledger
 from autox_video.search import space as sp
+from autox_video.search.plot import try_draw_search
 from autox_video.search.worker import read_result
 from autox_video.spec.search import SearchConfig
 from autox_video.storage import atomic
@@ -334,7 +336,7 @@ class Search:
             what = f"failed: {res.get('reason') or 'no validation top-1'}"
         self.study.set_user_attr("elapsed_s", self._elapsed())
         self.echo(f"trial {number} {what}")
-        self.write_ledger()
+        try_draw_search(self.work, self.write_ledger())
 
     def _reap(self, run: Running) -> None:
         rc = run.proc.returncode
@@ -512,6 +514,7 @@ def tune(
             s.stop()
             raise
         rows = s.write_ledger()
+        try_draw_search(s.work, rows)
         best, weights, config = s.promote()
         summary = {
             "best_trial": best.number if best else None,

@@ -262,7 +262,23 @@ def runner_cfg(
             ),
             sampler_seed=dict(type="DistSamplerSeedHook"),
         ),
-        custom_hooks=[dict(type="ProgressHook", total_epochs=cfg.epoch, validate=validate), _guard_hook()],
+        custom_hooks=[
+            dict(type="ProgressHook", total_epochs=cfg.epoch, validate=validate),
+            dict(type="CurvesHook"),  # curves.png (training/curves.py), drawn before ProgressHook publishes
+            _guard_hook(),
+            *(
+                [
+                    dict(
+                        type="LoggersHook",
+                        loggers=cfg.loggers,
+                        interval=cfg.log_interval,
+                        params=cfg.model_dump(mode="json"),
+                    )
+                ]
+                if cfg.loggers
+                else []
+            ),
+        ],
         env_cfg=dict(cudnn_benchmark=cuda, dist_cfg=dict(backend="nccl" if cuda else "gloo")),
         launcher=launcher,
         randomness=dict(seed=cfg.seed, deterministic=False),

@@ -1,7 +1,7 @@
 """A training run whose output lives in S3: restore it onto an empty disk, publish it as it goes.
 
 S3 layout of an output prefix (DESIGN §3 + the pointer):
-  epoch_N.pth, best.pth, metrics.jsonl, progress.json, config.yaml, classes.txt, skipped.txt, logs/
+  epoch_N.pth, best.pth, metrics.jsonl, progress.json, config.yaml, classes.txt, skipped.txt, curves.png, logs/
   last_checkpoint   the name of the latest *complete* checkpoint; written after it, read first.
 """
 
@@ -18,7 +18,7 @@ from autox_video.storage import atomic
 log = logging.getLogger("autox_video")
 
 POINTER = "last_checkpoint"
-RUN_FILES = ("metrics.jsonl", "progress.json", "config.yaml", "classes.txt", "skipped.txt")
+RUN_FILES = ("metrics.jsonl", "progress.json", "config.yaml", "classes.txt", "skipped.txt", "curves.png")
 
 
 def mirror_dir(uri: str) -> Path:

@@ -129,7 +129,7 @@ def build_runner(cfg: Config, plan: DataPlan, work: Path, *, resume_from: Path |
     from mmengine.config import Config as MMConfig
     from mmengine.runner import Runner
 
-    from autox_video.training import checkpoint_hook, engine, hooks, recipe  # noqa: F401  (registers our components)
+    from autox_video.training import checkpoint_hook, curves, engine, hooks, loggers, recipe  # noqa: F401  (registers them)
     from autox_video.training.checkpoints import make_checkpoints_weights_only_safe
 
     make_checkpoints_weights_only_safe()
