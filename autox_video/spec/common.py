@@ -16,7 +16,10 @@ GROUP = "autox.io"
 VERSION = "v1alpha1"
 API_VERSION = f"{GROUP}/{VERSION}"
 
-Phase = Literal["Pending", "Running", "Succeeded", "Failed", "Suspended"]
+Phase = Literal["Pending", "Queued", "Running", "Succeeded", "Failed", "Suspended"]
+# Which Kubeflow API runs the pods: Training Operator v1 PyTorchJob or Trainer v2 TrainJob.
+Backend = Literal["auto", "pytorchjob", "trainjob"]
+Engine = Literal["pytorchjob", "trainjob"]
 TERMINAL_PHASES: frozenset[str] = frozenset({"Succeeded", "Failed"})
 
 # A Kubernetes object name (DNS-1123 subdomain), e.g. a Secret or a VideoTrainingJob.
@@ -94,7 +97,8 @@ class ResourcesSpec(CamelModel):
 
 
 class RunPolicySpec(CamelModel):
-    """Copied into the PyTorchJob's runPolicy."""
+    """Copied into the PyTorchJob's runPolicy (a TrainJob takes suspend and activeDeadlineSeconds; its
+    runtime's JobSet failure policy and TTL apply instead of backoffLimit and ttlSecondsAfterFinished)."""
 
     backoff_limit: int = Field(3, ge=0, description="Pod restarts allowed before the job is marked Failed.")
     active_deadline_seconds: int | None = Field(
@@ -108,6 +112,27 @@ class RunPolicySpec(CamelModel):
     )
 
 
+class RuntimeSpec(CamelModel):
+    """Which engine runs the pods (Kubeflow Training Operator v1 or Trainer v2) and, for Trainer, its runtime."""
+
+    backend: Backend | None = Field(
+        None,
+        description=(
+            "pytorchjob (kubeflow.org/v1 PyTorchJob), trainjob (trainer.kubeflow.org/v1alpha1 TrainJob) or auto "
+            "(TrainJob when served, else PyTorchJob); default: the operator's setting (chart value trainer.backend)."
+        ),
+    )
+    name: str | None = Field(
+        None,
+        max_length=253,
+        pattern=NAME_PATTERN,
+        description=(
+            "ClusterTrainingRuntime a TrainJob runs on, e.g. torch-distributed; default: the operator's "
+            "(the chart's own autox-video runtime)."
+        ),
+    )
+
+
 class JobSpecBase(CamelModel):
     """The fields both job kinds share: where the pods run, S3 access, image and run policy."""
 
@@ -115,6 +140,16 @@ class JobSpecBase(CamelModel):
     storage: StorageSpec = sub(StorageSpec, "S3 endpoint, region and credentials Secret.")
     image: str | None = Field(None, min_length=1, description="Trainer image; default: the operator's trainer image.")
     run_policy: RunPolicySpec = sub(RunPolicySpec, "Retries, deadline, TTL and suspend/resume.")
+    runtime: RuntimeSpec = sub(RuntimeSpec, "Engine (PyTorchJob or TrainJob) and Trainer runtime.")
+    queue_name: str | None = Field(
+        None,
+        max_length=63,
+        pattern=r"^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$",
+        description=(
+            "Kueue LocalQueue: the child gets the label kueue.x-k8s.io/queue-name and is created suspended; "
+            "Kueue starts it on admission (phase Queued until then)."
+        ),
+    )
 
 
 class Condition(CamelModel):
@@ -132,9 +167,11 @@ class Condition(CamelModel):
 class CommonStatus(CamelModel):
     """Status fields both resources share."""
 
-    phase: Phase | None = Field(None, description="Pending, Running, Succeeded, Failed or Suspended.")
+    phase: Phase | None = Field(None, description="Pending, Queued, Running, Succeeded, Failed or Suspended.")
     conditions: list[Condition] = Field(default_factory=list, description="Latest observations of the job's state.")
-    pytorch_job: str | None = Field(None, description="Name of the PyTorchJob that runs the pods.")
+    engine: Engine | None = Field(None, description="What runs the pods: pytorchjob or trainjob.")
+    child: str | None = Field(None, description="Name of the PyTorchJob or TrainJob that runs the pods.")
+    pytorch_job: str | None = Field(None, description="Name of the PyTorchJob that runs the pods (engine pytorchjob).")
     config_map: str | None = Field(None, description="Name of the ConfigMap holding the trainer's config.yaml.")
     start_time: str | None = Field(None, json_schema_extra={"format": "date-time"}, description="When pods started.")
     completion_time: str | None = Field(

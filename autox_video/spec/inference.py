@@ -108,7 +108,7 @@ INFERENCE = ResourceInfo(
     spec=VideoInferenceJobSpec,
     status=VideoInferenceJobStatus,
     printer_columns=(
-        PrinterColumn("Phase", "string", ".status.phase", "Pending, Running, Succeeded, Failed or Suspended."),
+        PrinterColumn("Phase", "string", ".status.phase", "Pending, Queued, Running, Succeeded, Failed or Suspended."),
         PrinterColumn("Videos", "integer", ".status.videos", "Videos predicted."),
         PrinterColumn("Top1", "number", ".status.metrics.top1", "Top-1 accuracy when labels exist."),
         PrinterColumn("Age", "date", ".metadata.creationTimestamp"),

@@ -112,7 +112,8 @@ class TrialStatus(CamelModel):
     )
     epochs: int = Field(0, ge=0, description="Epochs trained (a pruned trial: when it was stopped).")
     best_top1: float | None = Field(None, description="Best validation top-1 of the trial (0-1).")
-    pytorch_job: str | None = Field(None, description="Name of the trial's PyTorchJob.")
+    pytorch_job: str | None = Field(None, description="Name of the trial's PyTorchJob (engine pytorchjob).")
+    child: str | None = Field(None, description="Name of the trial's PyTorchJob or TrainJob.")
     start_time: str | None = Field(
         None, json_schema_extra={"format": "date-time"}, description="When the operator started the trial."
     )

@@ -18,6 +18,22 @@ PYTORCHJOB_PLURAL = "pytorchjobs"
 PYTORCHJOB_KIND = "PyTorchJob"
 PYTORCH_CONTAINER = "pytorch"  # the training operator's webhook requires this container name
 
+# Kubeflow Trainer v2's TrainJob, and the ClusterTrainingRuntime it references.
+TRAINJOB_GROUP = "trainer.kubeflow.org"
+TRAINJOB_VERSION = "v1alpha1"
+TRAINJOB_PLURAL = "trainjobs"
+TRAINJOB_KIND = "TrainJob"
+RUNTIME_PLURAL = "clustertrainingruntimes"
+RUNTIME_KIND = "ClusterTrainingRuntime"
+DEFAULT_RUNTIME = "autox-video"  # the chart's own ClusterTrainingRuntime
+# Trainer's torch plugin finds the trainer in replicated job "node", container "node" (both runtimes).
+TRAINER_NODE = "node"
+# The manager of our entry in a TrainJob's spec.runtimePatches.
+PATCH_MANAGER = f"{GROUP}/operator"
+
+# Kueue: the LocalQueue label on a child; Kueue admits a job by un-suspending it.
+LABEL_QUEUE = "kueue.x-k8s.io/queue-name"
+
 # Labels on every child object (ConfigMap, PyTorchJob, pod template).
 LABEL_MANAGED_BY = "app.kubernetes.io/managed-by"
 LABEL_NAME = "app.kubernetes.io/name"

@@ -13,6 +13,7 @@ import kopf
 
 from autox_operator import constants as C
 from autox_operator import reconcile, search
+from autox_operator.children import ENGINES, child_of_status, engine_of_status
 from autox_operator.kube import Kube, connection_info, load_configuration
 from autox_operator.settings import SYNC_INTERVAL, OperatorSettings
 from autox_operator.status import failed_status, phase_event, waiting_status
@@ -49,7 +50,7 @@ def login(**_: Any) -> kopf.ConnectionInfo:
     return kopf.ConnectionInfo(**connection_info(load_configuration()))
 
 
-# --- start: validate, check prerequisites, create ConfigMap + PyTorchJob ---------------------
+# --- start: validate, check prerequisites, create ConfigMap + child (PyTorchJob or TrainJob) ---
 
 
 def _start(plural: str, body: kopf.Body, patch: kopf.Patch, memo: kopf.Memo, *, again: bool = False) -> None:
@@ -57,7 +58,8 @@ def _start(plural: str, body: kopf.Body, patch: kopf.Patch, memo: kopf.Memo, *, 
     if reconcile.is_finished(status) and not again:
         return
     if reconcile.is_started(status):  # started before (operator restart): nothing to create
-        if status.get("pytorchJob") and not memo.kube.get_pytorchjob(body.metadata.namespace, status["pytorchJob"]):
+        child = child_of_status(status)
+        if child and not memo.kube.get_child(engine_of_status(status), body.metadata.namespace, child):
             # Gone while we were away (ttlSecondsAfterFinished, a delete): settle the phase from the
             # run's outputs; never start the run a second time.
             _sync(plural, body.metadata.namespace, body.metadata.name, memo)
@@ -114,15 +116,18 @@ def _spec_changed(plural: str, body: kopf.Body, old: Any, new: Any, patch: kopf.
     old_policy, new_policy = dict(old.pop("runPolicy", None) or {}), dict(new.pop("runPolicy", None) or {})
     suspend = bool(new_policy.pop("suspend", False))
     if bool(old_policy.pop("suspend", False)) != suspend and not reconcile.is_finished(status):
-        if status.get("pytorchJob"):
-            memo.kube.patch_pytorchjob(
-                body.metadata.namespace, status["pytorchJob"], {"spec": {"runPolicy": {"suspend": suspend}}}
-            )
-        what = f"PyTorchJob {status['pytorchJob']}" if status.get("pytorchJob") else "every running trial's PyTorchJob"
+        engine, child = engine_of_status(status), child_of_status(status)
+        queued = bool((new.get("queueName") or "").strip())
+        # Kueue owns un-suspending a queued child (admission): the operator only ever suspends it.
+        if child and (suspend or not queued):
+            memo.kube.patch_child(engine, body.metadata.namespace, child, engine.suspend_patch(suspend))
+        what = f"{engine.kind} {child}" if child else f"every running trial's {engine.kind}"
+        field = "runPolicy.suspend" if engine.name == "pytorchjob" else "spec.suspend"
+        message = f"{what} {field}={str(suspend).lower()}"
+        if not suspend and queued:
+            message = f"{what} stays suspended until Kueue admits it from LocalQueue {new['queueName']!r}"
         kopf.info(
-            body,
-            reason="Suspending" if suspend else "Resuming",
-            message=f"{what} runPolicy.suspend={str(suspend).lower()}",
+            body, reason="Suspending" if suspend else "Resuming", message=message
         )  # a search's pass below applies it to the trials (and starts none while suspended)
         _sync(plural, body.metadata.namespace, body.metadata.name, memo)
     ignored = sorted(
@@ -151,7 +156,7 @@ def inference_spec_changed(body: kopf.Body, old: Any, new: Any, patch: kopf.Patc
     _spec_changed(C.INFERENCE_PLURAL, body, old, new, patch, memo)
 
 
-# --- status: PyTorchJob events and a timer for progress.json ---------------------------------
+# --- status: child (PyTorchJob, TrainJob) events and a timer for progress.json ------------------
 
 
 def _sync(plural: str, namespace: str | None, name: str, memo: kopf.Memo) -> None:
@@ -172,12 +177,22 @@ def _sync(plural: str, namespace: str | None, name: str, memo: kopf.Memo) -> Non
         _post_phase(body, old_phase, patch.get("phase"), message)
 
 
-@kopf.on.event(C.PYTORCHJOB_GROUP, C.PYTORCHJOB_VERSION, C.PYTORCHJOB_PLURAL, labels={C.LABEL_MANAGED_BY: C.MANAGED_BY})
-def pytorchjob_changed(body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
-    """A PyTorchJob of ours changed: map it to its owner (ownerReferences) and update the owner's status."""
+def child_changed(body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
+    """A PyTorchJob or TrainJob of ours changed: map it to its owner (ownerReferences), update the owner's status."""
     for ref in body.metadata.get("ownerReferences") or []:
         if ref.get("controller") and ref.get("apiVersion") == API_VERSION and ref.get("kind") in PLURAL_OF_KIND:
             _sync(PLURAL_OF_KIND[ref["kind"]], body.metadata.namespace, ref["name"], memo)
+
+
+# One watch per engine; kopf watches only what API discovery shows served (the other is skipped).
+for _engine in ENGINES.values():
+    kopf.on.event(
+        _engine.group,
+        _engine.version,
+        _engine.plural,
+        id=f"{_engine.name}_changed",
+        labels={C.LABEL_MANAGED_BY: C.MANAGED_BY},
+    )(child_changed)
 
 
 def _following(status: Mapping[str, Any], **_: Any) -> bool:

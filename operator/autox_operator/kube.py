@@ -14,6 +14,7 @@ import kubernetes.config
 from kubernetes.client.rest import ApiException
 
 from autox_operator import constants as C
+from autox_operator.children import Engine
 
 
 def load_configuration() -> kubernetes.client.Configuration:
@@ -47,7 +48,7 @@ def connection_info(config: kubernetes.client.Configuration) -> dict[str, Any]:
 
 
 class Kube:
-    """Typed-enough access to our resources, PyTorchJobs, ConfigMaps and Secrets."""
+    """Typed-enough access to our resources, their children (PyTorchJobs, TrainJobs), ConfigMaps and Secrets."""
 
     def __init__(self, api_client: kubernetes.client.ApiClient) -> None:
         self.api_client = api_client
@@ -75,45 +76,49 @@ class Kube:
             C.CR_GROUP, C.CR_VERSION, namespace, plural, name, {"status": status}
         )
 
-    # --- PyTorchJobs ---
+    # --- children: PyTorchJobs or TrainJobs (group/version/plural from the engine) ---
 
-    def get_pytorchjob(self, namespace: str, name: str) -> dict[str, Any] | None:
+    def get_child(self, engine: Engine, namespace: str, name: str) -> dict[str, Any] | None:
+        """The child, or None when there is no such object."""
         try:
-            job = self.custom.get_namespaced_custom_object(
-                C.PYTORCHJOB_GROUP, C.PYTORCHJOB_VERSION, namespace, C.PYTORCHJOB_PLURAL, name
-            )
+            job = self.custom.get_namespaced_custom_object(engine.group, engine.version, namespace, engine.plural, name)
             return cast(dict[str, Any], job)
         except ApiException as err:
             if err.status == 404:
                 return None
             raise
 
-    def create_pytorchjob(self, body: dict[str, Any]) -> dict[str, Any]:
+    def create_child(self, engine: Engine, body: dict[str, Any]) -> dict[str, Any]:
         """Create it, or return the one that already exists under that name."""
         namespace, name = body["metadata"]["namespace"], body["metadata"]["name"]
         try:
             created = self.custom.create_namespaced_custom_object(
-                C.PYTORCHJOB_GROUP, C.PYTORCHJOB_VERSION, namespace, C.PYTORCHJOB_PLURAL, body
+                engine.group, engine.version, namespace, engine.plural, body
             )
             return cast(dict[str, Any], created)
         except ApiException as err:
             if err.status != 409:
                 raise
-        existing = self.get_pytorchjob(namespace, name)
+        existing = self.get_child(engine, namespace, name)
         if existing is None:  # deleted between the two calls: the next retry creates it
-            raise RuntimeError(f"PyTorchJob {namespace}/{name} vanished while being created")
+            raise RuntimeError(f"{engine.kind} {namespace}/{name} vanished while being created")
         return existing
 
-    def patch_pytorchjob(self, namespace: str, name: str, patch: dict[str, Any]) -> None:
-        self.custom.patch_namespaced_custom_object(
-            C.PYTORCHJOB_GROUP, C.PYTORCHJOB_VERSION, namespace, C.PYTORCHJOB_PLURAL, name, patch
+    def patch_child(self, engine: Engine, namespace: str, name: str, patch: dict[str, Any]) -> None:
+        """Merge-patch the child (the operator only ever patches its suspend field)."""
+        self.custom.patch_namespaced_custom_object(engine.group, engine.version, namespace, engine.plural, name, patch)
+
+    def patch_child_status(self, engine: Engine, namespace: str, name: str, patch: dict[str, Any]) -> None:
+        """Merge-patch the child's status subresource (a TrainJob's trainerStatus)."""
+        self.custom.patch_namespaced_custom_object_status(
+            engine.group, engine.version, namespace, engine.plural, name, patch
         )
 
-    def list_pytorchjobs(self, namespace: str, labels: dict[str, str]) -> list[dict[str, Any]]:
-        """The PyTorchJobs in `namespace` that carry all these labels."""
+    def list_children(self, engine: Engine, namespace: str, labels: dict[str, str]) -> list[dict[str, Any]]:
+        """The children in `namespace` that carry all these labels."""
         selector = ",".join(f"{k}={v}" for k, v in labels.items())
         listed = self.custom.list_namespaced_custom_object(
-            C.PYTORCHJOB_GROUP, C.PYTORCHJOB_VERSION, namespace, C.PYTORCHJOB_PLURAL, label_selector=selector
+            engine.group, engine.version, namespace, engine.plural, label_selector=selector
         )
         items = cast(list[dict[str, Any]], listed.get("items") or [])
         # Filtered here too: the selector is a server-side convenience, the labels are the contract.
@@ -121,20 +126,39 @@ class Kube:
             i for i in items if all((i.get("metadata") or {}).get("labels", {}).get(k) == v for k, v in labels.items())
         ]
 
-    def delete_pytorchjob(self, namespace: str, name: str) -> None:
+    def delete_child(self, engine: Engine, namespace: str, name: str) -> None:
         """Delete it (its pods go with it); gone already is fine."""
         try:
             self.custom.delete_namespaced_custom_object(
-                C.PYTORCHJOB_GROUP,
-                C.PYTORCHJOB_VERSION,
-                namespace,
-                C.PYTORCHJOB_PLURAL,
-                name,
-                propagation_policy="Background",
+                engine.group, engine.version, namespace, engine.plural, name, propagation_policy="Background"
             )
         except ApiException as err:
             if err.status != 404:
                 raise
+
+    # --- API discovery and Trainer runtimes ---
+
+    def served(self, group: str, version: str) -> set[str]:
+        """The resources (plurals) the API server serves under group/version; empty when it serves none."""
+        try:
+            found = self.custom.get_api_resources(group, version)  # GET /apis/{group}/{version}: discovery
+        except ApiException as err:
+            if err.status in (404, 503):  # not installed, or its API service is down
+                return set()
+            raise
+        return {r.name for r in found.resources or [] if "/" not in r.name}
+
+    def get_training_runtime(self, name: str) -> dict[str, Any] | None:
+        """The ClusterTrainingRuntime `name` (cluster-scoped), or None."""
+        try:
+            runtime = self.custom.get_cluster_custom_object(
+                C.TRAINJOB_GROUP, C.TRAINJOB_VERSION, C.RUNTIME_PLURAL, name
+            )
+            return cast(dict[str, Any], runtime)
+        except ApiException as err:
+            if err.status == 404:
+                return None
+            raise
 
     # --- ConfigMaps and Secrets ---
 

@@ -6,11 +6,13 @@ Raises `Waiting` (retry later: a Secret, bucket or training job is not there yet
 
 from __future__ import annotations
 
+import logging
 import threading
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from typing import Any, TypeVar
 
+from kubernetes.client.rest import ApiException
 from pydantic import BaseModel, ValidationError
 
 from autox_operator import constants as C
@@ -18,21 +20,25 @@ from autox_operator import s3
 from autox_operator.builders import (
     TEST_ARGS,
     TRAIN_ARGS,
+    JobSpec,
     Owner,
     build_configmap,
     build_inference_config,
-    build_pytorchjob,
     build_training_config,
     progress_uri,
     results_uri,
     s3_endpoint,
 )
+from autox_operator.children import ENGINES, Engine, child_of_status, engine_of_status, get_engine
+from autox_operator.children.trainjob import runtime_name, trainer_status_patch
 from autox_operator.kube import Kube
 from autox_operator.settings import OperatorSettings
 from autox_operator.status import (
     inference_status,
     job_status,
+    now_iso,
     progress_fields,
+    queued_status,
     results_fields,
     status_diff,
     training_status,
@@ -42,6 +48,7 @@ from autox_video.errors import ConfigError
 from autox_video.spec import TERMINAL_PHASES, StorageSpec, VideoInferenceJobSpec, VideoTrainingJobSpec
 
 SECRET_KEYS = ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY")
+log = logging.getLogger(__name__)
 M = TypeVar("M", bound=BaseModel)
 
 
@@ -143,34 +150,85 @@ def check_child_owner(kind: str, meta: Mapping[str, Any], owner: Owner) -> None:
     )
 
 
-def _apply_children(kube: Kube, owner: Owner, configmap: dict[str, Any], pytorchjob: dict[str, Any]) -> dict[str, Any]:
-    # The ConfigMap first, checked before the PyTorchJob exists: another owner's is never overwritten.
+def resolve_engine(kube: Kube, spec: JobSpec, settings: OperatorSettings) -> Engine:
+    """The engine for a new job: spec.runtime.backend, else the operator's; `auto` takes the first served
+    (TrainJob, then PyTorchJob). Waiting while it is not served or a TrainJob's runtime does not exist."""
+    backend = spec.runtime.backend or settings.backend
+    if backend == "auto":
+        engine = next((e for e in ENGINES.values() if e.plural in kube.served(e.group, e.version)), None)
+        if engine is None:
+            raise Waiting(
+                "NoTrainingOperator",
+                "neither TrainJob (trainer.kubeflow.org/v1alpha1) nor PyTorchJob (kubeflow.org/v1) is served: "
+                f"install {ENGINES['trainjob'].install_hint} or {ENGINES['pytorchjob'].install_hint}",
+            )
+    else:
+        engine = get_engine(backend)
+        if engine.plural not in kube.served(engine.group, engine.version):
+            field = "spec.runtime.backend" if spec.runtime.backend else "the operator's trainer.backend"
+            raise Waiting(
+                f"{engine.kind}NotServed",
+                f"{engine.plural}.{engine.group}/{engine.version} is not served ({field} is {backend}): "
+                f"install {engine.install_hint}, or choose another backend",
+            )
+    if engine.name == "trainjob":
+        name = runtime_name(spec, settings)
+        if kube.get_training_runtime(name) is None:
+            raise Waiting(
+                "TrainingRuntimeNotFound",
+                f"ClusterTrainingRuntime {name!r} not found: install it (the chart's trainer.runtime.install), "
+                "or fix spec.runtime.name",
+            )
+    return engine
+
+
+def observed_status(child: Mapping[str, Any] | None, spec: JobSpec | None) -> dict[str, Any]:
+    """job_status of the child, Queued (not Suspended) while Kueue holds a job the user did not suspend."""
+    observed = job_status(child)
+    if spec is None:
+        return observed
+    return queued_status(observed, queue=spec.queue_name, user_suspend=spec.run_policy.suspend)
+
+
+def child_fields(engine: Engine, name: str) -> dict[str, Any]:
+    """The status fields that name a job's child (pytorchJob kept for PyTorchJob children)."""
+    fields = {"engine": engine.name, "child": name}
+    if engine.name == "pytorchjob":
+        fields["pytorchJob"] = name
+    return fields
+
+
+def _apply_children(
+    kube: Kube, owner: Owner, spec: JobSpec, engine: Engine, configmap: dict[str, Any], child: dict[str, Any]
+) -> dict[str, Any]:
+    # The ConfigMap first, checked before the child exists: another owner's is never overwritten.
     check_child_owner("ConfigMap", kube.apply_configmap(configmap), owner)
-    existing = kube.create_pytorchjob(pytorchjob)
-    check_child_owner("PyTorchJob", existing.get("metadata") or {}, owner)
+    existing = kube.create_child(engine, child)
+    check_child_owner(engine.kind, existing.get("metadata") or {}, owner)
     return {
-        **job_status(existing),
-        "pytorchJob": pytorchjob["metadata"]["name"],
+        **observed_status(existing, spec),
+        **child_fields(engine, child["metadata"]["name"]),
         "configMap": configmap["metadata"]["name"],
     }
 
 
 def start_training(body: Mapping[str, Any], kube: Kube, settings: OperatorSettings) -> dict[str, Any]:
-    """Create the ConfigMap and PyTorchJob of a VideoTrainingJob (idempotent); returns status fields."""
+    """Create the ConfigMap and child (PyTorchJob or TrainJob) of a VideoTrainingJob (idempotent): status fields."""
     spec = parse_spec(VideoTrainingJobSpec, body["spec"])
     owner = Owner.from_body(body)
+    engine = resolve_engine(kube, spec, settings)
     access = storage_access(kube, owner.namespace, spec.storage, settings)
     preflight(access, buckets=[spec.output, spec.dataset.train], objects=[(spec.dataset.train, "spec.dataset.train")])
     if spec.search is not None:
         from autox_operator.search import start_search  # search builds on this module
 
-        return start_search(body, spec, settings)
+        return start_search(body, spec, settings, engine)
     try:
         config = build_training_config(spec, settings)
     except ConfigError as err:
         raise Invalid("InvalidSpec", str(err)) from None
-    pytorchjob = build_pytorchjob(owner, spec, args=TRAIN_ARGS, settings=settings)
-    started = _apply_children(kube, owner, build_configmap(owner, config), pytorchjob)
+    child = engine.build(owner, spec, args=TRAIN_ARGS, settings=settings)
+    started = _apply_children(kube, owner, spec, engine, build_configmap(owner, config), child)
     return {**started, "observedGeneration": body["metadata"].get("generation")}
 
 
@@ -218,10 +276,11 @@ def resolve_checkpoint(
 
 
 def start_inference(body: Mapping[str, Any], kube: Kube, settings: OperatorSettings) -> dict[str, Any]:
-    """Create the ConfigMap and PyTorchJob of a VideoInferenceJob once its checkpoint is known."""
+    """Create the ConfigMap and child (PyTorchJob or TrainJob) of a VideoInferenceJob once its checkpoint is known."""
     spec = parse_spec(VideoInferenceJobSpec, body["spec"])
     owner = Owner.from_body(body)
     checkpoint, training = resolve_checkpoint(kube, owner.namespace, spec, settings)
+    engine = resolve_engine(kube, spec, settings)
     access = storage_access(kube, owner.namespace, spec.storage, settings)
     checkpoint_field = "spec.model.checkpoint" if spec.model.checkpoint else "the training job's bestCheckpoint"
     objects = [(checkpoint, checkpoint_field)]
@@ -232,8 +291,8 @@ def start_inference(body: Mapping[str, Any], kube: Kube, settings: OperatorSetti
         config = build_inference_config(spec, settings, checkpoint=checkpoint, training=training)
     except ConfigError as err:
         raise Invalid("InvalidSpec", str(err)) from None
-    pytorchjob = build_pytorchjob(owner, spec, args=TEST_ARGS, settings=settings)
-    started = _apply_children(kube, owner, build_configmap(owner, config), pytorchjob)
+    child = engine.build(owner, spec, args=TEST_ARGS, settings=settings)
+    started = _apply_children(kube, owner, spec, engine, build_configmap(owner, config), child)
     return {
         **started,
         "checkpoint": checkpoint,
@@ -245,20 +304,24 @@ def start_inference(body: Mapping[str, Any], kube: Kube, settings: OperatorSetti
 def _observe_training(
     body: Mapping[str, Any], pytorchjob: dict[str, Any] | None, kube: Kube, settings: OperatorSettings
 ) -> dict[str, Any]:
-    progress, readable = None, True
+    progress, readable, spec = None, True, None
     try:
         spec = VideoTrainingJobSpec.model_validate(body["spec"])
         access = storage_access(kube, body["metadata"]["namespace"], spec.storage, settings)
         progress = s3.read_json(access, progress_uri(spec.output))
     except (ValidationError, Blocked, s3.S3Error):
-        readable = False  # keep what status has; the PyTorchJob part still updates
+        readable = False  # keep what status has; the child's part still updates
+    current = body.get("status") or {}
     if pytorchjob is None:
-        current = body.get("status") or {}
         if is_finished(current) or not readable:
             return progress_fields(progress)  # nothing to decide, or S3 may answer next time
         done = (progress or {}).get("phase") == "succeeded"
-        return {**progress_fields(progress), **vanished_status(current["pytorchJob"], succeeded=done)}
-    return training_status(pytorchjob, progress)
+        kind = engine_of_status(current).kind
+        return {
+            **progress_fields(progress),
+            **vanished_status(child_of_status(current) or "", succeeded=done, kind=kind),
+        }
+    return {**training_status(pytorchjob, progress), **observed_status(pytorchjob, spec)}
 
 
 def _read_results(body: Mapping[str, Any], kube: Kube, settings: OperatorSettings) -> tuple[str, dict[str, Any] | None]:
@@ -273,7 +336,13 @@ def _observe_inference(
     body: Mapping[str, Any], pytorchjob: dict[str, Any] | None, kube: Kube, settings: OperatorSettings
 ) -> dict[str, Any]:
     current = body.get("status") or {}
-    observed = None if pytorchjob is None else inference_status(pytorchjob, None)
+    try:
+        spec: VideoInferenceJobSpec | None = VideoInferenceJobSpec.model_validate(body["spec"])
+    except ValidationError:
+        spec = None
+    observed = (
+        None if pytorchjob is None else {**inference_status(pytorchjob, None), **observed_status(pytorchjob, spec)}
+    )
     if is_finished(current) or (observed is not None and observed["phase"] != "Succeeded"):
         return observed or {}
     # The run ended (or its PyTorchJob is gone): Succeeded only once results.json has been read.
@@ -282,8 +351,10 @@ def _observe_inference(
     except (ValidationError, Blocked, s3.S3Error) as err:
         # Stay in the current phase so the timer keeps following; the next read may work.
         return {"message": f"the run finished; reading its results.json failed, retrying: {err}"}
-    if observed is None:  # the PyTorchJob is gone
-        return {**vanished_status(current["pytorchJob"], succeeded=results is not None), **results_fields(results)}
+    if observed is None:  # the child is gone
+        kind = engine_of_status(current).kind
+        vanished = vanished_status(child_of_status(current) or "", succeeded=results is not None, kind=kind)
+        return {**vanished, **results_fields(results)}
     desired = {**observed, **results_fields(results)}
     if results is None:
         desired["message"] = f"the job succeeded but wrote no results.json at {uri}"
@@ -293,21 +364,37 @@ def _observe_inference(
 def sync_status(
     plural: str, namespace: str, name: str, kube: Kube, settings: OperatorSettings
 ) -> tuple[dict[str, Any], str | None, dict[str, Any]] | None:
-    """Read the job, its PyTorchJob (and progress.json / results.json), patch the status if it changed.
+    """Read the job, its child (and progress.json / results.json), patch the status if it changed.
 
-    Returns (job body, phase before, status patch), or None when the job has no PyTorchJob yet.
+    Returns (job body, phase before, status patch), or None when the job has no child yet.
     """
     with job_lock(plural, namespace, name):
         body = kube.get_job(plural, namespace, name)
         status = (body or {}).get("status") or {}
-        if body is None or not status.get("pytorchJob"):
+        child = child_of_status(status)
+        if body is None or not child:
             return None
-        pytorchjob = kube.get_pytorchjob(namespace, status["pytorchJob"])
+        engine = engine_of_status(status)
+        pytorchjob = kube.get_child(engine, namespace, child)
         observe = _observe_training if plural == C.TRAINING_PLURAL else _observe_inference
         patch = status_diff(status, observe(body, pytorchjob, kube, settings))
         if patch:
             kube.patch_job_status(plural, namespace, name, patch)
+        if pytorchjob is not None and engine.name == "trainjob" and plural == C.TRAINING_PLURAL:
+            _report_to_trainjob(kube, engine, namespace, pytorchjob, {**status, **patch})
         return body, status.get("phase"), patch
+
+
+def _report_to_trainjob(
+    kube: Kube, engine: Engine, namespace: str, trainjob: Mapping[str, Any], fields: Mapping[str, Any]
+) -> None:
+    # TrainJob's own progress view (KEP-2779 trainerStatus), filled from progress.json: no TLS endpoint in the pod.
+    patch = trainer_status_patch(trainjob, fields, now=now_iso())
+    if patch is not None:
+        try:
+            kube.patch_child_status(engine, namespace, trainjob["metadata"]["name"], patch)
+        except ApiException as err:  # best effort: our own status is already written
+            log.warning("TrainJob %s: trainerStatus not updated: %s", trainjob["metadata"]["name"], err.reason)
 
 
 def is_finished(status: Mapping[str, Any] | None) -> bool:
@@ -320,5 +407,5 @@ def is_searching(status: Mapping[str, Any] | None) -> bool:
 
 
 def is_started(status: Mapping[str, Any] | None) -> bool:
-    """Whether the job has its PyTorchJob, or its search has started: a restart creates nothing."""
-    return bool((status or {}).get("pytorchJob")) or is_searching(status)
+    """Whether the job has its child (PyTorchJob or TrainJob), or its search has started: a restart creates nothing."""
+    return bool(child_of_status(status)) or is_searching(status)

@@ -1,11 +1,12 @@
 """The stateless search driver of a VideoTrainingJob with spec.search: one pass per event or timer tick.
 
 The operator keeps no database: the trials live in status.trials and output/trials.jsonl (the local
-search's ledger format). Each pass reads them, the trial PyTorchJobs (one list call) and each running
-trial's progress.json and metrics.jsonl, rebuilds the Optuna study in memory (`study_from_ledger`),
-asks the pruner about trials with a new validation and the sampler for new trials, then writes the
-status first and acts after it: a new trial is recorded before its PyTorchJob exists, a pruned one
-before its PyTorchJob is deleted, so a restarted operator neither loses nor repeats a trial.
+search's ledger format). Each pass reads them, the trial children (PyTorchJobs or TrainJobs: one list
+call) and each running trial's progress.json and metrics.jsonl, rebuilds the Optuna study in memory
+(`study_from_ledger`), asks the pruner about trials with a new validation and the sampler for new
+trials, then writes the status first and acts after it: a new trial is recorded before its child
+exists, a pruned one before its child is deleted, so a restarted operator neither loses nor repeats
+a trial.
 """
 
 from __future__ import annotations
@@ -31,10 +32,11 @@ from autox_operator.builders import (
     trial_prefix,
     trial_suffix,
 )
+from autox_operator.children import Engine, engine_of_status
 from autox_operator.kube import Kube
 from autox_operator.reconcile import Blocked, Invalid, check_child_owner, job_lock, storage_access
 from autox_operator.settings import OperatorSettings
-from autox_operator.status import now_iso, phase_from_pytorchjob, status_diff
+from autox_operator.status import now_iso, phase_of, status_diff
 from autox_operator.trials import (
     Trial,
     best_trial,
@@ -208,7 +210,7 @@ def stop_reason(plan: Plan, trials: list[Trial], *, now: str, started_at: str | 
 
 
 def trial_name(owner: str, number: int) -> str:
-    """The trial's PyTorchJob name (deterministic: the same trial always has the same child)."""
+    """The trial's child name (deterministic: the same trial always has the same child)."""
     return child_name(owner, trial_suffix(number))
 
 
@@ -270,7 +272,7 @@ def _observe_all(
     *,
     now: str,
 ) -> list[Trial]:
-    """Running trials updated from their PyTorchJobs and outputs; those the pruner stops, pruned."""
+    """Running trials updated from their children and outputs; those the pruner stops, pruned."""
     seen, asked = [], set()
     for t in trials:
         if t.finished:
@@ -285,11 +287,11 @@ def _observe_all(
     return [pruned(t, now=now) if t.number in stop else t for t in seen]
 
 
-def _children(kube: Kube, namespace: str, owner: Owner) -> dict[str, Any]:
+def _children(kube: Kube, engine: Engine, namespace: str, owner: Owner) -> dict[str, Any]:
     labels = {C.LABEL_MANAGED_BY: C.MANAGED_BY, C.LABEL_JOB_NAME: label_value(owner.name)}
     return {
         pj["metadata"]["name"]: pj
-        for pj in kube.list_pytorchjobs(namespace, labels)
+        for pj in kube.list_children(engine, namespace, labels)
         if owner.uid in {r.get("uid") for r in pj["metadata"].get("ownerReferences") or []}
     }
 
@@ -301,23 +303,24 @@ def _act(
     settings: OperatorSettings,
     trials: list[Trial],
     pjs: dict[str, Any],
+    engine: Engine,
 ) -> None:
-    """After the status is written: delete pruned trials' PyTorchJobs, create missing ones, apply suspend."""
+    """After the status is written: delete pruned trials' children, create missing ones, apply suspend."""
     suspend = spec.run_policy.suspend
     for t in trials:
         name = trial_name(owner.name, t.number)
         pj = pjs.get(name)
         if t.state == "pruned" and pj is not None:
-            kube.delete_pytorchjob(owner.namespace, name)
+            kube.delete_child(engine, owner.namespace, name)
         elif t.state == "running" and pj is None:
             config = build_trial_config(spec, settings, t.number, t.overrides)
-            configmap, pytorchjob = build_trial_children(owner, spec, config, t.number, settings)
+            configmap, child = build_trial_children(owner, spec, config, t.number, settings, engine)
             check_child_owner("ConfigMap", kube.apply_configmap(configmap), owner)
-            check_child_owner("PyTorchJob", kube.create_pytorchjob(pytorchjob).get("metadata") or {}, owner)
-        elif (
-            t.state == "running" and bool(((pj or {}).get("spec") or {}).get("runPolicy", {}).get("suspend")) != suspend
-        ):
-            kube.patch_pytorchjob(owner.namespace, name, {"spec": {"runPolicy": {"suspend": suspend}}})
+            check_child_owner(engine.kind, kube.create_child(engine, child).get("metadata") or {}, owner)
+        elif t.state == "running" and pj is not None and engine.is_suspended(pj) != suspend:
+            # Kueue un-suspends a queued trial on admission: the operator only ever suspends it.
+            if suspend or not spec.queue_name:
+                kube.patch_child(engine, owner.namespace, name, engine.suspend_patch(suspend))
 
 
 def desired_status(
@@ -329,19 +332,23 @@ def desired_status(
     *,
     suspended: bool,
     now: str,
+    engine: str = "pytorchjob",
+    queue: str | None = None,
 ) -> dict[str, Any]:
-    """The job's status fields from its trials (pure, given the PyTorchJobs read in this pass)."""
+    """The job's status fields from its trials (pure, given the children read in this pass)."""
     since = status.get("startTime") or (now if trials else None)
-    phases = {t.number: phase_from_pytorchjob(pjs.get(trial_name(owner, t.number)))[0] for t in trials}
+    phases = {t.number: phase_of(pjs.get(trial_name(owner, t.number)))[0] for t in trials}
     stop = stop_reason(plan, trials, now=now, started_at=since)
     phase, message = search_phase(trials, phases, suspended=suspended, stop_reason=stop)
+    if queue and phase == "Pending" and any(phases[t.number] == "Suspended" for t in trials if not t.finished):
+        phase, message = "Queued", f"waiting for Kueue to admit trials from LocalQueue {queue!r}; {message}"
     best = best_trial(trials)
     cap = plan.search.budget.trial_epochs
     out = {
         "phase": phase,
         "message": message,
         "conditions": search_conditions(phase, message, status.get("conditions") or [], now=now),
-        "trials": [status_entry(t, trial_name(owner, t.number)) for t in trials],
+        "trials": [status_entry(t, trial_name(owner, t.number), engine) for t in trials],
         "trialCounts": counts(trials),
         "trialsSummary": f"{len(trials)}/{plan.search.trials}",
         "epoch": sum(t.epochs for t in trials),
@@ -371,14 +378,25 @@ def sync_search(namespace: str, name: str, kube: Kube, settings: OperatorSetting
             ledger_uri = f"{normalise_prefix(spec.output)}{C.LEDGER_FILE}"
             rows = s3.read_jsonl(access, ledger_uri)
             before = load_trials(status, rows)
-            pjs = _children(kube, namespace, owner)
+            engine = engine_of_status(status)
+            pjs = _children(kube, engine, namespace, owner)
             now = now_iso()
             trials = _observe_all(plan, access, spec, owner.name, before, pjs, now=now)
             suspended = spec.run_policy.suspend
             if not suspended:
                 since = status.get("startTime") or now
                 trials = _start_trials(plan, spec, settings, list(trials), now=now, since=since)
-            desired = desired_status(plan, trials, status, owner.name, pjs, suspended=suspended, now=now)
+            desired = desired_status(
+                plan,
+                trials,
+                status,
+                owner.name,
+                pjs,
+                suspended=suspended,
+                now=now,
+                engine=engine.name,
+                queue=spec.queue_name,
+            )
             events = trial_events(before, trials)
             best = best_trial(trials)
             if best is not None and (status.get("bestTrial") != best.number or not status.get("bestCheckpoint")):
@@ -400,14 +418,17 @@ def sync_search(namespace: str, name: str, kube: Kube, settings: OperatorSetting
         new_rows = [ledger_row(t, plan) for t in trials]
         if new_rows != rows:
             s3.put_text(access, ledger_uri, "".join(json.dumps(r) + "\n" for r in new_rows))
-        _act(kube, owner, spec, settings, trials, pjs)  # ... then acted on
+        _act(kube, owner, spec, settings, trials, pjs, engine)  # ... then acted on
         return Pass(body, status.get("phase"), patch, events)
 
 
-def start_search(body: Mapping[str, Any], spec: VideoTrainingJobSpec, settings: OperatorSettings) -> dict[str, Any]:
-    """The status that hands a validated job to the search driver (its first pass starts the trials)."""
+def start_search(
+    body: Mapping[str, Any], spec: VideoTrainingJobSpec, settings: OperatorSettings, engine: Engine | None = None
+) -> dict[str, Any]:
+    """The status that hands a validated job to the search driver (its first pass starts the trials on `engine`)."""
     plan = make_plan(spec, settings)
     return {
+        "engine": engine.name if engine is not None else "pytorchjob",
         "phase": "Suspended" if spec.run_policy.suspend else "Pending",
         "message": f"search of up to {plan.search.trials} trials, {plan.search.parallel} at once: starting",
         "trialCounts": counts([]),

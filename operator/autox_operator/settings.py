@@ -14,6 +14,8 @@ def _float(name: str, default: float) -> float:
         raise SystemExit(f"{name}={raw!r}: expected a number of seconds") from None
 
 
+BACKENDS = ("auto", "pytorchjob", "trainjob")
+
 # How often a running job's progress.json is read (kopf timer interval; fixed at import).
 SYNC_INTERVAL = _float("AUTOX_SYNC_INTERVAL", 15.0)
 
@@ -27,14 +29,21 @@ class OperatorSettings:
     image_pull_policy: str = "IfNotPresent"
     retry_delay: float = 30.0  # waiting for a Secret, a bucket or a training job
     namespaces: tuple[str, ...] = field(default_factory=tuple)  # empty: all namespaces
+    backend: str = "auto"  # auto | pytorchjob | trainjob (a job's spec.runtime.backend overrides it)
+    runtime_name: str = "autox-video"  # the ClusterTrainingRuntime of a TrainJob without spec.runtime.name
 
     @classmethod
     def from_env(cls) -> OperatorSettings:
         namespaces = tuple(n.strip() for n in os.environ.get("AUTOX_NAMESPACES", "").split(",") if n.strip())
+        backend = (os.environ.get("AUTOX_TRAINER_BACKEND") or cls.backend).strip().lower()
+        if backend not in BACKENDS:
+            raise SystemExit(f"AUTOX_TRAINER_BACKEND={backend!r}: expected one of {', '.join(BACKENDS)}")
         return cls(
             trainer_image=os.environ.get("AUTOX_TRAINER_IMAGE") or cls.trainer_image,
             default_s3_endpoint=os.environ.get("AUTOX_S3_ENDPOINT") or None,
             image_pull_policy=os.environ.get("AUTOX_IMAGE_PULL_POLICY") or cls.image_pull_policy,
             retry_delay=_float("AUTOX_RETRY_DELAY", cls.retry_delay),
             namespaces=namespaces,
+            backend=backend,
+            runtime_name=os.environ.get("AUTOX_TRAINING_RUNTIME") or cls.runtime_name,
         )

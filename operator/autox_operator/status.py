@@ -45,6 +45,48 @@ def phase_from_pytorchjob(pytorchjob: Mapping[str, Any] | None) -> tuple[str, st
     return "Pending", None
 
 
+# The conditions Kubeflow Trainer sets on a TrainJob; running is not one: status.jobsStatus says it.
+TRAINJOB_CONDITIONS = ("Created", "Suspended", "Complete", "Failed")
+
+
+def phase_from_trainjob(trainjob: Mapping[str, Any] | None) -> tuple[str, str | None]:
+    """(phase, message) of a TrainJob: Failed > Complete (Succeeded) > Suspended > Running > Pending.
+
+    Running: a child Job of the JobSet is active or ready (status.jobsStatus); spec.suspend means
+    Suspended before Trainer confirms it.
+    """
+    if trainjob is None:
+        return "Pending", None
+    true = _true_conditions(trainjob)
+    if "Failed" in true:
+        return "Failed", true["Failed"].get("message") or "the TrainJob failed"
+    if "Complete" in true:
+        return "Succeeded", None
+    if bool((trainjob.get("spec") or {}).get("suspend")) or "Suspended" in true:
+        return "Suspended", None
+    jobs = (trainjob.get("status") or {}).get("jobsStatus") or []
+    if any((j.get("active") or 0) + (j.get("ready") or 0) > 0 for j in jobs):
+        return "Running", None
+    return "Pending", None
+
+
+def phase_of(child: Mapping[str, Any] | None) -> tuple[str, str | None]:
+    """(phase, message) of a child of either engine (by its kind)."""
+    if child is not None and child.get("kind") == "TrainJob":
+        return phase_from_trainjob(child)
+    return phase_from_pytorchjob(child)
+
+
+def _trainjob_times(trainjob: Mapping[str, Any]) -> dict[str, Any]:
+    # TrainJob status has no start/completion times: the Created and the final condition's transitions.
+    true = _true_conditions(trainjob)
+    ended = true.get("Complete") or true.get("Failed") or {}
+    return {
+        "startTime": (true.get("Created") or {}).get("lastTransitionTime"),
+        "completionTime": ended.get("lastTransitionTime"),
+    }
+
+
 def mirror_conditions(pytorchjob: Mapping[str, Any] | None) -> list[dict[str, Any]]:
     """The PyTorchJob's conditions, restricted to the fields our status schema declares."""
     if pytorchjob is None:
@@ -99,19 +141,22 @@ def failed_status(reason: str, message: str, *, now: str | None = None) -> dict[
     }
 
 
-def vanished_status(pytorchjob: str, *, succeeded: bool, now: str | None = None) -> dict[str, Any]:
-    """Our PyTorchJob is gone before we saw it end (ttlSecondsAfterFinished: 0, a manual delete,
+def vanished_status(
+    pytorchjob: str, *, succeeded: bool, now: str | None = None, kind: str = "PyTorchJob"
+) -> dict[str, Any]:
+    """Our child (a PyTorchJob or TrainJob, `kind`) is gone before we saw it end (a TTL, a manual delete,
     an operator that was down): the run's own outputs in S3 tell whether it finished."""
+    reason = f"{kind}Deleted"
     if succeeded:
-        message = f"PyTorchJob {pytorchjob} was deleted after the run finished (its outputs in S3 say so)"
+        message = f"{kind} {pytorchjob} was deleted after the run finished (its outputs in S3 say so)"
         return {
             "phase": "Succeeded",
             "message": message,
-            "conditions": [condition("Succeeded", "True", "PyTorchJobDeleted", message, now=now)],
+            "conditions": [condition("Succeeded", "True", reason, message, now=now)],
         }
     return failed_status(
-        "PyTorchJobDeleted",
-        f"PyTorchJob {pytorchjob} was deleted before the run finished: delete and re-create this job to run it again",
+        reason,
+        f"{kind} {pytorchjob} was deleted before the run finished: delete and re-create this job to run it again",
         now=now,
     )
 
@@ -167,16 +212,28 @@ def results_fields(results: Mapping[str, Any] | None) -> dict[str, Any]:
 
 
 def job_status(pytorchjob: Mapping[str, Any] | None) -> dict[str, Any]:
-    """Phase, message, conditions and times of our job from its PyTorchJob."""
-    phase, message = phase_from_pytorchjob(pytorchjob)
+    """Phase, message, conditions and times of our job from its child (a PyTorchJob or a TrainJob)."""
+    phase, message = phase_of(pytorchjob)
     pj_status = (pytorchjob or {}).get("status") or {}
-    return {
-        "phase": phase,
-        "message": message,
-        "conditions": mirror_conditions(pytorchjob),
-        "startTime": pj_status.get("startTime"),
-        "completionTime": pj_status.get("completionTime"),
-    }
+    times = (
+        _trainjob_times(pytorchjob)
+        if pytorchjob is not None and pytorchjob.get("kind") == "TrainJob"
+        else {"startTime": pj_status.get("startTime"), "completionTime": pj_status.get("completionTime")}
+    )
+    return {"phase": phase, "message": message, "conditions": mirror_conditions(pytorchjob), **times}
+
+
+def queued_status(observed: Mapping[str, Any], *, queue: str | None, user_suspend: bool) -> dict[str, Any]:
+    """`observed` with phase Queued where Kueue holds the child (suspended, in a queue, not by the user)."""
+    if not queue or user_suspend or observed.get("phase") != "Suspended":
+        return dict(observed)
+    held = next(
+        (c for c in observed.get("conditions") or [] if c.get("type") == "Suspended" and c.get("status") == "True"),
+        None,
+    )
+    why = (held or {}).get("message")
+    message = f"waiting for Kueue to admit it from LocalQueue {queue!r}" + (f": {why}" if why else "")
+    return {**observed, "phase": "Queued", "message": message}
 
 
 def training_status(pytorchjob: Mapping[str, Any] | None, progress: Mapping[str, Any] | None) -> dict[str, Any]:

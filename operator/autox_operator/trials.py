@@ -9,7 +9,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from autox_operator.status import condition, phase_from_pytorchjob
+from autox_operator.status import condition, phase_of
 
 FINISHED = ("succeeded", "pruned", "failed")
 
@@ -93,12 +93,12 @@ def observe(
             return seen  # not created yet (or deleted before it wrote anything): the driver creates it
         if progress.get("phase") == "succeeded":
             return _ended(seen, "succeeded", now=now)
-        return _ended(seen, "failed", "its PyTorchJob was deleted before the trial finished", now=now)
-    phase, message = phase_from_pytorchjob(pytorchjob)
+        return _ended(seen, "failed", "its child job was deleted before the trial finished", now=now)
+    phase, message = phase_of(pytorchjob)
     if phase == "Succeeded":
         return _ended(seen, "succeeded", now=now)
     if phase == "Failed":
-        return _ended(seen, "failed", message or "the PyTorchJob failed", now=now)
+        return _ended(seen, "failed", message or "its child job failed", now=now)
     return seen
 
 
@@ -129,15 +129,16 @@ def counts(trials: Sequence[Trial]) -> dict[str, int]:
     return out
 
 
-def status_entry(trial: Trial, pytorchjob: str) -> dict[str, Any]:
-    """The trial's entry in status.trials (camelCase, as the CRD declares it)."""
+def status_entry(trial: Trial, pytorchjob: str, engine: str = "pytorchjob") -> dict[str, Any]:
+    """The trial's entry in status.trials (camelCase, as the CRD declares it); `pytorchjob` names its child."""
     entry = {
         "number": trial.number,
         "state": trial.state,
         "params": dict(trial.params),
         "epochs": trial.epochs,
         "bestTop1": trial.best_top1,
-        "pytorchJob": pytorchjob,
+        "pytorchJob": pytorchjob if engine == "pytorchjob" else None,
+        "child": pytorchjob,
         "startTime": trial.start_time,
         "completionTime": trial.completion_time,
         "reason": trial.reason,

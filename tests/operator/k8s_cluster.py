@@ -31,6 +31,9 @@ T = TypeVar("T")
 
 CR_GROUP, CR_VERSION = "autox.io", "v1alpha1"
 PJ_GROUP, PJ_VERSION, PJ_PLURAL = "kubeflow.org", "v1", "pytorchjobs"
+TJ_GROUP, TJ_VERSION, TJ_PLURAL = "trainer.kubeflow.org", "v1alpha1", "trainjobs"
+RUNTIME_PLURAL = "clustertrainingruntimes"
+CHILD_API = {PJ_PLURAL: (PJ_GROUP, PJ_VERSION), TJ_PLURAL: (TJ_GROUP, TJ_VERSION)}
 
 # What the emulated API server serves (kopf only watches what discovery announces).
 RESOURCES: dict[str, dict[str, Any]] = {
@@ -52,7 +55,14 @@ RESOURCES: dict[str, dict[str, Any]] = {
         "categories": {"autox"},
         "subresources": {"status"},
     },
+}
+PYTORCHJOB_RESOURCES: dict[str, dict[str, Any]] = {
     f"{PJ_GROUP}/{PJ_VERSION}/{PJ_PLURAL}": {"kind": "PyTorchJob", "namespaced": True, "subresources": {"status"}},
+}
+# Kubeflow Trainer v2: TrainJobs, and the cluster-scoped runtimes they reference.
+TRAINER_RESOURCES: dict[str, dict[str, Any]] = {
+    f"{TJ_GROUP}/{TJ_VERSION}/{TJ_PLURAL}": {"kind": "TrainJob", "namespaced": True, "subresources": {"status"}},
+    f"{TJ_GROUP}/{TJ_VERSION}/{RUNTIME_PLURAL}": {"kind": "ClusterTrainingRuntime", "namespaced": False},
 }
 VERBS = {"get", "list", "watch", "create", "update", "patch", "delete"}
 
@@ -93,7 +103,9 @@ class ApiServer(kmock.KubernetesEmulator):
 class KmockThread:
     """The emulated API server on 127.0.0.1:<free port>, served from its own thread and event loop."""
 
-    def __init__(self) -> None:
+    def __init__(self, extra: dict[str, dict[str, Any]] | None = None) -> None:
+        """Serves our resources plus `extra` (default: PyTorchJob, the Training Operator v1)."""
+        self.resources = {**RESOURCES, **(PYTORCHJOB_RESOURCES if extra is None else extra)}
         self.url = ""
         self._ready = threading.Event()
         self._stop: asyncio.Event | None = None
@@ -112,7 +124,7 @@ class KmockThread:
         self._loop = asyncio.get_running_loop()
         self._stop = asyncio.Event()
         async with ApiServer() as server, kmock.Server(server) as http:
-            for key, info in RESOURCES.items():
+            for key, info in self.resources.items():
                 server.resources[key] = kmock.ResourceInfo(verbs=VERBS, **info)
             self.url = str(http.url).rstrip("/")
             self._ready.set()
@@ -227,8 +239,18 @@ class Cluster:
         namespace = obj["metadata"]["namespace"]
         return self.custom.create_namespaced_custom_object(group, version, namespace, plural, obj)
 
+    def create_runtime(self, runtime: dict[str, Any], schemas: SchemaSet) -> dict[str, Any]:
+        """Install a ClusterTrainingRuntime (cluster-scoped), validated against the Trainer CRD."""
+        schemas.validate(runtime)
+        try:
+            return self.custom.create_cluster_custom_object(TJ_GROUP, TJ_VERSION, RUNTIME_PLURAL, runtime)
+        except ApiException as err:
+            if err.status != 409:  # installed by an earlier test: the same object
+                raise
+        return self.custom.get_cluster_custom_object(TJ_GROUP, TJ_VERSION, RUNTIME_PLURAL, runtime["metadata"]["name"])
+
     def get(self, plural: str, namespace: str, name: str) -> dict[str, Any] | None:
-        group, version = (PJ_GROUP, PJ_VERSION) if plural == PJ_PLURAL else (CR_GROUP, CR_VERSION)
+        group, version = CHILD_API.get(plural, (CR_GROUP, CR_VERSION))
         try:
             return self.custom.get_namespaced_custom_object(group, version, namespace, plural, name)
         except ApiException as err:
@@ -257,11 +279,49 @@ class Cluster:
     # --- children ---
 
     def pytorchjobs(self, namespace: str) -> list[dict[str, Any]]:
-        return self.custom.list_namespaced_custom_object(PJ_GROUP, PJ_VERSION, namespace, PJ_PLURAL)["items"]
+        return self.children(PJ_PLURAL, namespace)
+
+    def children(self, plural: str, namespace: str) -> list[dict[str, Any]]:
+        """The PyTorchJobs or TrainJobs (`plural`) in `namespace`."""
+        group, version = CHILD_API[plural]
+        return self.custom.list_namespaced_custom_object(group, version, namespace, plural)["items"]
 
     def delete_pytorchjob(self, namespace: str, name: str) -> None:
         """What ttlSecondsAfterFinished (or a user) does."""
-        self.custom.delete_namespaced_custom_object(PJ_GROUP, PJ_VERSION, namespace, PJ_PLURAL, name)
+        self.delete_child(PJ_PLURAL, namespace, name)
+
+    def delete_child(self, plural: str, namespace: str, name: str) -> None:
+        """Delete a PyTorchJob or TrainJob (what a TTL or a user does)."""
+        group, version = CHILD_API[plural]
+        self.custom.delete_namespaced_custom_object(group, version, namespace, plural, name)
+
+    def patch_child(self, plural: str, namespace: str, name: str, patch: dict[str, Any]) -> None:
+        """Patch a child's spec as another controller would (Kueue flipping suspend)."""
+        group, version = CHILD_API[plural]
+        self.custom.patch_namespaced_custom_object(group, version, namespace, plural, name, patch)
+
+    def set_trainjob_status(
+        self, namespace: str, name: str, *types: str, jobs: list[dict[str, Any]] | None = None, **messages: str
+    ) -> None:
+        """Play Kubeflow Trainer: these TrainJob condition types True (Created always there), and jobsStatus."""
+        now = _now()
+        conditions = [
+            {
+                "type": t,
+                "status": "True" if t in types else "False",
+                "reason": messages.get(f"{t}_reason", t),
+                "message": messages.get(t, f"TrainJob {name} is {t.lower()}"),
+                "lastTransitionTime": now,
+            }
+            for t in ("Created", "Suspended", "Complete", "Failed")
+            if t in types or t == "Created"
+        ]
+        status: dict[str, Any] = {"conditions": conditions}
+        if jobs is not None:
+            status["jobsStatus"] = jobs
+        self.custom.patch_namespaced_custom_object_status(
+            TJ_GROUP, TJ_VERSION, namespace, TJ_PLURAL, name, {"status": status}
+        )
 
     def configmap(self, namespace: str, name: str) -> dict[str, str] | None:
         try:

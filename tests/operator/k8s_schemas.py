@@ -18,6 +18,9 @@ ROOT = Path(__file__).resolve().parents[2]
 CRD_DIR = ROOT / "crds"
 SHARED_K8S = ROOT.parent / "shared" / "k8s"
 PYTORCHJOB_CRD = SHARED_K8S / "kubeflow.org_pytorchjobs.yaml"
+TRAINJOB_CRD = SHARED_K8S / "trainer.kubeflow.org_trainjobs.yaml"
+RUNTIME_CRD = SHARED_K8S / "trainer.kubeflow.org_clustertrainingruntimes.yaml"
+TRAINER_CRDS = [TRAINJOB_CRD, RUNTIME_CRD]  # Kubeflow Trainer v2
 
 
 def to_jsonschema(node: dict[str, Any], *, strict: bool = True) -> dict[str, Any]:

@@ -28,7 +28,7 @@ from helm_engine import (
     parse_manifests,
     render,
 )
-from k8s_schemas import CRD_DIR, ROOT
+from k8s_schemas import CRD_DIR, ROOT, TRAINER_CRDS, SchemaSet
 
 FULLNAME = f"{RELEASE}-autox-video"
 APP_VERSION = "0.1.0"
@@ -45,6 +45,11 @@ VALUE_SETS: dict[str, dict[str, Any]] = {
     "s3-endpoint": {"s3": {"endpoint": "http://minio.minio:9000"}},
     "existing-service-account": {"serviceAccount": {"create": False, "name": "autox-ops"}},
     "no-rbac": {"rbac": {"create": False}},
+    "backend-trainjob-other-runtime": {
+        "trainer": {"backend": "trainjob", "runtime": {"install": False, "name": "torch-distributed"}}
+    },
+    "backend-pytorchjob": {"trainer": {"backend": "pytorchjob", "runtime": {"install": False}}},
+    "runtime-custom": {"trainer": {"runtime": {"name": "autox-gpu", "shmSize": "32Gi"}}},
     "extras": {
         "operator": {
             "extraArgs": ["--verbose"],
@@ -79,6 +84,22 @@ def rendered(request: pytest.FixtureRequest) -> tuple[dict[str, Any], Rendered]:
 @pytest.fixture(scope="module")
 def default() -> Rendered:
     return render()
+
+
+@pytest.fixture(scope="module")
+def trainer_schemas() -> SchemaSet:
+    """The real Kubeflow Trainer v2 CRD schemas (../shared/k8s), strict."""
+    return SchemaSet(TRAINER_CRDS)
+
+
+def operator_role(out: Rendered) -> dict[str, Any]:
+    (role,) = [r for r in out.of_kind("ClusterRole") if r["metadata"]["name"] == FULLNAME]
+    return role
+
+
+def runtimes_role(out: Rendered) -> dict[str, Any]:
+    (role,) = [r for r in out.of_kind("ClusterRole") if r["metadata"]["name"] == f"{FULLNAME}-runtimes"]
+    return role
 
 
 def container(out: Rendered) -> dict[str, Any]:
@@ -158,22 +179,35 @@ def test_helm_lint_strict_fails_on_a_broken_chart(case: str, tmp_path: Path) -> 
 # --- rendered objects, every value set --------------------------------------------------------------------
 
 
-def test_rendered_objects_are_valid_kubernetes_objects(rendered: tuple[dict[str, Any], Rendered]) -> None:
+def test_rendered_objects_are_valid_kubernetes_objects(
+    rendered: tuple[dict[str, Any], Rendered], trainer_schemas: SchemaSet
+) -> None:
     values, out = rendered
     assert set(out.files) == {
         "templates/NOTES.txt",
         "templates/deployment.yaml",
         "templates/rbac.yaml",
         "templates/serviceaccount.yaml",
+        "templates/trainingruntime.yaml",
     }
     for obj in out.objects:
-        assert api_type_errors(obj) == [], (obj["kind"], obj["metadata"].get("name"))
+        if obj["kind"] == "ClusterTrainingRuntime":  # no client model: the real CRD's schema instead
+            trainer_schemas.validate(obj)
+        else:
+            assert api_type_errors(obj) == [], (obj["kind"], obj["metadata"].get("name"))
     kinds = sorted(obj["kind"] for obj in out.objects)
     rbac = values.get("rbac", {}).get("create", True)
     binding = ["RoleBinding"] * len(values.get("watchNamespaces", [])) or ["ClusterRoleBinding"]
     sa = values.get("serviceAccount", {}).get("create", True)
+    runtime = values.get("trainer", {}).get("runtime", {}).get("install", True)
+    rbac_kinds = ["ClusterRole", "ClusterRole", "ClusterRoleBinding", *binding]  # + the runtimes' role
     assert kinds == sorted(
-        ["Deployment", *(["ClusterRole", *binding] if rbac else []), *(["ServiceAccount"] if sa else [])]
+        [
+            "Deployment",
+            *(rbac_kinds if rbac else []),
+            *(["ServiceAccount"] if sa else []),
+            *(["ClusterTrainingRuntime"] if runtime else []),
+        ]
     )
     for obj in out.objects:
         labels = obj["metadata"]["labels"]
@@ -238,6 +272,7 @@ def test_values_reach_the_operator(rendered: tuple[dict[str, Any], Rendered], mo
     for name, value in env.items():
         monkeypatch.setenv(name, value)
     settings = OperatorSettings.from_env()
+    assert settings.backend == trainer["backend"] and settings.runtime_name == trainer["runtime"]["name"]
     image = trainer["image"]
     assert settings.trainer_image == f"{image['repository']}:{image['tag'] or APP_VERSION}"
     assert settings.image_pull_policy == image["pullPolicy"]
@@ -290,9 +325,8 @@ def test_pod_placement_and_extras_render_where_kubernetes_reads_them() -> None:
     assert pod["imagePullSecrets"] == [{"name": "regcred"}]
     assert pod["serviceAccountName"] == "autox" and out.one("ServiceAccount")["metadata"]["name"] == "autox"
     assert out.one("ServiceAccount")["metadata"]["annotations"] == extras["serviceAccount"]["annotations"]
-    assert out.one("ClusterRoleBinding")["subjects"] == [
-        {"kind": "ServiceAccount", "name": "autox", "namespace": NAMESPACE}
-    ]
+    for b in out.of_kind("ClusterRoleBinding"):
+        assert b["subjects"] == [{"kind": "ServiceAccount", "name": "autox", "namespace": NAMESPACE}]
     # Unset, they are absent (not empty keys).
     default = render().one("Deployment")["spec"]["template"]
     assert "annotations" not in default["metadata"]
@@ -323,6 +357,12 @@ EXPECTED_RULES = [
         "resources": ["pytorchjobs"],
         "verbs": ["get", "list", "watch", "create", "patch", "delete"],
     },
+    {
+        "apiGroups": ["trainer.kubeflow.org"],
+        "resources": ["trainjobs"],
+        "verbs": ["get", "list", "watch", "create", "patch", "delete"],
+    },
+    {"apiGroups": ["trainer.kubeflow.org"], "resources": ["trainjobs/status"], "verbs": ["patch"]},
     {"apiGroups": [""], "resources": ["configmaps"], "verbs": ["get", "create", "patch"]},
     {"apiGroups": [""], "resources": ["events"], "verbs": ["create"]},
     {"apiGroups": [""], "resources": ["secrets"], "verbs": ["get"]},
@@ -339,8 +379,13 @@ def granted(role: dict[str, Any]) -> set[tuple[str, str, str]]:
     }
 
 
+RUNTIME_RULES = [
+    {"apiGroups": ["trainer.kubeflow.org"], "resources": ["clustertrainingruntimes"], "verbs": ["get", "list"]}
+]
+
+
 def test_rbac_is_least_privilege(default: Rendered) -> None:
-    role = default.one("ClusterRole")
+    role = operator_role(default)
     assert role["metadata"]["name"] == FULLNAME
     assert role["rules"] == EXPECTED_RULES
     for rule in role["rules"]:
@@ -352,9 +397,12 @@ def test_rbac_is_least_privilege(default: Rendered) -> None:
         ("autox.io", r, v) for r in ("videotrainingjobs", "videoinferencejobs") for v in ("list", "watch", "patch")
     }
     kopf_needs |= {("kubeflow.org", "pytorchjobs", v) for v in ("list", "watch")} | {("", "events", "create")}
+    kopf_needs |= {("trainer.kubeflow.org", "trainjobs", v) for v in ("list", "watch")}
     assert kopf_needs <= granted(role)
+    # The one cluster-scoped read (a TrainJob's runtimeRef), alone in its own role, bound cluster-wide.
+    assert runtimes_role(default)["rules"] == RUNTIME_RULES
     # All namespaces: one ClusterRoleBinding of that ClusterRole to the operator's ServiceAccount.
-    binding = default.one("ClusterRoleBinding")
+    (binding,) = [b for b in default.of_kind("ClusterRoleBinding") if b["metadata"]["name"] == FULLNAME]
     assert binding["roleRef"] == {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": FULLNAME}
     sa = default.one("ServiceAccount")["metadata"]
     assert binding["subjects"] == [{"kind": "ServiceAccount", "name": sa["name"], "namespace": NAMESPACE}]
@@ -364,7 +412,11 @@ def test_rbac_is_least_privilege(default: Rendered) -> None:
 
 def test_watch_namespaces_bind_the_cluster_role_in_each_namespace_only() -> None:
     out = render(VALUE_SETS["watch-namespaces"])
-    assert out.one("ClusterRole")["rules"] == EXPECTED_RULES and out.of_kind("ClusterRoleBinding") == []
+    assert operator_role(out)["rules"] == EXPECTED_RULES
+    # Only the runtimes' read is bound cluster-wide (a RoleBinding cannot grant a cluster-scoped resource).
+    (crb,) = out.of_kind("ClusterRoleBinding")
+    assert crb["metadata"]["name"] == f"{FULLNAME}-runtimes" and crb["roleRef"]["name"] == f"{FULLNAME}-runtimes"
+    assert crb["subjects"] == [{"kind": "ServiceAccount", "name": FULLNAME, "namespace": NAMESPACE}]
     bindings = out.of_kind("RoleBinding")
     assert [b["metadata"]["namespace"] for b in bindings] == ["team-a", "team-b"]
     for b in bindings:
@@ -378,11 +430,11 @@ def test_existing_service_account_and_no_rbac() -> None:
     out = render(VALUE_SETS["existing-service-account"])
     assert out.of_kind("ServiceAccount") == []
     assert out.one("Deployment")["spec"]["template"]["spec"]["serviceAccountName"] == "autox-ops"
-    assert out.one("ClusterRoleBinding")["subjects"][0]["name"] == "autox-ops"
+    assert {b["subjects"][0]["name"] for b in out.of_kind("ClusterRoleBinding")} == {"autox-ops"}
     no_sa_name = render({"serviceAccount": {"create": False}})
     assert no_sa_name.one("Deployment")["spec"]["template"]["spec"]["serviceAccountName"] == "default"
     out = render(VALUE_SETS["no-rbac"])
-    assert sorted(o["kind"] for o in out.objects) == ["Deployment", "ServiceAccount"]
+    assert sorted(o["kind"] for o in out.objects) == ["ClusterTrainingRuntime", "Deployment", "ServiceAccount"]
 
 
 def test_the_operator_only_calls_what_rbac_allows(default: Rendered) -> None:
@@ -390,7 +442,7 @@ def test_the_operator_only_calls_what_rbac_allows(default: Rendered) -> None:
     source = (ROOT / "operator" / "autox_operator" / "kube.py").read_text()
     calls = set(re.findall(r"\.(create|get|patch|read|list|delete|replace)_namespaced_(\w+?)(?:_status)?\(", source))
     assert calls
-    rules = granted(default.one("ClusterRole"))
+    rules = granted(operator_role(default))
     to_rbac = {"custom_object": None, "config_map": ("", "configmaps"), "secret": ("", "secrets")}
     verb_of = {
         "create": "create",
@@ -403,14 +455,60 @@ def test_the_operator_only_calls_what_rbac_allows(default: Rendered) -> None:
     }
     for verb, kind in calls:
         resource = to_rbac[kind]
-        if resource is None:  # our CRs or PyTorchJobs: both granted get/patch, PyTorchJobs also create
-            assert ("kubeflow.org", "pytorchjobs", verb_of[verb]) in rules or (
-                "autox.io",
-                "videotrainingjobs",
-                verb_of[verb],
-            ) in rules
+        if resource is None:  # our CRs or the children: our CRs get/patch, children also create/list/delete
+            children = {("kubeflow.org", "pytorchjobs"), ("trainer.kubeflow.org", "trainjobs")}
+            assert (
+                all((*c, verb_of[verb]) in rules for c in children)
+                or (
+                    "autox.io",
+                    "videotrainingjobs",
+                    verb_of[verb],
+                )
+                in rules
+            )
         else:
             assert (*resource, verb_of[verb]) in rules, (verb, kind)
+    # The cluster-scoped calls: only the ClusterTrainingRuntime read.
+    cluster_calls = set(re.findall(r"\.(\w+)_cluster_custom_object\(", source))
+    assert cluster_calls == {"get"}
+    assert ("trainer.kubeflow.org", "clustertrainingruntimes", "get") in granted(runtimes_role(default))
+
+
+# --- Kubeflow Trainer v2: the chart's ClusterTrainingRuntime and the engine choice -------------------------
+
+
+def test_the_chart_runtime_is_a_valid_non_root_torch_runtime_with_the_trainer_image(trainer_schemas: SchemaSet) -> None:
+    out = render(VALUE_SETS["runtime-custom"])
+    runtime = out.one("ClusterTrainingRuntime")
+    trainer_schemas.validate(runtime)
+    assert runtime["metadata"]["name"] == "autox-gpu" and "namespace" not in runtime["metadata"]  # cluster-scoped
+    assert runtime["spec"]["mlPolicy"] == {"numNodes": 1, "torch": {}}
+    (job,) = runtime["spec"]["template"]["spec"]["replicatedJobs"]
+    assert job["name"] == "node"  # what the TrainJob's runtimePatches (and Trainer's torch plugin) address
+    assert job["template"]["metadata"]["labels"] == {"trainer.kubeflow.org/trainjob-ancestor-step": "trainer"}
+    pod = job["template"]["spec"]["template"]["spec"]
+    assert pod["securityContext"]["runAsNonRoot"] is True and pod["securityContext"]["runAsUser"] == 10001
+    (c,) = pod["containers"]
+    assert c["name"] == "node" and c["image"] == f"ghcr.io/autox/autox-video-trainer:{APP_VERSION}"
+    assert c["command"] == ["autox-entrypoint"] and c["securityContext"]["allowPrivilegeEscalation"] is False
+    volumes = {v["name"]: v for v in pod["volumes"]}
+    assert volumes["dshm"]["emptyDir"] == {"medium": "Memory", "sizeLimit": "32Gi"}
+    assert volumes["config"]["configMap"]["optional"] is True
+    assert {m["mountPath"] for m in c["volumeMounts"]} == {"/etc/autox", "/data", "/dev/shm"}
+    assert env_of(out)["AUTOX_TRAINING_RUNTIME"] == "autox-gpu"
+    assert render(VALUE_SETS["backend-pytorchjob"]).of_kind("ClusterTrainingRuntime") == []
+
+
+@pytest.mark.parametrize("backend", ["auto", "pytorchjob", "trainjob"])
+def test_the_backend_value_reaches_the_operator_and_notes(backend: str) -> None:
+    out = render({"trainer": {"backend": backend}})
+    assert env_of(out)["AUTOX_TRAINER_BACKEND"] == backend
+    assert f"trainer.backend={backend}" in out.notes
+
+
+def test_an_unknown_backend_fails_the_render() -> None:
+    with pytest.raises(helm.HelmRenderError, match="trainer.backend=tfjob: expected auto, pytorchjob or trainjob"):
+        render({"trainer": {"backend": "tfjob"}})
 
 
 # --- release name, install, notes -------------------------------------------------------------------------
@@ -418,8 +516,9 @@ def test_the_operator_only_calls_what_rbac_allows(default: Rendered) -> None:
 
 def test_a_release_named_like_the_chart_is_not_prefixed_twice() -> None:
     out = render(name="autox-video")
-    assert {o["metadata"]["name"] for o in out.objects} == {"autox-video"}
-    assert out.one("ClusterRoleBinding")["roleRef"]["name"] == "autox-video"
+    # The chart's runtime is named by trainer.runtime.name (also autox-video by default).
+    assert {o["metadata"]["name"] for o in out.objects} == {"autox-video", "autox-video-runtimes"}
+    assert {b["roleRef"]["name"] for b in out.of_kind("ClusterRoleBinding")} == {"autox-video", "autox-video-runtimes"}
 
 
 def test_helm_install_dry_run_installs_what_template_renders() -> None:
@@ -436,9 +535,12 @@ def test_helm_install_dry_run_installs_what_template_renders() -> None:
     assert [o["kind"] for o in installed] == [
         "ServiceAccount",
         "ClusterRole",
+        "ClusterRole",
+        "ClusterRoleBinding",
         "RoleBinding",
         "RoleBinding",
         "Deployment",
+        "ClusterTrainingRuntime",  # a custom kind: after the built-in ones
     ]
     assert release["notes"].strip() == out.notes.strip()
     assert "CustomResourceDefinition" not in release["manifest"]  # crds/ are installed apart, before it

@@ -348,3 +348,31 @@ def test_inference_of_a_failed_training_job_fails_then_runs_once_its_spec_names_
         wait_for(lambda: cluster.get(PJ, namespace, "predict"), what="the PyTorchJob after the fix")
         status = wait_for(lambda: (s := cluster.status(VIJ, namespace, "predict")).get("pytorchJob") and s)
         assert status["phase"] == "Pending" and status["checkpoint"] == f"s3://{bucket}/models/good.pth"
+
+
+def test_a_queued_pytorchjob_is_created_suspended_and_queued_until_kueue_admits_it(
+    cluster: Cluster, namespace: str, operator_s3: S3, run_operator: Any, pytorchjob_schema: SchemaSet
+) -> None:
+    """The test plays Kueue: it admits the job by un-suspending it (runPolicy.suspend)."""
+    bucket = setup_storage(cluster, namespace, operator_s3)
+    with run_operator():
+        cluster.create(training_job(namespace, "queued", bucket, operator_s3.endpoint_url, queueName="team-gpu"))
+        pj = wait_for(lambda: cluster.get(PJ, namespace, "queued"), what="the PyTorchJob")
+        pytorchjob_schema.validate(pj)
+        assert pj["spec"]["runPolicy"]["suspend"] is True
+        assert pj["metadata"]["labels"]["kueue.x-k8s.io/queue-name"] == "team-gpu"
+        status = cluster.wait_status(VTJ, namespace, "queued", phase="Queued", engine="pytorchjob", pytorchJob="queued")
+        assert "LocalQueue 'team-gpu'" in status["message"]
+
+        cluster.patch_child(PJ, namespace, "queued", {"spec": {"runPolicy": {"suspend": False}}})  # admitted
+        cluster.set_pytorchjob_status(namespace, "queued", "Created", "Running")
+        cluster.wait_status(VTJ, namespace, "queued", phase="Running")
+
+        # A user's suspend is Suspended; on resume the operator leaves un-suspending to Kueue.
+        cluster.patch_spec(VTJ, namespace, "queued", {"runPolicy": {"suspend": True}})
+        wait_for(lambda: cluster.get(PJ, namespace, "queued")["spec"]["runPolicy"]["suspend"] is True, what="suspend")
+        cluster.set_pytorchjob_status(namespace, "queued", "Created", "Suspended")
+        cluster.wait_status(VTJ, namespace, "queued", phase="Suspended")
+        cluster.patch_spec(VTJ, namespace, "queued", {"runPolicy": {"suspend": False}})
+        cluster.wait_status(VTJ, namespace, "queued", phase="Queued")
+        assert cluster.get(PJ, namespace, "queued")["spec"]["runPolicy"]["suspend"] is True

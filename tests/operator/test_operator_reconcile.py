@@ -36,18 +36,25 @@ class FakeKube:
             else:
                 current[key] = value
 
-    def get_pytorchjob(self, namespace: str, name: str) -> dict[str, Any] | None:
+    # Children: PyTorchJobs (and TrainJobs) keyed by (namespace, name); this API serves PyTorchJob only.
+    def get_child(self, engine: Any, namespace: str, name: str) -> dict[str, Any] | None:
         return copy.deepcopy(self.pytorchjobs.get((namespace, name)))
 
-    def create_pytorchjob(self, body: dict[str, Any]) -> dict[str, Any]:
+    def create_child(self, engine: Any, body: dict[str, Any]) -> dict[str, Any]:
         key = (body["metadata"]["namespace"], body["metadata"]["name"])
         if key not in self.pytorchjobs:
             self.creates += 1
             self.pytorchjobs[key] = copy.deepcopy(body)
         return copy.deepcopy(self.pytorchjobs[key])
 
-    def patch_pytorchjob(self, namespace: str, name: str, patch: dict[str, Any]) -> None:
+    def patch_child(self, engine: Any, namespace: str, name: str, patch: dict[str, Any]) -> None:
         self.pytorchjobs[(namespace, name)]["spec"]["runPolicy"].update(patch["spec"]["runPolicy"])
+
+    def served(self, group: str, version: str) -> set[str]:
+        return {"pytorchjobs"} if (group, version) == ("kubeflow.org", "v1") else set()
+
+    def get_training_runtime(self, name: str) -> dict[str, Any] | None:
+        return None
 
     def apply_configmap(self, body: dict[str, Any]) -> dict[str, Any]:
         key = (body["metadata"]["namespace"], body["metadata"]["name"])
@@ -100,6 +107,8 @@ def test_start_training_creates_the_children_once(kube: FakeKube, bucket: str, o
         "conditions": [],
         "startTime": None,
         "completionTime": None,
+        "engine": "pytorchjob",
+        "child": "job",
         "pytorchJob": "job",
         "configMap": "job-config",
         "observedGeneration": 1,

@@ -285,3 +285,30 @@ def test_the_search_driver_stays_torch_free_while_it_asks_and_prunes() -> None:
         "assert not bad, bad\n"
     )
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+@pytest.mark.parametrize("engine", ["pytorchjob", "trainjob"])
+def test_a_queued_search_whose_trials_kueue_holds_is_queued(engine: str) -> None:
+    from autox_operator.children import get_engine
+    from autox_operator.search import desired_status
+    from autox_operator.trials import Trial
+
+    spec = _spec()
+    plan = make_plan(spec, SETTINGS)
+    trials = [Trial(0, "running", {"lr": 0.001}, start_time=NOW)]
+    child = build_trial_children(
+        OWNER, spec, build_trial_config(spec, SETTINGS, 0, {}), 0, SETTINGS, get_engine(engine)
+    )[1]
+    child["spec"].update(get_engine(engine).suspend_patch(True)["spec"])  # created suspended, not admitted yet
+    children = {"hpo-t0000": child}
+
+    def phase(**kwargs: Any) -> dict[str, Any]:
+        args = {"suspended": False, "now": NOW, "engine": engine, **kwargs}
+        return desired_status(plan, trials, {}, "hpo", children, **args)
+
+    queued = phase(queue="gpu")
+    assert queued["phase"] == "Queued" and "LocalQueue 'gpu'" in queued["message"]
+    assert phase()["phase"] == "Pending"  # no queue: not Kueue's hold
+    assert phase(queue="gpu", suspended=True)["phase"] == "Suspended"  # the user's suspend
+    entry = queued["trials"][0]
+    assert entry["child"] == "hpo-t0000" and ("pytorchJob" in entry) is (engine == "pytorchjob")
