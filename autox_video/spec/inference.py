@@ -95,6 +95,9 @@ class VideoInferenceJobStatus(CommonStatus):
 
     checkpoint: str | None = Field(None, description="s3:// URI of the weights used.")
     results_uri: str | None = Field(None, description="s3:// URI of results.json.")
+    report_uri: str | None = Field(
+        None, description="s3:// URI of report.html beside results.json (written when every video had a label)."
+    )
     videos: int | None = Field(None, description="Videos predicted.")
     metrics: dict[str, float] | None = Field(None, description="top1/top5 when the list had labels.")
 

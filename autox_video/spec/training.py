@@ -27,6 +27,10 @@ def _like(config_key: str, description: str | None = None, **extra: Any) -> Any:
     bounds = {
         k: getattr(m, k) for m in info.metadata for k in ("ge", "gt", "le", "lt") if getattr(m, k, None) is not None
     }
+    if info.default_factory is not None:  # e.g. loggers: a fresh [] per object
+        return Field(
+            default_factory=info.default_factory, description=description or info.description, **bounds, **extra
+        )
     return Field(info.default, description=description or info.description, **bounds, **extra)
 
 
@@ -79,6 +83,11 @@ class TrainingParams(CamelModel):
     keep_checkpoints: int = _like("keep_checkpoints")
     max_bad_fraction: float = _like("max_bad_fraction")
     log_interval: int = _like("log_interval")
+    loggers: list[Literal["tensorboard", "mlflow"]] = _like(
+        "loggers",
+        "Also log to: tensorboard (event files under output/tensorboard/) and/or mlflow (MLFLOW_TRACKING_URI, "
+        "default a file store under output/mlruns/; the run is named after the job).",
+    )
 
 
 class VideoTrainingJobSpec(JobSpecBase):
@@ -168,7 +177,7 @@ TRAINING = ResourceInfo(
     spec=VideoTrainingJobSpec,
     status=VideoTrainingJobStatus,
     printer_columns=(
-        PrinterColumn("Phase", "string", ".status.phase", "Pending, Running, Succeeded, Failed or Suspended."),
+        PrinterColumn("Phase", "string", ".status.phase", "Pending, Queued, Running, Succeeded, Failed or Suspended."),
         PrinterColumn("Epoch", "integer", ".status.epoch", "Last finished epoch (a search: trial-epochs)."),
         PrinterColumn("Trials", "string", ".status.trialsSummary", "A search's trials started / most trials."),
         PrinterColumn("Progress", "integer", ".status.progressPercentage", "Percent of the epochs trained."),

@@ -34,6 +34,11 @@ from autox_video.spec.trainer_config import results_uri as results_uri
 from autox_video.spec.trainer_config import trial_prefix as trial_prefix
 
 
+def report_uri(results: str) -> str:
+    """Where the trainer writes report.html: beside results.json (whatever that file is called)."""
+    return f"{results.rsplit('/', 1)[0]}/{C.REPORT_FILE}"
+
+
 def progress_uri(output: str) -> str:
     """Where the trainer writes progress.json under spec.output."""
     return f"{normalise_prefix(output)}{C.PROGRESS_FILE}"

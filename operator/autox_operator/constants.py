@@ -62,9 +62,10 @@ PYTORCHJOB_SUFFIX = ""
 # PyTorchJob pods/services are named <job>-master-0 / <job>-worker-N: keep room under 63 chars.
 MAX_CHILD_NAME = 48
 
-# What progress.json / results.json are called under spec.output.
+# What progress.json / results.json are called under spec.output; report.html lies beside results.json.
 PROGRESS_FILE = "progress.json"
 RESULTS_FILE = "results.json"
+REPORT_FILE = "report.html"
 
 # A search (spec.search): trial children are <job>-tNNNN, their outputs under output/trials/NNNN/.
 LABEL_TRIAL = f"{GROUP}/trial"

@@ -12,7 +12,7 @@ from typing import Any, cast
 import kopf
 
 from autox_operator import constants as C
-from autox_operator import reconcile, search
+from autox_operator import metrics, reconcile, search
 from autox_operator.children import ENGINES, child_of_status, engine_of_status
 from autox_operator.kube import Kube, connection_info, load_configuration
 from autox_operator.settings import SYNC_INTERVAL, OperatorSettings
@@ -22,6 +22,9 @@ from autox_video.spec import API_VERSION
 TRAINING = (C.CR_GROUP, C.CR_VERSION, C.TRAINING_PLURAL)
 INFERENCE = (C.CR_GROUP, C.CR_VERSION, C.INFERENCE_PLURAL)
 PLURAL_OF_KIND = {C.TRAINING_KIND: C.TRAINING_PLURAL, C.INFERENCE_KIND: C.INFERENCE_PLURAL}
+KIND_OF_PLURAL = {plural: kind for kind, plural in PLURAL_OF_KIND.items()}
+# What a start raises on purpose (its reason is counted in _blocked): not an unexpected error.
+HANDLED = (kopf.TemporaryError, kopf.PermanentError)
 StartFn = Callable[[Mapping[str, Any], Kube, OperatorSettings], dict[str, Any]]
 START: dict[str, StartFn] = {C.TRAINING_PLURAL: reconcile.start_training, C.INFERENCE_PLURAL: reconcile.start_inference}
 
@@ -42,6 +45,13 @@ def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> Non
     settings.watching.client_timeout = 330
     memo.settings = OperatorSettings.from_env()
     memo.kube = Kube.from_environment()
+    metrics.start(memo.settings.metrics_port)
+
+
+@kopf.on.cleanup()
+def cleanup(**_: Any) -> None:
+    """Stop serving /metrics (the port is free for the next start)."""
+    metrics.stop()
 
 
 @kopf.on.login()
@@ -54,6 +64,11 @@ def login(**_: Any) -> kopf.ConnectionInfo:
 
 
 def _start(plural: str, body: kopf.Body, patch: kopf.Patch, memo: kopf.Memo, *, again: bool = False) -> None:
+    with metrics.timed(KIND_OF_PLURAL[plural], "start", handled=HANDLED):
+        _start_job(plural, body, patch, memo, again=again)
+
+
+def _start_job(plural: str, body: kopf.Body, patch: kopf.Patch, memo: kopf.Memo, *, again: bool) -> None:
     status = body.get("status") or {}
     if reconcile.is_finished(status) and not again:
         return
@@ -80,6 +95,7 @@ def _start(plural: str, body: kopf.Body, patch: kopf.Patch, memo: kopf.Memo, *, 
 def _blocked(body: kopf.Body, patch: kopf.Patch, new: dict[str, Any], reason: str) -> None:
     status = body.get("status") or {}
     patch.status.update(new)
+    metrics.error(body.get("kind") or "", reason)
     if status.get("message") != new["message"]:  # once per cause, not on every retry
         kopf.warn(body, reason=reason, message=new["message"])
 
@@ -157,6 +173,14 @@ def inference_spec_changed(body: kopf.Body, old: Any, new: Any, patch: kopf.Patc
 
 
 # --- status: child (PyTorchJob, TrainJob) events and a timer for progress.json ------------------
+
+
+@kopf.on.event(*TRAINING, id="training_observed")
+@kopf.on.event(*INFERENCE, id="inference_observed")
+def job_observed(type: str | None, body: kopf.Body, **_: Any) -> None:
+    """Every watch event of our jobs: the jobs-by-phase and trials gauges of /metrics."""
+    status = None if type == "DELETED" else dict(body.get("status") or {})
+    metrics.observe_job(body.get("kind") or "", body.metadata.namespace or "", body.metadata.name or "", status)
 
 
 def _sync(plural: str, namespace: str | None, name: str, memo: kopf.Memo) -> None:

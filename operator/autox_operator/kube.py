@@ -14,6 +14,7 @@ import kubernetes.config
 from kubernetes.client.rest import ApiException
 
 from autox_operator import constants as C
+from autox_operator import metrics
 from autox_operator.children import Engine
 
 
@@ -95,6 +96,8 @@ class Kube:
             created = self.custom.create_namespaced_custom_object(
                 engine.group, engine.version, namespace, engine.plural, body
             )
+            owner = next(iter(body["metadata"].get("ownerReferences") or []), {})
+            metrics.child_created(owner.get("kind") or "", engine.kind)
             return cast(dict[str, Any], created)
         except ApiException as err:
             if err.status != 409:

@@ -16,7 +16,7 @@ from kubernetes.client.rest import ApiException
 from pydantic import BaseModel, ValidationError
 
 from autox_operator import constants as C
-from autox_operator import s3
+from autox_operator import metrics, s3
 from autox_operator.builders import (
     TEST_ARGS,
     TRAIN_ARGS,
@@ -26,6 +26,7 @@ from autox_operator.builders import (
     build_inference_config,
     build_training_config,
     progress_uri,
+    report_uri,
     results_uri,
     s3_endpoint,
 )
@@ -43,6 +44,7 @@ from autox_operator.status import (
     status_diff,
     training_status,
     vanished_status,
+    without_stale_eta,
 )
 from autox_video.errors import ConfigError
 from autox_video.spec import TERMINAL_PHASES, StorageSpec, VideoInferenceJobSpec, VideoTrainingJobSpec
@@ -309,27 +311,35 @@ def _observe_training(
         spec = VideoTrainingJobSpec.model_validate(body["spec"])
         access = storage_access(kube, body["metadata"]["namespace"], spec.storage, settings)
         progress = s3.read_json(access, progress_uri(spec.output))
-    except (ValidationError, Blocked, s3.S3Error):
+    except (ValidationError, Blocked, s3.S3Error) as err:
         readable = False  # keep what status has; the child's part still updates
+        metrics.error(C.TRAINING_KIND, error_reason(err))
     current = body.get("status") or {}
     if pytorchjob is None:
-        if is_finished(current) or not readable:
-            return progress_fields(progress)  # nothing to decide, or S3 may answer next time
+        if is_finished(current):  # nothing to decide
+            return without_stale_eta({**progress_fields(progress), "phase": current.get("phase")})
+        if not readable:
+            return {}  # S3 may answer next time
         done = (progress or {}).get("phase") == "succeeded"
         kind = engine_of_status(current).kind
-        return {
-            **progress_fields(progress),
-            **vanished_status(child_of_status(current) or "", succeeded=done, kind=kind),
-        }
+        return without_stale_eta(
+            {**progress_fields(progress), **vanished_status(child_of_status(current) or "", succeeded=done, kind=kind)}
+        )
     return {**training_status(pytorchjob, progress), **observed_status(pytorchjob, spec)}
 
 
-def _read_results(body: Mapping[str, Any], kube: Kube, settings: OperatorSettings) -> tuple[str, dict[str, Any] | None]:
-    """(URI, results.json) of an inference job; raises Blocked/S3Error/ValidationError when unreadable."""
+def _read_results(
+    body: Mapping[str, Any], kube: Kube, settings: OperatorSettings
+) -> tuple[str, dict[str, Any] | None, str | None]:
+    """(URI, results.json, report.html's URI if it exists) of an inference job; raises
+    Blocked/S3Error/ValidationError when unreadable."""
     spec = VideoInferenceJobSpec.model_validate(body["spec"])
     uri = (body.get("status") or {}).get("resultsUri") or results_uri(spec.output)
     access = storage_access(kube, body["metadata"]["namespace"], spec.storage, settings)
-    return uri, s3.read_json(access, uri)
+    results = s3.read_json(access, uri)
+    # Written after results.json, only when every video had a label: its absence is no error.
+    report = report_uri(uri) if results is not None and s3.exists(access, report_uri(uri)) else None
+    return uri, results, report
 
 
 def _observe_inference(
@@ -347,15 +357,16 @@ def _observe_inference(
         return observed or {}
     # The run ended (or its PyTorchJob is gone): Succeeded only once results.json has been read.
     try:
-        uri, results = _read_results(body, kube, settings)
+        uri, results, report = _read_results(body, kube, settings)
     except (ValidationError, Blocked, s3.S3Error) as err:
         # Stay in the current phase so the timer keeps following; the next read may work.
+        metrics.error(C.INFERENCE_KIND, error_reason(err))
         return {"message": f"the run finished; reading its results.json failed, retrying: {err}"}
     if observed is None:  # the child is gone
         kind = engine_of_status(current).kind
         vanished = vanished_status(child_of_status(current) or "", succeeded=results is not None, kind=kind)
-        return {**vanished, **results_fields(results)}
-    desired = {**observed, **results_fields(results)}
+        return {**vanished, **results_fields(results, report)}
+    desired = {**observed, **results_fields(results, report)}
     if results is None:
         desired["message"] = f"the job succeeded but wrote no results.json at {uri}"
     return desired
@@ -368,7 +379,8 @@ def sync_status(
 
     Returns (job body, phase before, status patch), or None when the job has no child yet.
     """
-    with job_lock(plural, namespace, name):
+    kind = C.TRAINING_KIND if plural == C.TRAINING_PLURAL else C.INFERENCE_KIND
+    with metrics.timed(kind, "sync"), job_lock(plural, namespace, name):
         body = kube.get_job(plural, namespace, name)
         status = (body or {}).get("status") or {}
         child = child_of_status(status)
@@ -395,6 +407,11 @@ def _report_to_trainjob(
             kube.patch_child_status(engine, namespace, trainjob["metadata"]["name"], patch)
         except ApiException as err:  # best effort: our own status is already written
             log.warning("TrainJob %s: trainerStatus not updated: %s", trainjob["metadata"]["name"], err.reason)
+
+
+def error_reason(err: Exception) -> str:
+    """The CamelCase reason of a Blocked or S3Error (a spec that does not validate: InvalidSpec)."""
+    return getattr(err, "reason", None) or ("InvalidSpec" if isinstance(err, ValidationError) else type(err).__name__)
 
 
 def is_finished(status: Mapping[str, Any] | None) -> bool:

@@ -12,6 +12,8 @@ import boto3
 import botocore.config
 import botocore.exceptions
 
+from autox_operator import metrics
+
 
 class S3Error(Exception):
     """S3 said no, or could not be reached; `reason` is one CamelCase word for conditions."""
@@ -87,7 +89,8 @@ def check_bucket(access: S3Access, uri: str) -> None:
     """Raise S3Error unless the bucket of `uri` exists and these credentials may use it."""
     bucket, _ = split_uri(uri)
     try:
-        _client(access).head_bucket(Bucket=bucket)
+        with metrics.s3_call("head_bucket"):
+            _client(access).head_bucket(Bucket=bucket)
     except botocore.exceptions.ClientError as err:
         if _code(err) in ("404", "NoSuchBucket", "NotFound"):
             raise S3Error(
@@ -102,7 +105,8 @@ def check_bucket(access: S3Access, uri: str) -> None:
 def exists(access: S3Access, uri: str) -> bool:
     bucket, key = split_uri(uri)
     try:
-        _client(access).head_object(Bucket=bucket, Key=key)
+        with metrics.s3_call("head_object"):
+            _client(access).head_object(Bucket=bucket, Key=key)
         return True
     except botocore.exceptions.ClientError as err:
         if _code(err) in ("404", "NoSuchKey", "NotFound"):
@@ -127,7 +131,8 @@ def read_json(access: S3Access, uri: str) -> dict[str, Any] | None:
 def _get(access: S3Access, uri: str) -> bytes | None:
     bucket, key = split_uri(uri)
     try:
-        return bytes(_client(access).get_object(Bucket=bucket, Key=key)["Body"].read())
+        with metrics.s3_call("get_object"):
+            return bytes(_client(access).get_object(Bucket=bucket, Key=key)["Body"].read())
     except botocore.exceptions.ClientError as err:
         if _code(err) in ("404", "NoSuchKey", "NotFound", "NoSuchBucket"):
             return None
@@ -154,7 +159,8 @@ def put_text(access: S3Access, uri: str, text: str) -> None:
     """Write a small object (one PUT: readers see the old object or the new one)."""
     bucket, key = split_uri(uri)
     try:
-        _client(access).put_object(Bucket=bucket, Key=key, Body=text.encode())
+        with metrics.s3_call("put_object"):
+            _client(access).put_object(Bucket=bucket, Key=key, Body=text.encode())
     except (botocore.exceptions.ClientError, *_UNREACHABLE) as err:
         raise _translate(err, access, uri) from None
 
@@ -164,6 +170,7 @@ def copy(access: S3Access, source: str, target: str) -> None:
     src_bucket, src_key = split_uri(source)
     bucket, key = split_uri(target)
     try:
-        _client(access).copy_object(Bucket=bucket, Key=key, CopySource={"Bucket": src_bucket, "Key": src_key})
+        with metrics.s3_call("copy_object"):
+            _client(access).copy_object(Bucket=bucket, Key=key, CopySource={"Bucket": src_bucket, "Key": src_key})
     except (botocore.exceptions.ClientError, *_UNREACHABLE) as err:
         raise _translate(err, access, f"copy {source} -> {target}") from None

@@ -21,7 +21,7 @@ from typing import Any
 from pydantic import ValidationError
 
 from autox_operator import constants as C
-from autox_operator import s3
+from autox_operator import metrics, s3
 from autox_operator.builders import (
     Owner,
     build_trial_children,
@@ -34,7 +34,7 @@ from autox_operator.builders import (
 )
 from autox_operator.children import Engine, engine_of_status
 from autox_operator.kube import Kube
-from autox_operator.reconcile import Blocked, Invalid, check_child_owner, job_lock, storage_access
+from autox_operator.reconcile import Blocked, Invalid, check_child_owner, error_reason, job_lock, storage_access
 from autox_operator.settings import OperatorSettings
 from autox_operator.status import now_iso, phase_of, status_diff
 from autox_operator.trials import (
@@ -368,58 +368,66 @@ def sync_search(namespace: str, name: str, kube: Kube, settings: OperatorSetting
         status = (body or {}).get("status") or {}
         if body is None or status.get("trialCounts") is None or status.get("phase") in TERMINAL_PHASES:
             return None
-        try:
-            spec = VideoTrainingJobSpec.model_validate(body["spec"])
-            if spec.search is None:
-                return None
-            plan = make_plan(spec, settings)
-            owner = Owner.from_body(body)
-            access = storage_access(kube, namespace, spec.storage, settings)
-            ledger_uri = f"{normalise_prefix(spec.output)}{C.LEDGER_FILE}"
-            rows = s3.read_jsonl(access, ledger_uri)
-            before = load_trials(status, rows)
-            engine = engine_of_status(status)
-            pjs = _children(kube, engine, namespace, owner)
-            now = now_iso()
-            trials = _observe_all(plan, access, spec, owner.name, before, pjs, now=now)
-            suspended = spec.run_policy.suspend
-            if not suspended:
-                since = status.get("startTime") or now
-                trials = _start_trials(plan, spec, settings, list(trials), now=now, since=since)
-            desired = desired_status(
-                plan,
-                trials,
-                status,
-                owner.name,
-                pjs,
-                suspended=suspended,
-                now=now,
-                engine=engine.name,
-                queue=spec.queue_name,
-            )
-            events = trial_events(before, trials)
-            best = best_trial(trials)
-            if best is not None and (status.get("bestTrial") != best.number or not status.get("bestCheckpoint")):
-                config = build_trial_config(spec, settings, best.number, best.overrides)
-                desired["bestCheckpoint"] = _promote(access, spec, best, config)
-                if status.get("bestTrial") != best.number:
-                    events.append(
-                        ("Normal", "NewBest", f"trial {best.number} is the best so far: top-1 {best.best_top1:.4f}")
-                    )
-        except (ValidationError, Blocked, s3.S3Error) as err:
-            text = err.message if isinstance(err, Blocked) else str(err).splitlines()[0]
-            patch = status_diff(status, {"message": f"search paused, retrying: {text}"})
-            if patch:
-                kube.patch_job_status(C.TRAINING_PLURAL, namespace, name, patch)
-            return Pass(body, status.get("phase"), patch, [])
-        patch = status_diff(status, desired)
+        with metrics.timed(C.TRAINING_KIND, "search"):
+            return _search_pass(body, status, namespace, name, kube, settings)
+
+
+def _search_pass(
+    body: dict[str, Any], status: Mapping[str, Any], namespace: str, name: str, kube: Kube, settings: OperatorSettings
+) -> Pass | None:
+    try:
+        spec = VideoTrainingJobSpec.model_validate(body["spec"])
+        if spec.search is None:
+            return None
+        plan = make_plan(spec, settings)
+        owner = Owner.from_body(body)
+        access = storage_access(kube, namespace, spec.storage, settings)
+        ledger_uri = f"{normalise_prefix(spec.output)}{C.LEDGER_FILE}"
+        rows = s3.read_jsonl(access, ledger_uri)
+        before = load_trials(status, rows)
+        engine = engine_of_status(status)
+        pjs = _children(kube, engine, namespace, owner)
+        now = now_iso()
+        trials = _observe_all(plan, access, spec, owner.name, before, pjs, now=now)
+        suspended = spec.run_policy.suspend
+        if not suspended:
+            since = status.get("startTime") or now
+            trials = _start_trials(plan, spec, settings, list(trials), now=now, since=since)
+        desired = desired_status(
+            plan,
+            trials,
+            status,
+            owner.name,
+            pjs,
+            suspended=suspended,
+            now=now,
+            engine=engine.name,
+            queue=spec.queue_name,
+        )
+        events = trial_events(before, trials)
+        best = best_trial(trials)
+        if best is not None and (status.get("bestTrial") != best.number or not status.get("bestCheckpoint")):
+            config = build_trial_config(spec, settings, best.number, best.overrides)
+            desired["bestCheckpoint"] = _promote(access, spec, best, config)
+            if status.get("bestTrial") != best.number:
+                events.append(
+                    ("Normal", "NewBest", f"trial {best.number} is the best so far: top-1 {best.best_top1:.4f}")
+                )
+    except (ValidationError, Blocked, s3.S3Error) as err:
+        metrics.error(C.TRAINING_KIND, error_reason(err))
+        text = err.message if isinstance(err, Blocked) else str(err).splitlines()[0]
+        patch = status_diff(status, {"message": f"search paused, retrying: {text}"})
         if patch:
-            kube.patch_job_status(C.TRAINING_PLURAL, namespace, name, patch)  # recorded first ...
-        new_rows = [ledger_row(t, plan) for t in trials]
-        if new_rows != rows:
-            s3.put_text(access, ledger_uri, "".join(json.dumps(r) + "\n" for r in new_rows))
-        _act(kube, owner, spec, settings, trials, pjs, engine)  # ... then acted on
-        return Pass(body, status.get("phase"), patch, events)
+            kube.patch_job_status(C.TRAINING_PLURAL, namespace, name, patch)
+        return Pass(body, status.get("phase"), patch, [])
+    patch = status_diff(status, desired)
+    if patch:
+        kube.patch_job_status(C.TRAINING_PLURAL, namespace, name, patch)  # recorded first ...
+    new_rows = [ledger_row(t, plan) for t in trials]
+    if new_rows != rows:
+        s3.put_text(access, ledger_uri, "".join(json.dumps(r) + "\n" for r in new_rows))
+    _act(kube, owner, spec, settings, trials, pjs, engine)  # ... then acted on
+    return Pass(body, status.get("phase"), patch, events)
 
 
 def start_search(

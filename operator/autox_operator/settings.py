@@ -14,6 +14,17 @@ def _float(name: str, default: float) -> float:
         raise SystemExit(f"{name}={raw!r}: expected a number of seconds") from None
 
 
+def _port(name: str, default: int) -> int:
+    raw = os.environ.get(name, "").strip()
+    try:
+        port = int(raw) if raw else default
+    except ValueError:
+        port = -1
+    if not 0 <= port <= 65535:
+        raise SystemExit(f"{name}={raw!r}: expected a port number 1-65535, or 0 for off")
+    return port
+
+
 BACKENDS = ("auto", "pytorchjob", "trainjob")
 
 # How often a running job's progress.json is read (kopf timer interval; fixed at import).
@@ -31,6 +42,7 @@ class OperatorSettings:
     namespaces: tuple[str, ...] = field(default_factory=tuple)  # empty: all namespaces
     backend: str = "auto"  # auto | pytorchjob | trainjob (a job's spec.runtime.backend overrides it)
     runtime_name: str = "autox-video"  # the ClusterTrainingRuntime of a TrainJob without spec.runtime.name
+    metrics_port: int = 8081  # /metrics (Prometheus); 0: off. 8080 is kopf's liveness endpoint
 
     @classmethod
     def from_env(cls) -> OperatorSettings:
@@ -46,4 +58,5 @@ class OperatorSettings:
             namespaces=namespaces,
             backend=backend,
             runtime_name=os.environ.get("AUTOX_TRAINING_RUNTIME") or cls.runtime_name,
+            metrics_port=_port("AUTOX_METRICS_PORT", cls.metrics_port),
         )

@@ -196,11 +196,12 @@ def progress_fields(progress: Mapping[str, Any] | None, now: datetime.datetime |
     return out
 
 
-def results_fields(results: Mapping[str, Any] | None) -> dict[str, Any]:
-    """Status fields from results.json: the number of videos and the metrics (when labels existed)."""
+def results_fields(results: Mapping[str, Any] | None, report: str | None = None) -> dict[str, Any]:
+    """Status fields from results.json: the number of videos, the metrics (when labels existed) and
+    `report`, the URI of report.html when it exists."""
     if not results:
         return {}
-    out: dict[str, Any] = {}
+    out: dict[str, Any] = {"reportUri": report} if report else {}
     predictions = results.get("predictions")
     if isinstance(predictions, list):
         out["videos"] = len(predictions)
@@ -236,14 +237,25 @@ def queued_status(observed: Mapping[str, Any], *, queue: str | None, user_suspen
     return {**observed, "phase": "Queued", "message": message}
 
 
+def without_stale_eta(fields: Mapping[str, Any]) -> dict[str, Any]:
+    """`fields` with estimatedRemainingSeconds removed unless the phase is Running: a finished, failed,
+    suspended or queued run has no ETA (progress.json's last estimate must not linger)."""
+    out = dict(fields)
+    if out.get("phase") != "Running":
+        out["estimatedRemainingSeconds"] = None
+    return out
+
+
 def training_status(pytorchjob: Mapping[str, Any] | None, progress: Mapping[str, Any] | None) -> dict[str, Any]:
     """The whole observed status of a VideoTrainingJob (progress fields only when progress.json was read)."""
-    return {**job_status(pytorchjob), **progress_fields(progress)}
+    return without_stale_eta({**job_status(pytorchjob), **progress_fields(progress)})
 
 
-def inference_status(pytorchjob: Mapping[str, Any] | None, results: Mapping[str, Any] | None) -> dict[str, Any]:
+def inference_status(
+    pytorchjob: Mapping[str, Any] | None, results: Mapping[str, Any] | None, report: str | None = None
+) -> dict[str, Any]:
     """The whole observed status of a VideoInferenceJob (result fields once results.json exists)."""
-    return {**job_status(pytorchjob), **results_fields(results)}
+    return {**job_status(pytorchjob), **results_fields(results, report)}
 
 
 def status_diff(current: Mapping[str, Any], desired: Mapping[str, Any]) -> dict[str, Any]:

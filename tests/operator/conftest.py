@@ -78,10 +78,16 @@ def namespace(cluster: Cluster) -> Iterator[str]:
 
 
 @pytest.fixture()
-def run_operator(cluster: Cluster, namespace: str, monkeypatch: pytest.MonkeyPatch) -> Callable[[], OperatorThread]:
-    """`with run_operator(): ...` runs the real operator in-process, watching `namespace`."""
+def run_operator(cluster: Cluster, namespace: str, monkeypatch: pytest.MonkeyPatch) -> Callable[..., OperatorThread]:
+    """`with run_operator(): ...` runs the real operator in-process, watching `namespace`;
+    `run_operator(metrics_port=N)` also serves /metrics on N (off by default: no fixed port to collide on)."""
     monkeypatch.setenv("KUBECONFIG", str(cluster.kubeconfig))
     monkeypatch.setenv("AUTOX_RETRY_DELAY", "1")
     monkeypatch.setenv("AUTOX_TRAINER_IMAGE", "registry.test/autox-video-trainer:e2e")
     monkeypatch.delenv("AUTOX_S3_ENDPOINT", raising=False)
-    return lambda: OperatorThread(namespace)
+
+    def start(metrics_port: int = 0) -> OperatorThread:
+        monkeypatch.setenv("AUTOX_METRICS_PORT", str(metrics_port))
+        return OperatorThread(namespace)
+
+    return start

@@ -102,6 +102,7 @@ def chart_crds() -> dict[str, str]:
 MODELS = {
     ("v1", "ServiceAccount"): client.V1ServiceAccount,
     ("v1", "ConfigMap"): client.V1ConfigMap,
+    ("v1", "Service"): client.V1Service,
     ("apps/v1", "Deployment"): client.V1Deployment,
     ("rbac.authorization.k8s.io/v1", "ClusterRole"): client.V1ClusterRole,
     ("rbac.authorization.k8s.io/v1", "ClusterRoleBinding"): client.V1ClusterRoleBinding,

@@ -49,7 +49,20 @@ VALUE_SETS: dict[str, dict[str, Any]] = {
         "trainer": {"backend": "trainjob", "runtime": {"install": False, "name": "torch-distributed"}}
     },
     "backend-pytorchjob": {"trainer": {"backend": "pytorchjob", "runtime": {"install": False}}},
-    "runtime-custom": {"trainer": {"runtime": {"name": "autox-gpu", "shmSize": "32Gi"}}},
+    "runtime-custom": {"trainer": {"runtime": {"install": True, "name": "autox-gpu", "shmSize": "32Gi"}}},
+    "metrics-service-monitor": {
+        "metrics": {
+            "port": 9100,
+            "service": {"annotations": {"prometheus.io/scrape": "true"}},
+            "serviceMonitor": {
+                "enabled": True,
+                "interval": "15s",
+                "scrapeTimeout": "10s",
+                "labels": {"release": "kube-prometheus-stack"},
+            },
+        }
+    },
+    "metrics-off": {"metrics": {"enabled": False}},
     "extras": {
         "operator": {
             "extraArgs": ["--verbose"],
@@ -186,6 +199,7 @@ def test_rendered_objects_are_valid_kubernetes_objects(
     assert set(out.files) == {
         "templates/NOTES.txt",
         "templates/deployment.yaml",
+        "templates/metrics.yaml",
         "templates/rbac.yaml",
         "templates/serviceaccount.yaml",
         "templates/trainingruntime.yaml",
@@ -193,13 +207,18 @@ def test_rendered_objects_are_valid_kubernetes_objects(
     for obj in out.objects:
         if obj["kind"] == "ClusterTrainingRuntime":  # no client model: the real CRD's schema instead
             trainer_schemas.validate(obj)
+        elif obj["kind"] == "ServiceMonitor":  # no client model, no CRD here: test_metrics_* checks its fields
+            assert obj["apiVersion"] == "monitoring.coreos.com/v1"
         else:
             assert api_type_errors(obj) == [], (obj["kind"], obj["metadata"].get("name"))
     kinds = sorted(obj["kind"] for obj in out.objects)
     rbac = values.get("rbac", {}).get("create", True)
     binding = ["RoleBinding"] * len(values.get("watchNamespaces", [])) or ["ClusterRoleBinding"]
     sa = values.get("serviceAccount", {}).get("create", True)
-    runtime = values.get("trainer", {}).get("runtime", {}).get("install", True)
+    # auto (the default) asks the API server, which an offline render does not have: not installed.
+    runtime = values.get("trainer", {}).get("runtime", {}).get("install", "auto") is True
+    metrics = values.get("metrics", {})
+    monitor = metrics.get("serviceMonitor", {}).get("enabled", False)
     rbac_kinds = ["ClusterRole", "ClusterRole", "ClusterRoleBinding", *binding]  # + the runtimes' role
     assert kinds == sorted(
         [
@@ -207,13 +226,15 @@ def test_rendered_objects_are_valid_kubernetes_objects(
             *(rbac_kinds if rbac else []),
             *(["ServiceAccount"] if sa else []),
             *(["ClusterTrainingRuntime"] if runtime else []),
+            *(["Service"] if metrics.get("enabled", True) else []),
+            *(["ServiceMonitor"] if monitor else []),
         ]
     )
     for obj in out.objects:
         labels = obj["metadata"]["labels"]
         assert labels["app.kubernetes.io/instance"] == RELEASE and labels["app.kubernetes.io/managed-by"] == "Helm"
         assert labels["app.kubernetes.io/version"] == APP_VERSION and labels["helm.sh/chart"] == "autox-video-0.1.0"
-        if obj["kind"] in ("Deployment", "ServiceAccount"):
+        if obj["kind"] in ("Deployment", "ServiceAccount", "Service", "ServiceMonitor"):
             assert obj["metadata"]["namespace"] == NAMESPACE
 
 
@@ -280,6 +301,7 @@ def test_values_reach_the_operator(rendered: tuple[dict[str, Any], Rendered], mo
     assert settings.retry_delay == float(operator["retryDelay"])
     assert float(env["AUTOX_SYNC_INTERVAL"]) == float(operator["syncInterval"])
     assert settings.namespaces == tuple(merged["watchNamespaces"])
+    assert settings.metrics_port == (merged["metrics"]["port"] if merged["metrics"]["enabled"] else 0)
     args = kopf_args(c["args"], env)
     assert c["args"] == operator["extraArgs"] and args[len(args) - len(c["args"]) :] == c["args"]
     watched = [a.removeprefix("--namespace=") for a in args if a.startswith("--namespace=")]
@@ -434,7 +456,11 @@ def test_existing_service_account_and_no_rbac() -> None:
     no_sa_name = render({"serviceAccount": {"create": False}})
     assert no_sa_name.one("Deployment")["spec"]["template"]["spec"]["serviceAccountName"] == "default"
     out = render(VALUE_SETS["no-rbac"])
-    assert sorted(o["kind"] for o in out.objects) == ["ClusterTrainingRuntime", "Deployment", "ServiceAccount"]
+    assert sorted(o["kind"] for o in out.objects) == [
+        "Deployment",
+        "Service",
+        "ServiceAccount",
+    ]
 
 
 def test_the_operator_only_calls_what_rbac_allows(default: Rendered) -> None:
@@ -497,6 +523,7 @@ def test_the_chart_runtime_is_a_valid_non_root_torch_runtime_with_the_trainer_im
     assert {m["mountPath"] for m in c["volumeMounts"]} == {"/etc/autox", "/data", "/dev/shm"}
     assert env_of(out)["AUTOX_TRAINING_RUNTIME"] == "autox-gpu"
     assert render(VALUE_SETS["backend-pytorchjob"]).of_kind("ClusterTrainingRuntime") == []
+    assert render().of_kind("ClusterTrainingRuntime") == []  # auto: an offline render has no Trainer API to see
 
 
 @pytest.mark.parametrize("backend", ["auto", "pytorchjob", "trainjob"])
@@ -504,6 +531,63 @@ def test_the_backend_value_reaches_the_operator_and_notes(backend: str) -> None:
     out = render({"trainer": {"backend": backend}})
     assert env_of(out)["AUTOX_TRAINER_BACKEND"] == backend
     assert f"trainer.backend={backend}" in out.notes
+
+
+# What the ServiceMonitor CRD (prometheus-operator, monitoring.coreos.com_servicemonitors.yaml) accepts as a duration.
+PROMETHEUS_DURATION = re.compile(
+    r"^(0|(([0-9]+)y)?(([0-9]+)w)?(([0-9]+)d)?(([0-9]+)h)?(([0-9]+)m)?(([0-9]+)s)?(([0-9]+)ms)?)$"
+)
+
+
+@pytest.mark.parametrize("case", ["defaults", "metrics-service-monitor"])
+def test_metrics_service_reaches_the_port_the_operator_serves(case: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Service -> the pod's named port -> AUTOX_METRICS_PORT -> the operator's setting: one port, end to end."""
+    values = VALUE_SETS[case]
+    out = render(values)
+    merged = merged_values(values)["metrics"]
+    service = out.one("Service")
+    assert service["metadata"]["name"] == f"{FULLNAME}-metrics"
+    assert service["metadata"].get("annotations") == (merged["service"]["annotations"] or None)
+    pod = out.one("Deployment")["spec"]["template"]
+    assert service["spec"]["selector"].items() <= pod["metadata"]["labels"].items()
+    (port,) = service["spec"]["ports"]
+    assert (port["name"], port["port"], port["targetPort"]) == ("metrics", merged["port"], "metrics")
+    ports = {p["name"]: p["containerPort"] for p in container(out)["ports"]}
+    assert ports["metrics"] == merged["port"] and ports["health"] != ports["metrics"]
+    monkeypatch.setenv("AUTOX_METRICS_PORT", env_of(out)["AUTOX_METRICS_PORT"])
+    assert OperatorSettings.from_env().metrics_port == merged["port"]
+    assert len(out.of_kind("ServiceMonitor")) == merged["serviceMonitor"]["enabled"]  # off unless asked for
+
+
+def test_service_monitor_selects_the_metrics_service() -> None:
+    values = VALUE_SETS["metrics-service-monitor"]
+    out = render(values)
+    monitor, service = out.one("ServiceMonitor"), out.one("Service")
+    assert monitor["apiVersion"] == "monitoring.coreos.com/v1" and monitor["metadata"]["name"] == FULLNAME
+    assert monitor["metadata"]["labels"]["release"] == "kube-prometheus-stack"  # what Prometheus selects by
+    spec = monitor["spec"]
+    assert set(spec) == {"selector", "namespaceSelector", "endpoints"}
+    assert spec["selector"]["matchLabels"].items() <= service["metadata"]["labels"].items()
+    assert spec["namespaceSelector"] == {"matchNames": [NAMESPACE]}
+    (endpoint,) = spec["endpoints"]
+    assert endpoint == {"port": "metrics", "path": "/metrics", "interval": "15s", "scrapeTimeout": "10s"}
+    assert endpoint["port"] in {p["name"] for p in service["spec"]["ports"]}
+    assert all(PROMETHEUS_DURATION.match(endpoint[k]) for k in ("interval", "scrapeTimeout"))
+    # The pod labels the ServiceMonitor's selector would match too are not a Service's: only ours is selected.
+    assert [s["metadata"]["name"] for s in out.of_kind("Service")] == [f"{FULLNAME}-metrics"]
+
+
+def test_metrics_off_serves_nothing(monkeypatch: pytest.MonkeyPatch) -> None:
+    out = render(VALUE_SETS["metrics-off"])
+    assert out.of_kind("Service") == [] and out.of_kind("ServiceMonitor") == []
+    assert "metrics" not in {p["name"] for p in container(out)["ports"]}
+    monkeypatch.setenv("AUTOX_METRICS_PORT", env_of(out)["AUTOX_METRICS_PORT"])
+    assert OperatorSettings.from_env().metrics_port == 0
+
+
+def test_a_service_monitor_without_metrics_fails_the_render() -> None:
+    with pytest.raises(helm.HelmRenderError, match="metrics.serviceMonitor.enabled=true needs metrics.enabled=true"):
+        render({"metrics": {"enabled": False, "serviceMonitor": {"enabled": True}}})
 
 
 def test_an_unknown_backend_fails_the_render() -> None:
@@ -517,7 +601,11 @@ def test_an_unknown_backend_fails_the_render() -> None:
 def test_a_release_named_like_the_chart_is_not_prefixed_twice() -> None:
     out = render(name="autox-video")
     # The chart's runtime is named by trainer.runtime.name (also autox-video by default).
-    assert {o["metadata"]["name"] for o in out.objects} == {"autox-video", "autox-video-runtimes"}
+    assert {o["metadata"]["name"] for o in out.objects} == {
+        "autox-video",
+        "autox-video-runtimes",
+        "autox-video-metrics",
+    }
     assert {b["roleRef"]["name"] for b in out.of_kind("ClusterRoleBinding")} == {"autox-video", "autox-video-runtimes"}
 
 
@@ -539,8 +627,9 @@ def test_helm_install_dry_run_installs_what_template_renders() -> None:
         "ClusterRoleBinding",
         "RoleBinding",
         "RoleBinding",
+        "Service",
         "Deployment",
-        "ClusterTrainingRuntime",  # a custom kind: after the built-in ones
+        *(["ClusterTrainingRuntime"] if values.get("trainer", {}).get("runtime", {}).get("install") is True else []),
     ]
     assert release["notes"].strip() == out.notes.strip()
     assert "CustomResourceDefinition" not in release["manifest"]  # crds/ are installed apart, before it
@@ -553,6 +642,26 @@ def test_notes_tell_the_next_command(default: Rendered) -> None:
     assert f"kubectl -n {NAMESPACE} logs deploy/{FULLNAME}" in notes
     watched = render(VALUE_SETS["watch-namespaces"]).notes
     assert "runs the jobs of namespaces team-a, team-b." in watched and "{{" not in watched
+    assert f"port-forward svc/{FULLNAME}-metrics 8081" in notes
+    assert "port-forward" not in render(VALUE_SETS["metrics-off"]).notes
+
+
+def test_every_metrics_value_is_documented() -> None:
+    """values.yaml's metrics keys each have a row in the chart README's table."""
+    readme = (CHART / "README.md").read_text()
+
+    def leaves(tree: dict[str, Any], prefix: str) -> list[str]:
+        return [
+            leaf
+            for key, value in tree.items()
+            for leaf in (leaves(value, f"{prefix}.{key}") if isinstance(value, dict) and value else [f"{prefix}.{key}"])
+        ]
+
+    with helm.Chart.load(CHART) as chart:
+        keys = leaves(chart.values["metrics"], "metrics")
+    assert "metrics.serviceMonitor.enabled" in keys
+    undocumented = [k for k in keys if f"`{k}`" not in readme and f"`.{k.rsplit('.', 1)[1]}`" not in readme]
+    assert undocumented == []
 
 
 def test_operator_dockerfile_has_no_torch_and_runs_as_non_root() -> None:

@@ -22,6 +22,7 @@ from autox_operator.builders import (
 )
 from autox_operator.settings import OperatorSettings
 from k8s_schemas import SchemaSet
+from pydantic import ValidationError
 
 from autox_video.config import build_config
 from autox_video.spec import VideoInferenceJobSpec, VideoTrainingJobSpec
@@ -57,8 +58,11 @@ def _spec(**overrides: Any) -> VideoTrainingJobSpec:
     return VideoTrainingJobSpec.model_validate(raw)
 
 
-def _env(*, endpoint: str | None, secret: str | None, region: str = "us-east-1") -> list[dict[str, Any]]:
+def _env(
+    *, endpoint: str | None, secret: str | None, region: str = "us-east-1", job: str = "ucf"
+) -> list[dict[str, Any]]:
     env: list[dict[str, Any]] = [
+        {"name": "AUTOX_JOB_NAME", "value": job},
         {"name": "AUTOX_CACHE_DIR", "value": "/data/cache"},
         {"name": "AWS_DEFAULT_REGION", "value": region},
     ]
@@ -277,6 +281,44 @@ def test_configmap() -> None:
         "data": {"config.yaml": config.to_yaml()},
     }
     assert yaml.safe_load(config.to_yaml())["work_dir"] == "s3://runs/ucf/"
+
+
+@pytest.mark.parametrize(
+    ("loggers", "expected"),
+    [(None, []), (["mlflow"], ["mlflow"]), (["tensorboard", "mlflow"], ["tensorboard", "mlflow"])],
+    ids=["default: none", "mlflow", "both"],
+)
+def test_spec_training_loggers_reach_config_yaml(
+    loggers: list[str] | None, expected: list[str], crd_schemas: SchemaSet
+) -> None:
+    training = {} if loggers is None else {"loggers": loggers}
+    spec = _spec(training=training)
+    body = {
+        "apiVersion": "autox.io/v1alpha1",
+        "kind": "VideoTrainingJob",
+        "metadata": {"name": "ucf"},
+        "spec": {"dataset": {"videos": "s3://data/v/", "train": "s3://data/t.txt"}, "output": "s3://runs/ucf"},
+    }
+    body["spec"]["training"] = training
+    crd_schemas.validate(body)  # the CRD accepts what the model does
+    data = build_configmap(OWNER, build_training_config(spec, SETTINGS))["data"]["config.yaml"]
+    assert yaml.safe_load(data).get("loggers", []) == expected
+
+
+def test_the_crd_rejects_an_unknown_logger(crd_schemas: SchemaSet) -> None:
+    body = {
+        "apiVersion": "autox.io/v1alpha1",
+        "kind": "VideoTrainingJob",
+        "metadata": {"name": "ucf"},
+        "spec": {
+            "dataset": {"videos": "s3://data/v/", "train": "s3://data/t.txt"},
+            "output": "s3://runs/ucf",
+            "training": {"loggers": ["wandb"]},
+        },
+    }
+    assert any("wandb" in e for e in crd_schemas.errors(body))
+    with pytest.raises(ValidationError):
+        _spec(training={"loggers": ["wandb"]})
 
 
 def _inference(**overrides: Any) -> VideoInferenceJobSpec:

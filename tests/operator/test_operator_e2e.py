@@ -11,6 +11,7 @@ import yaml
 from k8s_cluster import Cluster, wait_for
 from k8s_schemas import SchemaSet
 from ops3 import S3, S3_KEY, S3_SECRET
+from prom import free_port, scrape, total, value
 
 from autox_video.config import Config
 
@@ -98,12 +99,17 @@ def test_training_job_runs_to_success_across_an_operator_restart_then_inference_
     vij = inference_job(namespace, "ucf-test", bucket, operator_s3.endpoint_url, {"trainingJobRef": "ucf"})
     crd_schemas.validate(vtj)
     crd_schemas.validate(vij)
+    port = free_port()  # /metrics, scraped as the story goes (counters are per process: compared to `before`)
 
-    with run_operator():
+    with run_operator(metrics_port=port):
+        before = scrape(port)
+        assert value(before, "autox_jobs", kind="VideoTrainingJob", phase="Pending") == 0  # no job seen yet
         cluster.create(vtj)
 
         # The operator writes the trainer config and creates the PyTorchJob, both owned by the job.
         pj = wait_for(lambda: cluster.get(PJ, namespace, "ucf"), what="the PyTorchJob")
+        created = value(scrape(port), "autox_child_creations_total", kind="VideoTrainingJob", engine="PyTorchJob")
+        assert created == value(before, "autox_child_creations_total", kind="VideoTrainingJob", engine="PyTorchJob") + 1
         pytorchjob_schema.validate(pj)
         replicas = pj["spec"]["pytorchReplicaSpecs"]
         assert replicas["Master"]["replicas"] == 1 and replicas["Worker"]["replicas"] == 1
@@ -149,13 +155,21 @@ def test_training_job_runs_to_success_across_an_operator_restart_then_inference_
         assert waiting[0]["type"] == "Waiting" and waiting[0]["reason"] == "TrainingJobNotSucceeded"
         assert "VideoTrainingJob 'ucf'" in waiting[0]["message"]
         assert owned_pytorchjobs(cluster, namespace, "ucf-test") == []
+        now = scrape(port)
+        assert value(now, "autox_jobs", kind="VideoTrainingJob", phase="Running") == 1
+        assert value(now, "autox_jobs", kind="VideoInferenceJob", phase="Pending") == 1
+        waited = ("autox_errors_total", {"kind": "VideoInferenceJob", "reason": "TrainingJobNotSucceeded"})
+        assert value(now, waited[0], **waited[1]) > value(before, waited[0], **waited[1])
+        assert total(now, "autox_s3_request_duration_seconds_count", operation="get_object") > total(
+            before, "autox_s3_request_duration_seconds_count", operation="get_object"
+        )  # progress.json
 
     # Progress while the operator is down; then a fresh operator process.
     operator_s3.put_json(
         f"s3://{bucket}/runs/ucf/progress.json",
         progress(bucket, "ucf", phase="running", epoch=2, best=0.75, best_epoch=2),
     )
-    with run_operator():
+    with run_operator(metrics_port=port):  # the same port: the stopped operator let it go
         cluster.wait_status(VTJ, namespace, "ucf", phase="Running", epoch=2, bestTop1=0.75, bestEpoch=2)
         assert len(owned_pytorchjobs(cluster, namespace, "ucf")) == 1
 
@@ -191,6 +205,8 @@ def test_training_job_runs_to_success_across_an_operator_restart_then_inference_
                 "predictions": [{"video": v} for v in ("a/v1.mp4", "b/v2.mp4", "b/v3.mp4")],
             },
         )
+        # Every video had a label: the trainer writes the evaluation report beside results.json.
+        operator_s3.put_text(f"s3://{bucket}/predictions/report.html", "<!doctype html><title>report</title>")
         cluster.set_pytorchjob_status(namespace, "ucf-test", "Created", "Running")
         wait_for(lambda: cluster.status(VIJ, namespace, "ucf-test").get("phase") == "Running", what="vij Running")
         cluster.set_pytorchjob_status(namespace, "ucf-test", "Created", "Succeeded")
@@ -200,7 +216,26 @@ def test_training_job_runs_to_success_across_an_operator_restart_then_inference_
         )
         assert istatus["videos"] == 3 and istatus["metrics"] == {"top1": 0.66, "top5": 1.0}
         assert istatus["resultsUri"] == f"s3://{bucket}/predictions/results.json"
+        assert istatus["reportUri"] == f"s3://{bucket}/predictions/report.html"
         crd_schemas.validate(cluster.get(VIJ, namespace, "ucf-test"))
+
+        # /metrics: both jobs counted Succeeded (from the watch), the passes timed, the inference child counted.
+        def both_succeeded() -> Any:
+            now = scrape(port)
+            done = [
+                value(now, "autox_jobs", kind=k, phase="Succeeded") for k in ("VideoTrainingJob", "VideoInferenceJob")
+            ]
+            return now if done == [1, 1] else None
+
+        now = wait_for(both_succeeded, what="/metrics: both jobs Succeeded")
+        assert total(now, "autox_jobs") == 2  # every other (kind, phase) is exported as 0
+        for kind in ("VideoTrainingJob", "VideoInferenceJob"):
+            assert value(now, "autox_reconcile_duration_seconds_count", kind=kind, step="sync") > 0
+            assert value(now, "autox_reconcile_duration_seconds_count", kind=kind, step="start") > 0
+        assert (
+            value(now, "autox_child_creations_total", kind="VideoInferenceJob", engine="PyTorchJob")
+            == value(before, "autox_child_creations_total", kind="VideoInferenceJob", engine="PyTorchJob") + 1
+        )
 
     assert len(owned_pytorchjobs(cluster, namespace, "ucf")) == 1
     assert len(owned_pytorchjobs(cluster, namespace, "ucf-test")) == 1

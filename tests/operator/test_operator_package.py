@@ -25,7 +25,7 @@ def test_the_operator_never_imports_torch_mmaction2_or_decord() -> None:
 def test_builders_and_status_import_no_kubernetes_client_and_no_kopf() -> None:
     code = (
         "import sys\n"
-        "import autox_operator.builders, autox_operator.status, autox_operator.trials\n"
+        "import autox_operator.builders, autox_operator.status, autox_operator.trials, autox_operator.metrics\n"
         "bad = [m for m in sys.modules if m.split('.')[0] in ('kubernetes', 'kopf')]\n"
         "assert not bad, bad\n"
     )

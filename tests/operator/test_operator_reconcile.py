@@ -336,6 +336,32 @@ def test_inference_succeeds_only_once_its_results_are_read(kube: FakeKube, bucke
     assert (status["phase"], status["videos"], status["metrics"]) == ("Succeeded", 2, {"top1": 0.5})
 
 
+@pytest.mark.parametrize("labelled", [True, False], ids=["every video labelled", "no labels"])
+def test_a_succeeded_inference_names_its_report_when_the_trainer_wrote_one(
+    kube: FakeKube, bucket: str, operator_s3: S3, labelled: bool
+) -> None:
+    body = vij(checkpoint=f"s3://{bucket}/w.pth", ref=None, bucket=bucket)
+    body["spec"]["storage"]["endpoint"] = operator_s3.endpoint_url
+    operator_s3.put_text(f"s3://{bucket}/w.pth", "w")
+    kube.jobs[("videoinferencejobs", "ns", "pred")] = body
+    body["status"] = reconcile.start_inference(body, kube, SETTINGS)  # type: ignore[arg-type]
+    operator_s3.put_json(f"s3://{bucket}/out/results.json", {"predictions": [{}], "metrics": {"top1": 1.0}})
+    if labelled:  # the trainer writes report.html (and report.json) beside results.json
+        operator_s3.put_text(f"s3://{bucket}/out/report.html", "<html></html>")
+    kube.pytorchjobs[("ns", "pred")]["status"] = {"conditions": [{"type": "Succeeded", "status": "True"}]}
+    reconcile.sync_status("videoinferencejobs", "ns", "pred", kube, SETTINGS)  # type: ignore[arg-type]
+    status = kube.jobs[("videoinferencejobs", "ns", "pred")]["status"]
+    assert status["phase"] == "Succeeded" and status["resultsUri"] == f"s3://{bucket}/out/results.json"
+    assert status.get("reportUri") == (f"s3://{bucket}/out/report.html" if labelled else None)
+
+
+def test_report_uri_lies_beside_results_json() -> None:
+    from autox_operator.builders import report_uri
+
+    assert report_uri("s3://bucket/results.json") == "s3://bucket/report.html"
+    assert report_uri("s3://bucket/runs/x/preds.json") == "s3://bucket/runs/x/report.html"
+
+
 def test_sync_does_nothing_before_the_job_started(kube: FakeKube) -> None:
     kube.jobs[("videotrainingjobs", "ns", "job")] = vtj("data", "http://x")
     assert reconcile.sync_status("videotrainingjobs", "ns", "job", kube, SETTINGS) is None  # type: ignore[arg-type]

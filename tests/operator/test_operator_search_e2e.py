@@ -12,6 +12,7 @@ import yaml
 from k8s_cluster import Cluster, wait_for
 from k8s_schemas import SchemaSet
 from ops3 import S3
+from prom import free_port, scrape, value
 from test_operator_e2e import inference_job, owned_pytorchjobs, setup_storage, training_job
 
 from autox_video.config import Config
@@ -117,7 +118,9 @@ def test_a_search_runs_prunes_survives_a_restart_and_promotes_the_best(
 
     # The operator is down while trial 0 trains on; a fresh operator finds exactly the same trials.
     _play(operator_s3, out, 0, [0.6, 0.7])
-    with run_operator():
+    port = free_port()
+    with run_operator(metrics_port=port):
+        searched = value(scrape(port), "autox_reconcile_duration_seconds_count", kind="VideoTrainingJob", step="search")
         wait_for(lambda: _trial(cluster, namespace, 0).get("epochs") == 2, what="trial 0 at epoch 2")
         after = cluster.status(VTJ, namespace, "hpo")["trials"]
         assert [(t["number"], t["params"]) for t in after] == [(t["number"], t["params"]) for t in before]
@@ -146,6 +149,18 @@ def test_a_search_runs_prunes_survives_a_restart_and_promotes_the_best(
         cluster.set_pytorchjob_status(namespace, "hpo-t0003", "Created", "Succeeded")
         status = cluster.wait_status(VTJ, namespace, "hpo", phase="Succeeded")
         assert status["trialCounts"] == {"total": 4, "running": 0, "succeeded": 2, "pruned": 1, "failed": 1}
+        # /metrics: the trials by state (from the job's status, as watched) and the search passes, timed.
+        wanted_trials = {"running": 0, "succeeded": 2, "pruned": 1, "failed": 1}
+        now = wait_for(
+            lambda: (
+                (m := scrape(port))
+                and {s: value(m, "autox_search_trials", state=s) for s in wanted_trials} == wanted_trials
+                and m
+            ),
+            what="/metrics: trials by state",
+        )
+        assert value(now, "autox_jobs", kind="VideoTrainingJob", phase="Succeeded") == 1
+        assert value(now, "autox_reconcile_duration_seconds_count", kind="VideoTrainingJob", step="search") > searched
         assert status["bestTrial"] == 3 and status["bestTop1"] == 0.95 and status["trialsSummary"] == "4/4"
         assert status["bestCheckpoint"] == f"{out}best.pth"
         assert [t["state"] for t in status["trials"]] == ["succeeded", "pruned", "failed", "succeeded"]

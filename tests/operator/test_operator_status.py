@@ -142,6 +142,13 @@ def test_results_fields(results: dict[str, Any] | None, expected: dict[str, Any]
     assert results_fields(results) == expected
 
 
+def test_results_fields_name_the_report_only_when_it_exists() -> None:
+    results = {"predictions": [{"video": "a"}], "metrics": {"top1": 1.0}}
+    assert "reportUri" not in results_fields(results, None)
+    assert results_fields(results, "s3://b/out/report.html")["reportUri"] == "s3://b/out/report.html"
+    assert results_fields(None, "s3://b/out/report.html") == {}  # no results.json: nothing to report on
+
+
 def test_inference_status() -> None:
     done = pj("Created", "Succeeded", completionTime=T0)
     status = inference_status(done, {"predictions": [{"video": "a"}], "metrics": {"top1": 1.0}})
@@ -259,6 +266,28 @@ def test_an_eta_the_trainer_can_no_longer_give_is_removed_from_the_status() -> N
     assert status_diff(running, failed) == {"estimatedRemainingSeconds": None}  # a merge patch: null deletes
 
 
+@pytest.mark.parametrize(
+    ("child", "phase"),
+    [
+        (pj("Created", "Succeeded"), "Succeeded"),
+        (pj("Created", "Failed"), "Failed"),
+        (pj("Created", "Suspended"), "Suspended"),
+        (pj("Created", "Running", suspend=True), "Suspended"),  # asked to suspend, not confirmed yet
+        (pj("Created"), "Pending"),
+        (None, "Pending"),
+    ],
+    ids=["succeeded", "failed", "suspended", "suspend requested", "pods not running", "no child"],
+)
+def test_only_a_running_job_has_an_eta(child: dict[str, Any] | None, phase: str) -> None:
+    """progress.json still says `running` (the trainer was killed, or paused): its last ETA must not linger."""
+    status = training_status(child, MEASURED)
+    assert status["phase"] == phase and status["estimatedRemainingSeconds"] is None
+    assert status["epoch"] == 4 and status["progressPercentage"] == 13  # the rest of progress.json stays
+    previous = training_status(pj("Created", "Running"), MEASURED)
+    assert previous["estimatedRemainingSeconds"] > 0
+    assert status_diff(previous, status)["estimatedRemainingSeconds"] is None  # a merge patch: null deletes
+
+
 def test_progress_fields_default_to_the_time_now() -> None:
     started = datetime.datetime.now(datetime.UTC) - datetime.timedelta(seconds=100)
     fields = progress_fields({**MEASURED, "epoch_started": started.isoformat()})
@@ -271,6 +300,10 @@ def test_the_new_fields_fit_the_crd_schema(crd_schemas: Any) -> None:
         return [e for e in crd_schemas.errors({**obj, "spec": {}, "status": status}) if e.startswith("status")]
 
     assert status_errors(progress_fields(MEASURED, AT_WRITE)) == []
+    inference = {"apiVersion": "autox.io/v1alpha1", "kind": "VideoInferenceJob", "metadata": {"name": "x"}}
+    spec = {"model": {"checkpoint": "s3://bkt/w.pth"}, "dataset": {"videos": "s3://bkt/v/"}, "output": "s3://bkt/out/"}
+    status = results_fields({"predictions": []}, "s3://bkt/out/report.html")
+    assert crd_schemas.errors({**inference, "spec": spec, "status": status}) == []
     assert status_errors({"progressPercentage": 101, "estimatedRemainingSeconds": -1}) == [
         "status.estimatedRemainingSeconds: -1 is less than the minimum of 0",
         "status.progressPercentage: 101 is greater than the maximum of 100",

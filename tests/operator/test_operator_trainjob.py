@@ -74,6 +74,7 @@ def test_a_default_trainjob_whole() -> None:
                 "command": ["autox-entrypoint"],
                 "args": ["train", "--config", "/etc/autox/config.yaml"],
                 "env": [
+                    {"name": "AUTOX_JOB_NAME", "value": "ucf"},
                     {"name": "AUTOX_CACHE_DIR", "value": "/data/cache"},
                     {"name": "AWS_DEFAULT_REGION", "value": "us-east-1"},
                     {"name": "AWS_ENDPOINT_URL", "value": "http://minio.minio:9000"},
@@ -186,7 +187,7 @@ CASES: dict[str, tuple[dict[str, Any], dict[str, Any]]] = {
     ),
     "no credentials Secret (IRSA)": (
         {"storage": {"endpoint": "https://s3.example.com"}},
-        {"spec.trainer.env.2": {"name": "AWS_ENDPOINT_URL", "value": "https://s3.example.com"}},
+        {"spec.trainer.env.3": {"name": "AWS_ENDPOINT_URL", "value": "https://s3.example.com"}},
     ),
 }
 
@@ -238,6 +239,7 @@ def test_inference_and_trial_trainjobs(trainer_schema: SchemaSet) -> None:
     trainer_schema.validate(built)
     assert built["spec"]["trainer"]["args"] == ["test", "--config", "/etc/autox/config.yaml"]
     assert _pod_patch(built)["spec"]["volumes"][0] == {"name": "config", "configMap": {"name": "pred-config"}}
+    assert {"name": "AUTOX_JOB_NAME", "value": "pred"} in built["spec"]["trainer"]["env"]
 
     spec = _spec(dataset={"videos": "s3://data/v/", "train": "s3://data/t.txt", "val": "s3://data/v.txt"})
     configmap, trial = build_trial_children(
@@ -248,6 +250,7 @@ def test_inference_and_trial_trainjobs(trainer_schema: SchemaSet) -> None:
     assert trial["metadata"]["labels"]["autox.io/trial"] == "0003"
     assert _pod_patch(trial)["metadata"]["labels"]["autox.io/trial"] == "0003"
     assert _pod_patch(trial)["spec"]["volumes"][0]["configMap"]["name"] == "ucf-t0003-config"
+    assert {"name": "AUTOX_JOB_NAME", "value": "ucf-t0003"} in trial["spec"]["trainer"]["env"]  # one MLflow run each
 
 
 def test_trainers_default_runtime_validates_and_names_the_node_our_patches_address(trainer_schema: SchemaSet) -> None:

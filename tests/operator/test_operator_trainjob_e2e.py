@@ -18,12 +18,16 @@ from helm_engine import render
 from k8s_cluster import TRAINER_RESOURCES, Cluster, KmockThread, OperatorThread, wait_for
 from k8s_schemas import TRAINER_CRDS, SchemaSet
 from ops3 import S3
+from prom import free_port, scrape, value
 from test_operator_e2e import inference_job, progress, setup_storage, training_job
 
 from autox_video.config import Config
 
 VTJ, VIJ, TJ = "videotrainingjobs", "videoinferencejobs", "trainjobs"
 ACTIVE = [{"name": "node", "active": 2, "ready": 2, "succeeded": 0, "failed": 0, "suspended": 0}]
+
+# A cluster that serves Trainer v2 gets the chart's runtime (install: auto); an offline render needs it asked for.
+WITH_RUNTIME = {"trainer": {"runtime": {"install": True}}}
 
 
 @pytest.fixture(scope="module")
@@ -45,7 +49,7 @@ def trainer_schemas() -> SchemaSet:
 @pytest.fixture(scope="module")
 def chart_runtime(cluster: Cluster, trainer_schemas: SchemaSet) -> dict[str, Any]:
     """The chart's own ClusterTrainingRuntime, as `helm template` renders it, installed once."""
-    runtime = render().one("ClusterTrainingRuntime")
+    runtime = render(WITH_RUNTIME).one("ClusterTrainingRuntime")
     return cluster.create_runtime(runtime, trainer_schemas)
 
 
@@ -91,15 +95,20 @@ def test_training_waits_for_its_runtime_then_runs_as_a_trainjob_then_inference_u
         assert "ClusterTrainingRuntime 'torch-gpu' not found" in status["message"]
         assert "spec.runtime.name" in status["message"] and cluster.children(TJ, namespace) == []
 
-    runtime = copy.deepcopy(render().one("ClusterTrainingRuntime"))
+    runtime = copy.deepcopy(render(WITH_RUNTIME).one("ClusterTrainingRuntime"))
     runtime["metadata"]["name"] = "torch-gpu"
     cluster.create_runtime(runtime, trainer_schemas)
-    cluster.create_runtime(render().one("ClusterTrainingRuntime"), trainer_schemas)  # the chart's autox-video
-    with run_operator():
+    # and the chart's own autox-video runtime
+    cluster.create_runtime(render(WITH_RUNTIME).one("ClusterTrainingRuntime"), trainer_schemas)
+    port = free_port()
+    with run_operator(metrics_port=port):
         # `auto` picks TrainJob (the only engine served); the waiting job starts once its runtime exists.
         assert _trainjob(cluster, namespace, "other", trainer_schemas)["spec"]["runtimeRef"]["name"] == "torch-gpu"
+        created = value(scrape(port), "autox_child_creations_total", kind="VideoTrainingJob", engine="TrainJob")
         cluster.create(vtj)
         tj = _trainjob(cluster, namespace, "ucf", trainer_schemas)
+        now = scrape(port)  # /metrics counts the creation by engine
+        assert value(now, "autox_child_creations_total", kind="VideoTrainingJob", engine="TrainJob") == created + 1
         spec = tj["spec"]
         assert spec["runtimeRef"] == {
             "apiGroup": "trainer.kubeflow.org",
@@ -113,6 +122,7 @@ def test_training_waits_for_its_runtime_then_runs_as_a_trainjob_then_inference_u
         assert spec["trainer"]["image"] == "registry.test/autox-video-trainer:e2e"
         env = {e["name"]: e for e in spec["trainer"]["env"]}
         assert env["AWS_SECRET_ACCESS_KEY"]["valueFrom"]["secretKeyRef"]["name"] == "s3-credentials"
+        assert env["AUTOX_JOB_NAME"]["value"] == "ucf"  # the MLflow run's name
         assert not [n for n in env if n.startswith("PET_")]
         assert _pod_patch(tj)["spec"]["volumes"][0] == {"name": "config", "configMap": {"name": "ucf-config"}}
         owner_uid = cluster.get(VTJ, namespace, "ucf")["metadata"]["uid"]

@@ -27,3 +27,15 @@ app.kubernetes.io/version: {{ .Chart.AppVersion | quote }}
 app.kubernetes.io/managed-by: {{ .Release.Service }}
 helm.sh/chart: {{ printf "%s-%s" .Chart.Name .Chart.Version }}
 {{- end -}}
+
+{{/*
+Whether to install the chart's ClusterTrainingRuntime: "true" or "". trainer.runtime.install: auto asks the
+API server (its served APIs, .Capabilities) so the chart also installs where Kubeflow Trainer v2 is absent.
+*/}}
+{{- define "autox-video.installRuntime" -}}
+{{- $install := .Values.trainer.runtime.install -}}
+{{- if eq (toString $install) "auto" -}}
+{{- $install = .Capabilities.APIVersions.Has "trainer.kubeflow.org/v1alpha1/ClusterTrainingRuntime" -}}
+{{- end -}}
+{{- if $install }}true{{ end -}}
+{{- end }}

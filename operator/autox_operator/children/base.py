@@ -115,9 +115,11 @@ def quantity(value: int | str) -> str:
     return str(value)
 
 
-def trainer_env(storage: StorageSpec, settings: OperatorSettings) -> list[dict[str, Any]]:
-    """The trainer container's env: cache dir, S3 endpoint/region, credentials from the Secret (no PET_* names)."""
+def trainer_env(storage: StorageSpec, settings: OperatorSettings, *, job_name: str) -> list[dict[str, Any]]:
+    """The trainer container's env: job name, cache dir, S3 endpoint/region, credentials from the Secret
+    (no PET_* names)."""
     env: list[dict[str, Any]] = [
+        {"name": "AUTOX_JOB_NAME", "value": job_name},  # names the run in MLflow
         {"name": "AUTOX_CACHE_DIR", "value": C.CACHE_DIR},
         {"name": "AWS_DEFAULT_REGION", "value": storage.region},
     ]

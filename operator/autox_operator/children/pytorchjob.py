@@ -25,7 +25,7 @@ from autox_operator.settings import OperatorSettings
 
 
 def _pod_template(
-    owner: Owner, spec: JobSpec, args: list[str], config_map: str, settings: OperatorSettings
+    owner: Owner, spec: JobSpec, args: list[str], suffix: str, settings: OperatorSettings
 ) -> dict[str, Any]:
     res = spec.resources
     container: dict[str, Any] = {
@@ -34,11 +34,11 @@ def _pod_template(
         "imagePullPolicy": settings.image_pull_policy,
         "command": [C.ENTRYPOINT],
         "args": args,
-        "env": trainer_env(spec.storage, settings),
+        "env": trainer_env(spec.storage, settings, job_name=f"{owner.name}{suffix}"),
         "resources": container_resources(res),
         "volumeMounts": copy.deepcopy(VOLUME_MOUNTS),
     }
-    pod: dict[str, Any] = {"containers": [container], "volumes": trainer_volumes(res, config_map)}
+    pod: dict[str, Any] = {"containers": [container], "volumes": trainer_volumes(res, configmap_name(owner, suffix))}
     if res.node_selector:
         pod["nodeSelector"] = dict(res.node_selector)
     if res.tolerations:
@@ -63,7 +63,7 @@ def build_pytorchjob(
 ) -> dict[str, Any]:
     """A kubeflow.org/v1 PyTorchJob: one Master pod, plus replicas-1 Workers; torchrun runs one
     process per GPU in each pod (nprocPerNode), the pods' RANK is the node rank."""
-    template = _pod_template(owner, spec, args, configmap_name(owner, suffix), settings)
+    template = _pod_template(owner, spec, args, suffix, settings)
     replicas = {"Master": {"replicas": 1, "restartPolicy": "OnFailure", "template": template}}
     if spec.resources.replicas > 1:
         replicas["Worker"] = {

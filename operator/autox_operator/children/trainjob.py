@@ -61,7 +61,7 @@ def build_trainjob(
         "image": spec.image or settings.trainer_image,
         "command": [C.ENTRYPOINT],
         "args": list(args),
-        "env": trainer_env(spec.storage, settings),
+        "env": trainer_env(spec.storage, settings, job_name=f"{owner.name}{suffix}"),  # a trial's: <job>-tNNNN
         "numNodes": res.replicas,
         "numProcPerNode": max(res.gpus_per_replica, 1),
     }
