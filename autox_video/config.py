@@ -11,11 +11,21 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ModelWrapValidatorHandler,
+    PrivateAttr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
+from autox_video import families
 from autox_video.errors import ConfigError
+from autox_video.families import Backbone
 
-Backbone = Literal["swin_t", "swin_s", "swin_b", "swin_micro", "swin_mini"]
 Precision = Literal["auto", "fp32", "fp16", "bf16"]
 Decoder = Literal["auto", "decord", "pyav"]
 ResultsFormat = Literal["default", "seed"]
@@ -59,7 +69,9 @@ class Config(BaseModel):
 
     # --- extras ---
     backbone: Backbone = Field(
-        "swin_b", description="Video Swin size; swin_micro and swin_mini are tiny models for CPU tests and the demo."
+        "swin_b",
+        description=f"Network: {families.describe()}. Keys it has its own recipe for "
+        f"({', '.join(families.FAMILY_KEYS)}) default to that recipe when not set.",
     )
     pretrained: str | None = Field(
         None, description="Weights (path or s3://); default: first *.pth in ./checkpoints/; 'none' = random init."
@@ -109,6 +121,37 @@ class Config(BaseModel):
     search: SearchConfig | Literal["auto"] | None = Field(
         None, description="Search for `autox-video tune`: a mapping (trials, budget, space, ...) or 'auto'."
     )
+
+    # Keys the before-validator filled from the family's recipe: not the user's, so a search trial on
+    # another backbone takes that backbone's value instead (explicit_keys).
+    _family_filled: frozenset[str] = PrivateAttr(default=frozenset())
+
+    @model_validator(mode="wrap")
+    @classmethod
+    def _family_defaults(cls, data: Any, handler: ModelWrapValidatorHandler[Config]) -> Config:
+        # A family's own recipe (families.py) fills the keys the config leaves out (or sets to null,
+        # except grad_clip, where null means no clipping): tsm_r50 alone gets SGD's lr, 8 segments...
+        # On assignment `data` is the model itself: nothing to fill, and the record stays.
+        filled: dict[str, Any] | None = None
+        if isinstance(data, dict):
+            defaults = families.family_defaults(data.get("backbone", cls.model_fields["backbone"].default))
+            given = {k for k, v in data.items() if v is not None or k == "grad_clip"}
+            filled = {k: v for k, v in defaults.items() if k not in given}
+            data = {**data, **filled}
+        cfg = handler(data)
+        if filled is not None:
+            cfg._family_filled = frozenset(filled)
+        return cfg
+
+    def explicit_keys(self) -> set[str]:
+        """Keys set by the config file, flags or kwargs (not from field or family defaults)."""
+        return set(self.model_fields_set) - self._family_filled
+
+    def family_free_values(self) -> dict[str, Any]:
+        """model_dump() less the family keys the user did not set: rebuilt on another backbone, they
+        take that backbone's defaults."""
+        explicit = self.explicit_keys()
+        return {k: v for k, v in self.model_dump().items() if k not in families.FAMILY_KEYS or k in explicit}
 
     @field_validator("search", mode="before")
     @classmethod

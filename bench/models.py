@@ -1,4 +1,4 @@
-"""Shared by the GPU benchmarks: the Video Swin recognizer from mmaction2's registry, batches, peak matmul."""
+"""Shared by the GPU benchmarks: the recognizers from mmaction2's registry (every family), batches, peak matmul."""
 
 from __future__ import annotations
 
@@ -46,6 +46,37 @@ def recognizer(backbone: str, num_classes: int = 400, *, with_cp: bool = False) 
     # autocast) crash there ("unsupported ScalarType BFloat16"). Scores leave the head as fp32.
     model.cls_head.register_forward_hook(lambda _m, _args, out: out.float())
     return model
+
+
+def model_for(backbone: str, frames: int, img: int, num_classes: int = 400, *, with_cp: bool = False) -> Any:
+    """Any family's recognizer for clips of `frames` x `img`: Swin as above, the others as the trainer builds them."""
+    from autox_video import families
+
+    if families.model(backbone).family.name == "swin":
+        return recognizer(backbone, num_classes, with_cp=with_cp)
+    from autox_video.config import build_config
+    from autox_video.training.recipe import build_recognizer
+
+    cfg = build_config({"backbone": backbone, "clip_len": frames, "img_size": img, "pretrained": "none"})
+    return build_recognizer(cfg, num_classes)
+
+
+def model_batch(backbone: str, n: int, frames: int, img: int, device: str, num_classes: int = 400) -> dict[str, Any]:
+    """`batch` in the layout `backbone`'s family reads: [3,T,H,W] clips, or [T,3,H,W] segments (TSM, NCHW)."""
+    from autox_video import families
+
+    data = batch(n, 1, frames, img, device, num_classes)
+    if families.model(backbone).family.input_format == "NCHW":
+        data["inputs"] = [x[0].transpose(0, 1).contiguous() for x in data["inputs"]]
+    return data
+
+
+def clip_shape(backbone: str) -> tuple[int, int]:
+    """(frames, crop) of `backbone`'s own recipe (config defaults; Swin: the seed's 32 x 224)."""
+    from autox_video.config import build_config
+
+    cfg = build_config({"backbone": backbone})
+    return cfg.resolved_clip_len, cfg.img_size
 
 
 def batch(n: int, views: int, frames: int, img: int, device: str, num_classes: int = 400) -> dict[str, Any]:

@@ -11,6 +11,12 @@ figures for that). Variants, each on a freshly built model:
   bf16+compile  + torch.compile of the backbone (GPU by default; --compile on to force)
   bf16+ckpt     + gradient checkpointing (SwinTransformer3D with_cp=True): memory, not speed
 
+Every backbone family (autox_video/families.py) is built as the trainer builds it; cl3d and ckpt are
+Swin's only. --quick: the tiny variant of each family on CPU. Per model it also prints parameters and
+forward GFLOPs per clip (FlopCounterMode; mmengine.analysis.get_model_complexity_info runs on CPU but
+misses scaled_dot_product_attention, i.e. the ViTs' attention, and the head); --complexity prints
+only those, at each backbone's own recipe clip (clip_len x img_size), with no timing.
+
 FLOPs: counted with torch.utils.flop_counter.FlopCounterMode over one forward+backward of the
 model without checkpointing (model FLOPs: recomputation is not counted, optimizer FLOPs are not
 counted; matmul/conv/attention FLOPs = 2 x multiply-accumulates). MFU = counted FLOPs x steps/s /
@@ -28,8 +34,18 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from models import SMALL, batch, peak_matmul_tflops, pick_device_and_shape, recognizer, sync  # noqa: E402
+from models import (  # noqa: E402
+    SMALL,
+    clip_shape,
+    model_batch,
+    model_for,
+    peak_matmul_tflops,
+    pick_device_and_shape,
+    sync,
+)
 from record import headlines, machine, record, table  # noqa: E402
+
+from autox_video import families  # noqa: E402
 
 
 @dataclass(frozen=True)
@@ -51,6 +67,10 @@ VARIANTS = [
     Variant("bf16+compile", bf16=True, fused=True, compile=True),
     Variant("bf16+ckpt", bf16=True, fused=True, checkpointing=True),
 ]
+
+
+# --quick: the tiny variant of every family (swin_micro standing for Swin).
+QUICK_MODELS = ["swin_micro", *(n for n in families.NAMES if families.MODELS[n].tiny and not n.startswith("swin"))]
 
 
 def optimizer(model: Any, fused: bool) -> Any:
@@ -85,13 +105,18 @@ def make_step(model: Any, opt: Any, device: str, v: Variant) -> Any:
     return step
 
 
-def count_flops(backbone: str, data: dict[str, Any], device: str) -> float:
+def swin_only(v: Variant) -> bool:
+    """Variants that touch SwinTransformer3D internals (with_cp, the patch-embedding Conv3d layout)."""
+    return v.channels_last or v.checkpointing
+
+
+def count_flops(backbone: str, data: dict[str, Any], device: str, frames: int, img: int) -> float:
     """FLOPs of one forward+backward (FlopCounterMode), model without checkpointing."""
     import torch
     from torch.utils.flop_counter import FlopCounterMode
 
     torch.manual_seed(0)
-    model = recognizer(backbone).to(device).train()
+    model = model_for(backbone, frames, img).to(device).train()
     counter = FlopCounterMode(display=False)
     with counter:
         prepared = model.data_preprocessor(data, training=True)
@@ -103,14 +128,30 @@ def count_flops(backbone: str, data: dict[str, Any], device: str) -> float:
     return float(counter.get_total_flops())
 
 
+def complexity(backbone: str, frames: int, img: int, device: str) -> tuple[int, float]:
+    """(parameters, forward FLOPs of one clip) of the 400-class recognizer; FLOPs = 2 x multiply-adds."""
+    import torch
+    from torch.utils.flop_counter import FlopCounterMode
+
+    torch.manual_seed(0)
+    model = model_for(backbone, frames, img).to(device).eval()
+    params = sum(p.numel() for p in model.parameters())
+    counter = FlopCounterMode(display=False)
+    with torch.no_grad(), counter:
+        prepared = model.data_preprocessor(model_batch(backbone, 1, frames, img, device), training=False)
+        model(**prepared, mode="predict")
+    del model
+    return params, float(counter.get_total_flops())
+
+
 def run_variant(
-    backbone: str, v: Variant, data: dict[str, Any], device: str, steps: int, warmup: int
+    backbone: str, v: Variant, data: dict[str, Any], device: str, steps: int, warmup: int, frames: int, img: int
 ) -> dict[str, float]:
     """Build, warm up and time one variant; clips/s, seconds/step and peak memory (GiB, GPU only)."""
     import torch
 
     torch.manual_seed(0)
-    model = recognizer(backbone, with_cp=v.checkpointing).to(device).train()
+    model = model_for(backbone, frames, img, with_cp=v.checkpointing).to(device).train()
     if v.channels_last:
         # Only the patch-embedding Conv3d has a layout choice (model.to(memory_format) would also
         # try the data preprocessor's 4-D mean/std buffers and fail).
@@ -144,6 +185,29 @@ def run_variant(
     return dict(clips_per_s=len(data["inputs"]) / seconds, step_s=seconds, peak_gib=mem)
 
 
+def print_complexity(models: list[str], device: str, record_it: bool) -> int:
+    """The --complexity table: parameters and forward GFLOPs per clip at each model's recipe clip."""
+    rows, heads = [], {}
+    for backbone in models:
+        frames, img = clip_shape(backbone)
+        params, flops = complexity(backbone, frames, img, device)
+        rows.append([backbone, f"{frames}x{img}x{img}", params / 1e6, flops / 1e9])
+        heads[f"{backbone}_params_m"] = params / 1e6
+        heads[f"{backbone}_gflops_fwd_per_clip"] = flops / 1e9
+    text = (
+        "400-class recognizers, one clip (TSM: segments x 1 frame), forward only; FLOPs by "
+        "torch.utils.flop_counter.FlopCounterMode = 2 x multiply-adds (mmaction2's tables count multiply-adds)\n"
+        + table(["model", "clip", "params M", "GFLOPs fwd"], rows)
+    )
+    print(text)
+    print(headlines(heads))
+    if record_it:
+        kind = "gpu" if device.startswith("cuda") else "cpu"
+        path = record(kind, "Model complexity", text + "\n" + headlines(heads), device=device)
+        print(f"recorded in {path}", file=sys.stderr)
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     """Parse arguments, time every model x variant, print the table and headlines."""
     ap = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
@@ -151,8 +215,15 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument(
         "--small", action="store_true", help=f"CPU-sized clips {SMALL['frames']}x{SMALL['img']}x{SMALL['img']}"
     )
-    ap.add_argument("--quick", action="store_true", help="CI smoke: swin_micro (2 stages), 8x32x32, 1 step, no compile")
-    ap.add_argument("--models", default="swin_t,swin_b", help="comma-separated: swin_t, swin_s, swin_b")
+    ap.add_argument(
+        "--quick", action="store_true", help="CI smoke: each family's tiny variant, 8x32x32, 1 step, no compile"
+    )
+    ap.add_argument("--models", default="swin_t,swin_b", help=f"comma-separated: {families.describe()}")
+    ap.add_argument(
+        "--complexity",
+        action="store_true",
+        help="only parameters and forward GFLOPs per clip, at each model's recipe clip (no timing)",
+    )
     ap.add_argument("--batch", type=int, default=None, help="clips per step (default 8 on GPU, 2 small)")
     ap.add_argument("--steps", type=int, default=None, help="timed steps (default 20, quick 2)")
     ap.add_argument("--warmup", type=int, default=None, help="untimed steps first (default 5; compile needs them)")
@@ -168,7 +239,12 @@ def main(argv: list[str] | None = None) -> int:
     import torch
 
     device, small, shape = pick_device_and_shape(args.device, args.small, args.quick)
-    models = ["swin_micro"] if args.quick else [m.strip() for m in args.models.split(",") if m.strip()]
+    models = QUICK_MODELS if args.quick else [m.strip() for m in args.models.split(",") if m.strip()]
+    unknown = [m for m in models if m not in families.MODELS]
+    if unknown:
+        ap.error(f"--models: unknown {', '.join(unknown)}; choose from {families.describe()}")
+    if args.complexity:
+        return print_complexity(models, device, args.record)
     n = args.batch or (1 if args.quick else 2 if small else 8)
     steps = args.steps or (1 if args.quick else 20 if device.startswith("cuda") else 3)
     warmup = args.warmup if args.warmup is not None else (1 if args.quick or not device.startswith("cuda") else 5)
@@ -181,14 +257,21 @@ def main(argv: list[str] | None = None) -> int:
     peak = peak_matmul_tflops(device, peak_dtype, seconds=0.3 if args.quick else 2.0)
 
     rows, heads = [], {}
+    frames, img = shape["frames"], shape["img"]
     for backbone in models:
-        data = batch(n, 1, shape["frames"], shape["img"], device)
+        data = model_batch(backbone, n, frames, img, device)
         # One clip: FLOPs scale with the batch, and an fp32 batch of 8 Swin-B clips may not fit.
-        flops_per_clip = count_flops(backbone, batch(1, 1, shape["frames"], shape["img"], device), device)
+        flops_per_clip = count_flops(backbone, model_batch(backbone, 1, frames, img, device), device, frames, img)
+        params, fwd_flops = complexity(backbone, frames, img, device)
+        heads[f"{backbone}_params_m"] = params / 1e6
+        heads[f"{backbone}_gflops_fwd_per_clip"] = fwd_flops / 1e9
         results: dict[str, dict[str, float]] = {}
+        is_swin = families.model(backbone).family.name == "swin"
         for v in variants:
+            if swin_only(v) and not is_swin:
+                continue
             try:
-                results[v.name] = run_variant(backbone, v, data, device, steps, warmup)
+                results[v.name] = run_variant(backbone, v, data, device, steps, warmup, frames, img)
             except torch.OutOfMemoryError:
                 torch.cuda.empty_cache()
                 rows.append([backbone, v.name, "OOM", "", "", ""])

@@ -64,13 +64,20 @@ def test_data_pipeline_prints_both_ratios_and_records(cache: Path, tmp_path: Pat
 
 def test_train_step_runs_on_cpu(tmp_path: Path) -> None:
     heads = _run("train_step.py", "--device", "cpu")
-    _positive(
-        heads,
-        "swin_micro_seed_fp32_clips_per_s",
-        "swin_micro_bf16_clips_per_s",
-        "swin_micro_bf16_mfu_pct",
-        "swin_micro_gflops_per_clip",
-    )
+    for model in ("swin_micro", "tsm_tiny", "x3d_tiny", "uniformerv2_tiny", "videomae_tiny"):  # every family
+        _positive(
+            heads,
+            f"{model}_seed_fp32_clips_per_s",
+            f"{model}_bf16_clips_per_s",
+            f"{model}_bf16_mfu_pct",
+            f"{model}_gflops_per_clip",
+            f"{model}_params_m",
+            f"{model}_gflops_fwd_per_clip",
+        )
+    # --complexity: parameters and forward GFLOPs only, at each model's recipe clip (here the tiny ones).
+    sizes = _run("train_step.py", "--device", "cpu", "--complexity")
+    _positive(sizes, "tsm_tiny_params_m", "videomae_tiny_gflops_fwd_per_clip")
+    assert not any(k.endswith("_clips_per_s") for k in sizes)
 
 
 def test_inference_runs_on_cpu(cache: Path) -> None:

@@ -95,13 +95,44 @@ def test_auto_space_per_device_is_printed_and_holds_the_defaults() -> None:
     assert gpu["backbone"].choices == ["swin_t", "swin_s", "swin_b"] and not notes
     assert sp.params_of(gpu, cfg) is not None  # every default of Config is inside: trial 0 is the default recipe
     cpu, _ = sp.auto_space(cfg, cuda=False)
-    assert cpu["backbone"].choices == ["swin_micro", "swin_mini"]
+    assert cpu["backbone"].choices == [
+        "swin_micro",
+        "swin_mini",
+        "tsm_tiny",
+        "x3d_tiny",
+        "uniformerv2_tiny",
+        "videomae_tiny",
+    ]
     lines = sp.describe(cpu)
-    assert "  backbone: one of swin_micro, swin_mini" in lines
+    assert "  backbone: one of swin_micro, swin_mini, tsm_tiny, x3d_tiny, uniformerv2_tiny, videomae_tiny" in lines
     assert any(line.startswith("  lr: float 0.0003 .. 0.01 (log)") for line in lines)
     # One pretrained file fits one size: the backbone is then kept, and the note says why.
     fixed, notes = sp.auto_space(cfg.model_copy(update={"pretrained": "swin_b.pth"}), cuda=True)
     assert "backbone" not in fixed and "swin_b" in notes[0]
+
+
+def test_a_trial_on_another_family_takes_its_defaults_but_keeps_what_the_user_set(tmp_path: Path) -> None:
+    from autox_video import families
+    from autox_video.search.tune import Search
+
+    space = {"backbone": ["swin_micro", "tsm_r50", "tsm_tiny"]}
+    base = {k: v for k, v in TINY.items() if k in ("backbone", "pretrained", "img_size", "evaluation")}
+    left = Search(build_config(dict(base, work_dir=str(tmp_path / "a"), search={"space": space})), SearchConfig())
+    tsm = left.trial_config(1, {"backbone": "tsm_tiny"})
+    want = families.family_defaults("tsm_tiny")
+    assert (tsm.clip_len, tsm.frame_interval, tsm.lr) == (want["clip_len"], want["frame_interval"], want["lr"])
+    assert tsm.drop_path_rate == want["drop_path_rate"] and tsm.img_size == 32  # the user's img_size stays
+    r50 = left.trial_config(2, {"backbone": "tsm_r50", "lr": 0.3})  # the space's value wins
+    assert (r50.lr, r50.clip_len, r50.weight_decay) == (0.3, 8, families.family_defaults("tsm_r50")["weight_decay"])
+    # Back on Swin: Config's own (Swin's) defaults, not tsm's.
+    swin = Search(
+        build_config(dict(base, backbone="tsm_tiny", work_dir=str(tmp_path / "b"), search={"space": space})),
+        SearchConfig(),
+    ).trial_config(1, {"backbone": "swin_micro"})
+    assert (swin.lr, swin.clip_len, swin.drop_path_rate) == (1e-3, None, 0.2)
+    user = dict(base, lr=2e-3, clip_len=6, work_dir=str(tmp_path / "c"), search={"space": space})
+    kept = Search(build_config(user), SearchConfig()).trial_config(1, {"backbone": "tsm_r50"})
+    assert (kept.lr, kept.clip_len, kept.frame_interval) == (2e-3, 6, 1)  # the user's lr and clip_len win
 
 
 def test_asha_rungs_scale_with_epoch() -> None:

@@ -16,6 +16,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
+from autox_video import families
 from autox_video.config import LOCATION_KEYS
 from autox_video.errors import ConfigError
 from autox_video.spec.search import Domain, SearchConfig
@@ -46,7 +47,8 @@ NOT_SEARCHABLE: dict[str, str] = {
 
 # `search: auto`. GPU: the Swin sizes (each with its Kinetics checkpoint when ./checkpoints has one
 # per size) and the optimisation keys, bounds around mmaction2's Swin recipes; every default of
-# Config lies inside, so trial 0 is the default recipe. CPU: the tiny backbones, trained from scratch.
+# Config lies inside, so trial 0 is the default recipe. CPU: the tiny backbones, trained from scratch
+# (they share one AdamW-style recipe, families._TINY_OPT, so the ranges below suit each of them).
 AUTO_GPU: dict[str, Any] = {
     "backbone": ["swin_t", "swin_s", "swin_b"],
     "lr": {"low": 1e-4, "high": 1e-2, "log": True},
@@ -56,7 +58,8 @@ AUTO_GPU: dict[str, Any] = {
     "warmup_epochs": {"low": 0.0, "high": 5.0},
 }
 AUTO_CPU: dict[str, Any] = {
-    "backbone": ["swin_micro", "swin_mini"],
+    # The tiny variant of every family (families.py): on a CPU the cheapest model that learns the data wins.
+    "backbone": [n for n in families.NAMES if families.MODELS[n].tiny],
     "lr": {"low": 3e-4, "high": 1e-2, "log": True},
     "weight_decay": {"low": 0.005, "high": 0.2, "log": True},
     "drop_path_rate": {"low": 0.0, "high": 0.2},

@@ -274,7 +274,8 @@ class Search:
 
     def trial_config(self, number: int, overrides: dict[str, Any]) -> Config:
         """The trial's Config: the search's config with the trial's values, in trials/NNNN, searching nothing."""
-        base = self.cfg.model_dump()
+        # Family keys the user left to the defaults stay unset: a trial on another backbone gets its recipe.
+        base = self.cfg.family_free_values()
         base.update(overrides, work_dir=str(self.work / ledger.trial_dir_name(number)), search=None)
         try:
             return Config(**base)

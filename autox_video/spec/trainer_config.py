@@ -9,6 +9,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from autox_video.config import Config, build_config
+from autox_video.families import FAMILY_KEYS
 from autox_video.spec.common import StorageSpec
 from autox_video.spec.inference import VideoInferenceJobSpec
 from autox_video.spec.training import VideoTrainingJobSpec
@@ -46,7 +47,14 @@ def s3_endpoint(storage: StorageSpec, default_endpoint: str | None = None) -> st
 def training_values(spec: VideoTrainingJobSpec, *, default_endpoint: str | None = None) -> dict[str, Any]:
     """The config.yaml keys of a VideoTrainingJob spec, before validation."""
     ds = spec.dataset
-    params = {TRAINING_KEY_RENAMES.get(k, k): v for k, v in spec.training.model_dump().items()}
+    # Family keys the spec leaves out (or null) stay out: the config validator fills them from the
+    # (trial's) backbone. As in config.yaml, gradClip set to null means no clipping.
+    given = spec.training.model_fields_set
+    params = {
+        TRAINING_KEY_RENAMES.get(k, k): v
+        for k, v in spec.training.model_dump().items()
+        if k not in FAMILY_KEYS or (k in given and (v is not None or k == "grad_clip"))
+    }
     return {
         "data_root": ds.videos,
         "ann_file_train": ds.train,

@@ -34,6 +34,16 @@ def _like(config_key: str, description: str | None = None, **extra: Any) -> Any:
     return Field(info.default, description=description or info.description, **bounds, **extra)
 
 
+def _family_like(config_key: str, description: str | None = None) -> Any:
+    """A field with config.yaml's bounds whose default (None, left out of config.yaml) is the backbone family's."""
+    info = Config.model_fields[config_key]
+    bounds = {
+        k: getattr(m, k) for m in info.metadata for k in ("ge", "gt", "le", "lt") if getattr(m, k, None) is not None
+    }
+    text = (description or info.description or config_key).rstrip(".")
+    return Field(None, description=f"{text}; default: the backbone family's.", **bounds)
+
+
 class TrainingDataset(CamelModel):
     """Videos and `path label` lists (mmaction2 format) on S3."""
 
@@ -48,9 +58,7 @@ class TrainingDataset(CamelModel):
 class TrainingModel(CamelModel):
     """The network and the weights it starts from."""
 
-    backbone: Backbone = Field(
-        "swin_b", description="Video Swin size: swin_t, swin_s, swin_b (swin_micro, swin_mini: CPU tests and demo)."
-    )
+    backbone: Backbone = _like("backbone")  # the names and their description come from autox_video/families.py
     pretrained: str | None = Field(
         None,
         min_length=1,
@@ -65,16 +73,16 @@ class TrainingParams(CamelModel):
     batch_size_per_gpu: int = _like("videos_per_gpu")
     eval_interval: int = _like("evaluation")
     video_length: int = _like("video_length")
-    clip_len: int | None = _like("clip_len")
-    frame_interval: int | None = _like("frame_interval")
-    img_size: int = _like("img_size")
+    clip_len: int | None = _family_like("clip_len", "Frames per clip (Swin: 4 x videoLength)")
+    frame_interval: int | None = _family_like("frame_interval", "Temporal stride between sampled frames (Swin: 6)")
+    img_size: int | None = _family_like("img_size")
     precision: Precision = _like("precision")
-    lr: float = _like("lr")
-    backbone_lr_mult: float = _like("backbone_lr_mult")
-    weight_decay: float = _like("weight_decay", "Weight decay (AdamW).")
-    warmup_epochs: float = _like("warmup_epochs")
-    grad_clip: float | None = _like("grad_clip")
-    drop_path_rate: float = _like("drop_path_rate", "Stochastic depth rate of the backbone.")
+    lr: float | None = _family_like("lr")
+    backbone_lr_mult: float | None = _family_like("backbone_lr_mult")
+    weight_decay: float | None = _family_like("weight_decay", "Weight decay")
+    warmup_epochs: float | None = _family_like("warmup_epochs")
+    grad_clip: float | None = _family_like("grad_clip", "Max gradient norm, null = no clipping")
+    drop_path_rate: float | None = _family_like("drop_path_rate", "Stochastic depth rate of the backbone")
     num_workers: int | None = _like("num_workers")
     seed: int = _like("seed", "Random seed.")
     num_class: int | None = _like("num_class")

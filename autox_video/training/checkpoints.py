@@ -1,7 +1,9 @@
-"""Find and load weights: pretrained Video Swin (seed / mmaction2 / torchvision), best and latest.
+"""Find and load weights: pretrained backbones in each family's release formats, best and latest.
 
-Pretrained weights are loaded strictly: every backbone tensor must be present with the model's
-shape, or it is an error (the seed once left its patch embedding random without a word).
+Pretrained weights are loaded strictly: every backbone tensor the format provides must be present
+with the model's shape, or it is an error (the seed once left its patch embedding random without a
+word). Formats: mmaction2 model zoo / our checkpoints (all families); Video Swin's original and
+torchvision's; torchvision ResNet-50 for TSM; OpenAI CLIP ViT for UniFormerV2; VideoMAE (V2) releases.
 """
 
 from __future__ import annotations
@@ -86,15 +88,134 @@ def normalize_state_dict(obj: dict[str, Any], num_stages: int) -> dict[str, torc
     return {(last + k[len("backbone.norm.") :] if k.startswith("backbone.norm.") else k): v for k, v in sd.items()}
 
 
+# OpenAI CLIP's visual tower names, as UniFormerV2 keeps them (its own additions: dpe, dec, balance...).
+_CLIP_VISUAL = re.compile(
+    r"^backbone\.(conv1\.weight|class_embedding|positional_embedding|ln_pre\.(weight|bias)"
+    r"|transformer\.resblocks\.\d+\.(attn\.(in_proj_weight|in_proj_bias|out_proj\.(weight|bias))"
+    r"|ln_[12]\.(weight|bias)|mlp\.c_(fc|proj)\.(weight|bias)))$"
+)
+
+
+def _tensors(obj: dict[str, Any]) -> dict[str, torch.Tensor]:
+    """The state dict inside any wrapper (state_dict / model / module), DDP's `module.` removed."""
+    for key in ("state_dict", "model", "module"):
+        if isinstance(obj.get(key), dict):
+            obj = obj[key]
+            break
+    return {k.removeprefix("module."): v for k, v in obj.items() if isinstance(v, torch.Tensor)}
+
+
+def _from_torchvision_resnet(sd: dict[str, torch.Tensor], model: nn.Module) -> dict[str, torch.Tensor]:
+    """torchvision ResNet names (conv1, bn1, layer1.0.conv1, downsample.0) -> mmaction2 ResNetTSM names.
+
+    The same walk as mmaction2's ResNetTSM.load_original_weights: each ConvModule `x.convN` holds
+    torchvision's `x.convN` and `x.bnN`; TSM's TemporalShift wraps the first conv as `.net`.
+    """
+    from mmcv.cnn import ConvModule
+
+    target = model.state_dict()
+    out: dict[str, torch.Tensor] = {}
+    for name, module in model.backbone.named_modules():
+        if not isinstance(module, ConvModule):
+            continue
+        tv = name.replace(".net", "").replace(".block", "")
+        conv, bn = (tv + ".0", tv + ".1") if "downsample" in tv else (tv, tv.replace("conv", "bn"))
+        # TemporalShift wraps a block's first conv: ConvModule.conv.net is the Conv2d.
+        ours = f"backbone.{name}.conv.net" if f"backbone.{name}.conv.net.weight" in target else f"backbone.{name}.conv"
+        for suffix in ("weight", "bias"):
+            if f"{conv}.{suffix}" in sd:
+                out[f"{ours}.{suffix}"] = sd[f"{conv}.{suffix}"]
+        for suffix in ("weight", "bias", "running_mean", "running_var", "num_batches_tracked"):
+            if f"{bn}.{suffix}" in sd:
+                out[f"backbone.{name}.bn.{suffix}"] = sd[f"{bn}.{suffix}"]
+    return out  # torchvision's `fc` is ImageNet's classifier, not this head: left out
+
+
+def _from_clip(sd: dict[str, torch.Tensor], model: nn.Module) -> dict[str, torch.Tensor]:
+    """OpenAI CLIP (visual.*) or its extracted visual tower -> UniFormerV2 names; 2D patch conv inflated."""
+    if any(k.startswith("visual.") for k in sd):  # the whole CLIP: its text tower has resblocks too
+        sd = {k.removeprefix("visual."): v for k, v in sd.items() if k.startswith("visual.")}
+    visual = sd
+    out = {"backbone." + k: v for k, v in visual.items() if _CLIP_VISUAL.match("backbone." + k)}
+    conv = out.get("backbone.conv1.weight")
+    target = model.state_dict().get("backbone.conv1.weight")
+    if conv is not None and target is not None and conv.ndim == 4 and target.ndim == 5:
+        # As UniFormerV2._inflate_weight (center): the image kernel at the middle time step.
+        weight = conv.new_zeros(*conv.shape[:2], target.shape[2], *conv.shape[2:])
+        weight[:, :, target.shape[2] // 2] = conv
+        out["backbone.conv1.weight"] = weight
+    return out
+
+
+def _from_videomae(sd: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """VideoMAE / VideoMAE V2 release names (encoder.* pretraining, bare fine-tuned) -> mmaction2 ViT names."""
+    if any(k.startswith("encoder.") for k in sd):
+        # A pretraining checkpoint: the encoder only (decoder, mask token and encoder_to_decoder dropped).
+        sd = {k.removeprefix("encoder."): v for k, v in sd.items() if k.startswith("encoder.")}
+    out: dict[str, torch.Tensor] = {}
+    for key, value in sd.items():
+        key = key.replace("patch_embed.proj.", "patch_embed.projection.")
+        key = key.replace(".mlp.fc1.", ".mlp.layers.0.0.").replace(".mlp.fc2.", ".mlp.layers.1.")
+        if key.startswith("head."):
+            out["cls_head.fc_cls." + key.removeprefix("head.")] = value
+        else:
+            out["backbone." + key] = value
+    return out
+
+
+def _layout(sd: dict[str, torch.Tensor]) -> str:
+    """Which release format a state dict is in."""
+    if any(k.startswith(("backbone.", "cls_head.")) for k in sd):
+        return "mmaction2"
+    if "class_embedding" in sd or "visual.class_embedding" in sd:
+        return "clip"
+    if "layer1.0.conv1.weight" in sd and "conv1.weight" in sd:
+        return "torchvision_resnet"
+    if any(k.startswith(("encoder.blocks.", "blocks.")) for k in sd) and any("patch_embed.proj." in k for k in sd):
+        return "videomae"
+    return "bare"
+
+
+def _family_state(obj: dict[str, Any], model: nn.Module) -> tuple[dict[str, torch.Tensor], list[str], str]:
+    """(mmaction2-named tensors, the backbone keys this format must provide, what it is) for a non-Swin model."""
+    sd = _tensors(obj)
+    layout = _layout(sd)
+    target = model.state_dict()
+    backbone = [k for k in target if k.startswith("backbone.")]
+    if layout == "clip":
+        return _from_clip(sd, model), [k for k in backbone if _CLIP_VISUAL.match(k)], "CLIP ViT"
+    if layout == "torchvision_resnet":
+        sd = _from_torchvision_resnet(sd, model)
+    elif layout == "videomae":
+        fine_tuned = any(k.startswith("fc_norm.") for k in sd)
+        sd = _from_videomae(sd)
+        if not fine_tuned:  # a pretraining encoder has no pooled-feature norm: fine-tuning adds it
+            backbone = [k for k in backbone if not k.startswith("backbone.fc_norm.")]
+    elif layout == "bare":
+        sd = {"backbone." + k: v for k, v in sd.items()}
+    return sd, backbone, "backbone"
+
+
+def _optional(model: nn.Module) -> set[str]:
+    """Constant buffers a model computes itself (Swin's relative_position_index, VideoMAE's sinusoid
+    pos_embed, BatchNorm's counter): used when the file has them, not required of it."""
+    stats = ("running_mean", "running_var")
+    params = {k for k, _ in model.named_parameters()}
+    return {k for k in model.state_dict() if k not in params and not k.endswith(stats)}
+
+
 def load_pretrained(model: nn.Module, path: str | Path) -> str:
     """Load backbone (and, when the class count matches, head) weights; return the log line."""
     model = getattr(model, "module", model)  # DDP wrapper
-    num_stages = len(model.backbone.layers)
-    sd = normalize_state_dict(load_state(path), num_stages)
     target = model.state_dict()
-    backbone_keys = [k for k in target if k.startswith("backbone.")]
-    # relative_position_index is a constant buffer the model computes itself; some exports omit it.
-    required = [k for k in backbone_keys if k in sd or not k.endswith("relative_position_index")]
+    if hasattr(model.backbone, "layers") and type(model.backbone).__name__ == "SwinTransformer3D":
+        sd = normalize_state_dict(load_state(path), len(model.backbone.layers))
+        backbone_keys, what = [k for k in target if k.startswith("backbone.")], "backbone"
+    else:
+        sd, backbone_keys, what = _family_state(load_state(path), model)
+    optional = _optional(model)
+    optional_fit = [k for k in backbone_keys if k in optional and k in sd and sd[k].shape == target[k].shape]
+    required = [k for k in backbone_keys if k not in optional] + optional_fit
     missing = [k for k in required if k not in sd]
     mismatched = [k for k in required if k in sd and sd[k].shape != target[k].shape]
     if missing or mismatched:
@@ -108,7 +229,8 @@ def load_pretrained(model: nn.Module, path: str | Path) -> str:
                 f"(e.g. {k}: file {tuple(sd[k].shape)} vs model {tuple(target[k].shape)})"
             )
         raise CheckpointError(
-            f"{path}: does not fit this backbone: {'; '.join(parts)}; set `backbone:` to the checkpoint's size"
+            f"{path}: does not fit this backbone: {'; '.join(parts)}; set `backbone:` (and clip_len/img_size "
+            "where the model's shape follows them) to the checkpoint's"
         )
     load = {k: sd[k] for k in required}
     head = {k: v for k, v in sd.items() if k.startswith("cls_head.") and k in target}
@@ -117,9 +239,13 @@ def load_pretrained(model: nn.Module, path: str | Path) -> str:
         load.update(head)
         head_note = " and the classifier head"
     elif head:
+        # Class-independent head layers (X3D's fc1) still fit and are kept.
+        load.update({k: v for k, v in head.items() if v.shape == target[k].shape})
         head_note = " (classifier head dropped: different number of classes)"
     model.load_state_dict(load, strict=False)
-    msg = f"loaded {len(required)}/{len(required)} backbone tensors{head_note} from {path}"
+    new = [k for k in target if k.startswith("backbone.") and k not in backbone_keys and k not in optional]
+    new_note = f" ({len(new)} tensors new in {type(model.backbone).__name__}, randomly initialised)" if new else ""
+    msg = f"loaded {len(required)}/{len(required)} {what} tensors{new_note}{head_note} from {path}"
     log.info(msg)
     return msg
 

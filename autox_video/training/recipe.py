@@ -1,8 +1,9 @@
-"""Config -> mmengine config dict: Video Swin model, pipelines, optimizer, schedule, hooks (data only).
+"""Config -> mmengine config dict: model, pipelines, optimizer, schedule, hooks (data only).
 
-The recipe follows mmaction2's Swin configs (configs/recognition/swin) with the seed's defects fixed:
+Video Swin follows mmaction2's Swin configs (configs/recognition/swin) with the seed's defects fixed:
 patch size (2,4,4) to match the pretrained checkpoints, and deterministic (test-mode) sampling for
-validation and test so the best-checkpoint choice is reproducible.
+validation and test so the best-checkpoint choice is reproducible. The other families (TSM, X3D,
+UniFormerV2, VideoMAE) take their modules, input and defaults from autox_video/families.py.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ import os
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from autox_video import families
 from autox_video.config import Config
 
 if TYPE_CHECKING:
@@ -61,6 +63,8 @@ def window_padding(backbone: str, img_size: int, window: int = 7) -> float:
     Each stage pads its token grid up to a multiple of the window (a grid no larger than the window
     becomes one window), so e.g. 64 px gives 16 -> 21 tokens per side in the first stage.
     """
+    if backbone not in ARCHS:
+        return 1.0  # not a Swin: no attention windows
     _, depths, _ = ARCHS[backbone]
     real = padded = 0
     side = math.ceil(img_size / 4)  # patch size 4
@@ -84,8 +88,36 @@ def feature_dim(backbone: str) -> int:
     return embed * 2 ** (len(depths) - 1)
 
 
+def _family_backbone(cfg: Config, entry: families.Model) -> dict[str, Any]:
+    """The registry's backbone arguments plus those that follow the config (frames, size, drop path)."""
+    out = dict(entry.backbone)
+    clip_len = cfg.resolved_clip_len
+    name = entry.family.name
+    if name == "tsm":
+        out.update(num_segments=clip_len, pretrained=None, pretrained2d=False)  # weights: checkpoints.py
+    elif name == "uniformerv2":
+        out.update(input_resolution=cfg.img_size, t_size=clip_len, backbone_drop_path_rate=cfg.drop_path_rate)
+    elif name == "videomae":
+        out.update(img_size=cfg.img_size, num_frames=clip_len, drop_path_rate=cfg.drop_path_rate)
+    return out
+
+
 def model_cfg(cfg: Config, num_classes: int) -> dict[str, Any]:
-    """Recognizer3D = SwinTransformer3D + I3DHead + ActionDataPreprocessor."""
+    """The recognizer of `cfg.backbone`: Recognizer3D(Swin + I3DHead) or the family's from families.py."""
+    entry = families.model(cfg.backbone)
+    fam = entry.family
+    if fam.name != "swin":
+        head = dict(entry.head, type=fam.head, num_classes=num_classes, average_clips="prob")
+        if fam.name == "tsm":
+            head["num_segments"] = cfg.resolved_clip_len
+        return dict(
+            type=fam.recognizer,
+            backbone=_family_backbone(cfg, entry),
+            cls_head=head,
+            data_preprocessor=dict(
+                type="ActionDataPreprocessor", mean=list(fam.mean), std=list(fam.std), format_shape=fam.input_format
+            ),
+        )
     return dict(
         type="Recognizer3D",
         backbone=backbone_cfg(cfg.backbone, cfg.drop_path_rate),
@@ -101,8 +133,23 @@ def model_cfg(cfg: Config, num_classes: int) -> dict[str, Any]:
     )
 
 
-def _with_backend(steps: list[dict[str, Any]], cfg: Config) -> list[dict[str, Any]]:
+def _with_backend(steps: list[dict[str, Any]], cfg: Config, *, test: bool = False) -> list[dict[str, Any]]:
+    """Set the decoder, and the family's frame sampling and tensor layout (Swin's are fast_decode's)."""
     steps[0]["backend"] = cfg.decoder
+    fam = families.model(cfg.backbone).family
+    clip_len = cfg.resolved_clip_len
+    for i, step in enumerate(steps):
+        if step["type"] == "SampleFrames" and fam.sampling == "segments":
+            # TSM: one frame from each of clip_len segments; a second test view at half-segment offsets.
+            views = step["num_clips"]
+            step.update(clip_len=1, frame_interval=1, num_clips=clip_len)
+            if test and views > 1:
+                step["twice_sample"] = True
+        elif step["type"] == "SampleFrames" and fam.sampling == "uniform":
+            views = step["num_clips"]
+            steps[i] = dict(type="UniformSample", clip_len=clip_len, num_clips=views, test_mode=test)
+        elif step["type"] == "FormatShape":
+            step["input_format"] = fam.input_format
     return steps
 
 
@@ -129,7 +176,7 @@ def eval_pipeline(cfg: Config, *, num_clips: int, num_crops: int) -> list[dict[s
     steps = fast_decode.test_pipeline(
         cfg.resolved_clip_len, cfg.resolved_frame_interval, cfg.img_size, num_clips, num_crops
     )
-    return _with_backend(steps, cfg)
+    return _with_backend(steps, cfg, test=True)
 
 
 def default_num_workers(*, cuda: bool) -> int:
@@ -186,14 +233,23 @@ def amp_dtype(cfg: Config, cuda: bool) -> torch.dtype | None:
 
 
 def optim_wrapper_cfg(cfg: Config, cuda: bool) -> dict[str, Any]:
-    """AdamW with no decay on norms/biases/position tables, backbone lr x mult, grad clipping, AMP on GPU."""
+    """The family's optimizer (AdamW or SGD) with no decay on norms/biases/position tables, backbone lr x
+    mult (x layer decay for ViTs), grad clipping, AMP on GPU."""
     precision = _precision(cfg, cuda)
+    entry = families.model(cfg.backbone)
+    if entry.family.optimizer == "SGD":
+        optimizer = dict(type="SGD", lr=cfg.lr, momentum=0.9, weight_decay=cfg.weight_decay)
+    else:
+        # Fused on GPU: one kernel per step for all tensors (bench/train_step.py's "ours" variants).
+        optimizer = dict(type="AdamW", lr=cfg.lr, betas=(0.9, 0.999), weight_decay=cfg.weight_decay, fused=cuda)
+    paramwise: dict[str, Any] = dict(backbone_lr_mult=cfg.backbone_lr_mult)
+    if entry.family.name != "swin":
+        paramwise.update(layer_decay=entry.layer_decay, depth=entry.depth)
     wrapper: dict[str, Any] = dict(
         type="OptimWrapper" if precision == "fp32" else "AmpOptimWrapper",
-        # Fused on GPU: one kernel per step for all tensors (bench/train_step.py's "ours" variants).
-        optimizer=dict(type="AdamW", lr=cfg.lr, betas=(0.9, 0.999), weight_decay=cfg.weight_decay, fused=cuda),
-        constructor="SwinParamGroupsConstructor",
-        paramwise_cfg=dict(backbone_lr_mult=cfg.backbone_lr_mult),
+        optimizer=optimizer,
+        constructor="SwinParamGroupsConstructor" if entry.family.name == "swin" else "FamilyParamGroupsConstructor",
+        paramwise_cfg=paramwise,
     )
     if precision != "fp32":
         wrapper["dtype"] = "bfloat16" if precision == "bf16" else "float16"
@@ -225,7 +281,10 @@ def schedule_cfg(cfg: Config) -> list[dict[str, Any]]:
 
 
 def _guard_hook() -> dict[str, Any]:
-    from autox_video.training import guards  # noqa: F401  (registers NonFiniteLossGuard)
+    from autox_video.training import (
+        guards,  # noqa: F401  (registers NonFiniteLossGuard)
+        modules,  # noqa: F401  (registers the families' heads and param groups)
+    )
 
     return dict(type="NonFiniteLossGuard")
 
@@ -306,11 +365,11 @@ def runner_cfg(
 
 
 def build_recognizer(cfg: Config, num_classes: int) -> Any:
-    """Instantiate the Recognizer3D of `model_cfg` (randomly initialised)."""
+    """Instantiate the recognizer of `model_cfg` (randomly initialised)."""
     from mmaction.registry import MODELS
     from mmaction.utils import register_all_modules
 
-    from autox_video.training import engine  # noqa: F401  (registers Float32I3DHead)
+    from autox_video.training import engine, modules  # noqa: F401  (register Float32I3DHead, the families' heads)
 
     register_all_modules(init_default_scope=True)  # nested parts resolve in the mmaction scope
     return MODELS.build(model_cfg(cfg, num_classes))
