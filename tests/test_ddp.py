@@ -11,10 +11,12 @@ from tinyrun import cli, make_tiny_dataset, write_config
 pytestmark = pytest.mark.slow
 
 
-def test_train_and_test_with_two_processes(tmp_path: Path) -> None:
+# Swin, a 2D CNN on segments (Recognizer2D, BatchNorm) and a ViT: the three ways a family feeds DDP.
+@pytest.mark.parametrize("backbone", ["swin_micro", "tsm_tiny", "videomae_tiny"])
+def test_train_and_test_with_two_processes(backbone: str, tmp_path: Path) -> None:
     ds = make_tiny_dataset(tmp_path / "data")
     work = tmp_path / "run"
-    config = write_config(tmp_path / "config.yaml", ds, work, epoch=2)
+    config = write_config(tmp_path / "config.yaml", ds, work, epoch=2, backbone=backbone)
     res = cli("train", "--config", str(config), "--nproc", "2", env={"OMP_NUM_THREADS": "1"})
     assert res.returncode == 0, res.stderr[-3000:]
     assert res.stdout.count("done: 2 epochs") == 1  # rank 0 alone reports
