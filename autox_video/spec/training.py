@@ -21,12 +21,18 @@ from autox_video.spec.search import SearchSpec
 TrialState = Literal["running", "succeeded", "pruned", "failed"]
 
 
+def _bounds(config_key: str) -> dict[str, Any]:
+    """The numeric bounds (ge, gt, le, lt) config.yaml puts on `config_key`."""
+    info = Config.model_fields[config_key]
+    return {
+        k: getattr(m, k) for m in info.metadata for k in ("ge", "gt", "le", "lt") if getattr(m, k, None) is not None
+    }
+
+
 def _like(config_key: str, description: str | None = None, **extra: Any) -> Any:
     """A field with the default, bounds and description of config.yaml's `config_key` (one source of truth)."""
     info = Config.model_fields[config_key]
-    bounds = {
-        k: getattr(m, k) for m in info.metadata for k in ("ge", "gt", "le", "lt") if getattr(m, k, None) is not None
-    }
+    bounds = _bounds(config_key)
     if info.default_factory is not None:  # e.g. loggers: a fresh [] per object
         return Field(
             default_factory=info.default_factory, description=description or info.description, **bounds, **extra
@@ -37,9 +43,7 @@ def _like(config_key: str, description: str | None = None, **extra: Any) -> Any:
 def _family_like(config_key: str, description: str | None = None) -> Any:
     """A field with config.yaml's bounds whose default (None, left out of config.yaml) is the backbone family's."""
     info = Config.model_fields[config_key]
-    bounds = {
-        k: getattr(m, k) for m in info.metadata for k in ("ge", "gt", "le", "lt") if getattr(m, k, None) is not None
-    }
+    bounds = _bounds(config_key)
     text = (description or info.description or config_key).rstrip(".")
     return Field(None, description=f"{text}; default: the backbone family's.", **bounds)
 
