@@ -97,7 +97,17 @@ TSM = Family(
     "SGD",
     pretrained_formats=("mmaction2 model zoo", "torchvision ResNet-50 ImageNet (conv1.weight, layer1.0.conv1.weight)"),
 )
-X3D = Family("x3d", "Recognizer3D", "NCTHW", "clip", "Float32X3DHead", "SGD", mean=X3D_MEAN, std=(57.38, 57.38, 57.38))
+X3D = Family(
+    "x3d",
+    "Recognizer3D",
+    "NCTHW",
+    "clip",
+    "Float32X3DHead",
+    "SGD",
+    mean=X3D_MEAN,
+    std=(57.38, 57.38, 57.38),
+    pretrained_formats=("mmaction2 model zoo", "PySlowFast X3D release (model_state, s1.pathway0_stem.conv_xy)"),
+)
 UNIFORMERV2 = Family(
     "uniformerv2",
     "Recognizer3D",
@@ -141,8 +151,11 @@ _TSM_HEAD = dict(
     is_shift=True,
 )
 # mmaction2 ships X3D test configs only (weights converted from PySlowFast): input from them,
-# optimisation ours: SGD momentum 0.9 at TSM's fine-tuning lr, wd 5e-5 (X3D paper; not verified here).
-_X3D_OPT = dict(lr=0.05, backbone_lr_mult=1.0, weight_decay=5e-5, warmup_epochs=2.0, grad_clip=20.0, drop_path_rate=0.0)
+# optimisation from the training recipe of those weights, facebookresearch/SlowFast
+# configs/Kinetics/X3D_{S,M}.yaml: SGD momentum 0.9, BASE_LR 0.1 (one 8-GPU machine, 128 clips),
+# cosine, wd 5e-5 (none on BN), warmup from 0.1x (ours: start_factor 0.1), no gradient clipping,
+# head dropout 0.5. Its warmup is 35 of 300 epochs from scratch: the same share of our 30 is 3.5.
+_X3D_OPT = dict(lr=0.1, backbone_lr_mult=1.0, weight_decay=5e-5, warmup_epochs=3.5, grad_clip=None, drop_path_rate=0.0)
 _X3D_HEAD = dict(spatial_type="avg", dropout_ratio=0.5, fc1_bias=False)
 # uniformerv2/uniformerv2-base-p16-res224_clip_8xb32-u8_kinetics400-rgb.py: AdamW lr 1e-5 (all
 # parameters), wd 0.05 (none on norms/biases), clip 20, 5 warmup epochs of 55; 8 uniform frames, 224 px.
@@ -168,8 +181,10 @@ _UNI_BACKBONE = dict(
     clip_pretrained=False,  # weights come through `pretrained:` (strictly checked), never downloaded
 )
 # videomae/ and videomaev2/ configs (test only): ViT with mean pooling, 16 frames every 4, 224 px.
-# Fine-tuning values from the VideoMAE paper's K400 recipe (AdamW, base lr 5e-4, wd 0.05, layer decay
-# 0.75, drop path 0.1, 5 warmup epochs): not in mmaction2's configs, not verified here.
+# Fine-tuning from the release's own recipe, MCG-NJU/VideoMAE
+# scripts/kinetics/videomae_vit_{small,base}_patch16_224_tubemasking_ratio_0.9_epoch_1600/finetune.sh
+# (AdamW betas 0.9/0.999, lr 5e-4 per 256 clips, wd 0.05) and run_class_finetuning.py's defaults
+# (layer decay 0.75, drop path 0.1, 5 warmup epochs, no gradient clipping).
 _VMAE_DEFAULTS = dict(
     clip_len=16,
     frame_interval=4,

@@ -158,6 +158,49 @@ def test_torchvision_resnet50_layout_does_not_fit_the_resnet18_tsm(tmp_path: Pat
         load_pretrained(_model("tsm_tiny"), path)
 
 
+def _pyslowfast_x3d_state(model: torch.nn.Module) -> dict[str, torch.Tensor]:
+    """PySlowFast's X3D layout (facebookresearch/SlowFast X3D, x3d_s.pyth): stem s1, stages sN, head."""
+    stem = {"conv1_s.conv": "s1.pathway0_stem.conv_xy", "conv1_t.conv": "s1.pathway0_stem.conv"}
+    stem.update({"conv1_t.bn": "s1.pathway0_stem.bn", "conv5.conv": "head.conv_5", "conv5.bn": "head.conv_5_bn"})
+    block = {"downsample.conv": "branch1", "downsample.bn": "branch1_bn", "se_module": "branch2.se"}
+    for i, letter in enumerate("abc", 1):
+        block.update({f"conv{i}.conv": f"branch2.{letter}", f"conv{i}.bn": f"branch2.{letter}_bn"})
+    out = {}
+    for key, value in model.state_dict().items():
+        if key.startswith("cls_head."):
+            fc, suffix = key.removeprefix("cls_head.").split(".", 1)
+            if fc == "fc1":  # PySlowFast's lin_5 is a 1x1x1 Conv3d
+                out[f"head.lin_5.{suffix}"] = value[:, :, None, None, None]
+            else:
+                out[f"head.projection.{suffix}"] = value
+            continue
+        parts = key.removeprefix("backbone.").split(".")
+        if parts[0].startswith("layer"):
+            module, suffix = ".".join(parts[2:-1]), parts[-1]
+            ours = next(k for k in block if module == k or module.startswith(k + "."))  # se_module.fc1 -> se
+            out[f"s{int(parts[0][5:]) + 1}.pathway0_res{parts[1]}.{block[ours]}{module[len(ours) :]}.{suffix}"] = value
+        else:
+            out[f"{stem['.'.join(parts[:2])]}.{parts[-1]}"] = value
+    return out
+
+
+def test_pyslowfast_x3d_release_fills_every_backbone_tensor_and_the_head_mlp(tmp_path: Path) -> None:
+    src = _model("x3d_tiny", num_classes=400, seed=9)
+    sd = _pyslowfast_x3d_state(src)
+    assert {"s1.pathway0_stem.conv_xy.weight", "s2.pathway0_res0.branch2.se.fc1.weight", "head.lin_5.weight"} <= set(sd)
+    # As the release saves it: the training state beside the weights, all weights_only-loadable.
+    release = {"epoch": 300, "model_state": sd, "optimizer_state": {"state": {}, "param_groups": []}, "cfg": "X3D: {}"}
+    dst = _model("x3d_tiny", num_classes=3, seed=10)
+    msg = load_pretrained(dst, _save(tmp_path, release, "x3d_s.pyth"))
+    assert "missing" not in msg and "classifier head dropped" in msg
+    assert _backbone_equal(src, dst)
+    assert torch.equal(dst.state_dict()["cls_head.fc1.weight"], src.state_dict()["cls_head.fc1.weight"])
+    # A wider X3D's release does not fit the tiny one.
+    wide = _pyslowfast_x3d_state(_model("x3d_s", num_classes=400))
+    with pytest.raises(CheckpointError, match="does not fit this backbone"):
+        load_pretrained(_model("x3d_tiny"), _save(tmp_path, {"model_state": wide}, "wide.pyth"))
+
+
 def _clip_state(model: torch.nn.Module) -> dict[str, torch.Tensor]:
     """OpenAI CLIP's layout: visual.* (2D patch conv, ln_post, proj) beside a text tower."""
     out = {}

@@ -3,7 +3,8 @@
 Pretrained weights are loaded strictly: every backbone tensor the format provides must be present
 with the model's shape, or it is an error (the seed once left its patch embedding random without a
 word). Formats: mmaction2 model zoo / our checkpoints (all families); Video Swin's original and
-torchvision's; torchvision ResNet-50 for TSM; OpenAI CLIP ViT for UniFormerV2; VideoMAE (V2) releases.
+torchvision's; torchvision ResNet-50 for TSM; PySlowFast's X3D release (X3D's own); OpenAI CLIP ViT for
+UniFormerV2; VideoMAE (V2) releases.
 """
 
 from __future__ import annotations
@@ -98,7 +99,7 @@ _CLIP_VISUAL = re.compile(
 
 def _tensors(obj: dict[str, Any]) -> dict[str, torch.Tensor]:
     """The state dict inside any wrapper (state_dict / model / module), DDP's `module.` removed."""
-    for key in ("state_dict", "model", "module"):
+    for key in ("state_dict", "model", "module", "model_state"):
         if isinstance(obj.get(key), dict):
             obj = obj[key]
             break
@@ -163,6 +164,41 @@ def _from_videomae(sd: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     return out
 
 
+# PySlowFast's X3D (facebookresearch/SlowFast, the X3D paper's release: {"model_state": ...}) -> mmaction2 X3D.
+# Stem s1 = conv_xy (1x3x3) + depthwise conv (5x1x1) + bn; stage sN = layer{N-1}; each block's
+# branch1 (+_bn) is the shortcut, branch2.a/b/c (+_bn) the three convs, branch2.se the SE module.
+# The head's conv_5 is mmaction2's backbone.conv5; lin_5 (a 1x1x1 conv) is X3DHead.fc1, projection fc2.
+_X3D_RULES = [
+    (re.compile(r"^s1\.pathway0_stem\.conv_xy\.(.*)$"), r"backbone.conv1_s.conv.\1"),
+    (re.compile(r"^s1\.pathway0_stem\.conv\.(.*)$"), r"backbone.conv1_t.conv.\1"),
+    (re.compile(r"^s1\.pathway0_stem\.bn\.(.*)$"), r"backbone.conv1_t.bn.\1"),
+    (re.compile(r"^s(\d+)\.pathway0_res(\d+)\.branch1\.(.*)$"), r"backbone.layer{s}.\2.downsample.conv.\3"),
+    (re.compile(r"^s(\d+)\.pathway0_res(\d+)\.branch1_bn\.(.*)$"), r"backbone.layer{s}.\2.downsample.bn.\3"),
+    (re.compile(r"^s(\d+)\.pathway0_res(\d+)\.branch2\.se\.(fc[12]\..*)$"), r"backbone.layer{s}.\2.se_module.\3"),
+    (re.compile(r"^s(\d+)\.pathway0_res(\d+)\.branch2\.([abc])\.(.*)$"), r"backbone.layer{s}.\2.conv{n}.conv.\4"),
+    (re.compile(r"^s(\d+)\.pathway0_res(\d+)\.branch2\.([abc])_bn\.(.*)$"), r"backbone.layer{s}.\2.conv{n}.bn.\4"),
+    (re.compile(r"^head\.conv_5\.(.*)$"), r"backbone.conv5.conv.\1"),
+    (re.compile(r"^head\.conv_5_bn\.(.*)$"), r"backbone.conv5.bn.\1"),
+    (re.compile(r"^head\.lin_5\.(.*)$"), r"cls_head.fc1.\1"),
+    (re.compile(r"^head\.projection\.(.*)$"), r"cls_head.fc2.\1"),
+]
+
+
+def _from_pyslowfast_x3d(sd: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """PySlowFast X3D names (s1.pathway0_stem, sN.pathway0_resI.branch2.a, head.lin_5) -> mmaction2 X3D names."""
+    out: dict[str, torch.Tensor] = {}
+    for key, value in sd.items():
+        for pattern, template in _X3D_RULES:
+            if m := pattern.match(key):
+                stage = int(m[1]) - 1 if template.startswith("backbone.layer") else 0
+                branch = "abc".index(m[3]) + 1 if "{n}" in template else 0
+                out[m.expand(template.format(s=stage, n=branch))] = value
+                break
+    if (fc1 := out.get("cls_head.fc1.weight")) is not None and fc1.ndim == 5:
+        out["cls_head.fc1.weight"] = fc1.flatten(1)  # lin_5 is a 1x1x1 Conv3d, X3DHead.fc1 the Linear it equals
+    return out
+
+
 def _layout(sd: dict[str, torch.Tensor]) -> str:
     """Which release format a state dict is in."""
     if any(k.startswith(("backbone.", "cls_head.")) for k in sd):
@@ -171,6 +207,8 @@ def _layout(sd: dict[str, torch.Tensor]) -> str:
         return "clip"
     if "layer1.0.conv1.weight" in sd and "conv1.weight" in sd:
         return "torchvision_resnet"
+    if any(k.startswith("s1.pathway0_stem.") for k in sd):
+        return "pyslowfast_x3d"
     if any(k.startswith(("encoder.blocks.", "blocks.")) for k in sd) and any("patch_embed.proj." in k for k in sd):
         return "videomae"
     return "bare"
@@ -186,6 +224,8 @@ def _family_state(obj: dict[str, Any], model: nn.Module) -> tuple[dict[str, torc
         return _from_clip(sd, model), [k for k in backbone if _CLIP_VISUAL.match(k)], "CLIP ViT"
     if layout == "torchvision_resnet":
         sd = _from_torchvision_resnet(sd, model)
+    elif layout == "pyslowfast_x3d":
+        sd = _from_pyslowfast_x3d(sd)
     elif layout == "videomae":
         fine_tuned = any(k.startswith("fc_norm.") for k in sd)
         sd = _from_videomae(sd)
