@@ -19,6 +19,7 @@ Fixtures (names are stable; other suites rely on them):
 
 from __future__ import annotations
 
+import os
 import socket
 import threading
 import uuid
@@ -27,6 +28,11 @@ from typing import Any
 
 import pytest
 from netutil import free_port
+
+# Under pytest-xdist (`make test` runs one worker per core) each worker, and the trainings it starts,
+# gets its share of the cores: N workers at torch's default of every core each oversubscribe them.
+if workers := os.environ.get("PYTEST_XDIST_WORKER_COUNT"):
+    os.environ.setdefault("OMP_NUM_THREADS", str(max(1, (os.cpu_count() or 1) // int(workers))))
 
 S3_KEY = S3_SECRET = "testing"
 S3_REGION = "us-east-1"
