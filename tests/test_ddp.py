@@ -11,8 +11,9 @@ from tinyrun import cli, make_tiny_dataset, write_config
 pytestmark = pytest.mark.slow
 
 
-# Swin, a 2D CNN on segments (Recognizer2D, BatchNorm) and a ViT: the three ways a family feeds DDP.
-@pytest.mark.parametrize("backbone", ["swin_micro", "tsm_tiny", "videomae_tiny"])
+# Every family: Swin, a 2D CNN on segments (Recognizer2D, BatchNorm), a 3D CNN with BatchNorm and SE
+# blocks, a CLIP ViT with its own temporal blocks, a MAE ViT.
+@pytest.mark.parametrize("backbone", ["swin_micro", "tsm_tiny", "x3d_tiny", "uniformerv2_tiny", "videomae_tiny"])
 def test_train_and_test_with_two_processes(backbone: str, tmp_path: Path) -> None:
     ds = make_tiny_dataset(tmp_path / "data")
     work = tmp_path / "run"
