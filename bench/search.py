@@ -83,7 +83,7 @@ def main(argv: list[str] | None = None) -> int:
     """Generate the data, run the four strategies, print the table and the headlines."""
     ap = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
     ap.add_argument("--quick", action="store_true", help="CI smoke: tiny data, 2 epochs, budget of 4 trial-epochs")
-    ap.add_argument("--epochs", type=int, default=None, help="epochs per trial (default 8; quick 2)")
+    ap.add_argument("--epochs", type=int, default=None, help="epochs per trial (default 12; quick 2)")
     ap.add_argument("--budget", type=int, default=None, help="trial-epochs per search (default 4 x epochs)")
     ap.add_argument("--per-class", type=int, default=None, help="training videos per class (default 64; quick 4)")
     ap.add_argument("--seed", type=int, default=0)
@@ -99,7 +99,8 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
     from autox_video.data.demo import make_demo_dataset
 
-    epochs = args.epochs or (2 if args.quick else 8)
+    # 12 epochs: ASHA rungs at 3 and 6 (grace 3, factor 2) both come before the last epoch.
+    epochs = args.epochs or (2 if args.quick else 12)
     budget = args.budget or (2 if args.quick else 4) * epochs
     per_class = args.per_class or (4 if args.quick else 64)
     size = 32 if args.quick else 56
