@@ -101,7 +101,7 @@ def default() -> Rendered:
 
 @pytest.fixture(scope="module")
 def trainer_schemas() -> SchemaSet:
-    """The real Kubeflow Trainer v2 CRD schemas (../shared/k8s), strict."""
+    """The real Kubeflow Trainer v2 CRD schemas (vendored in third_party/k8s), strict."""
     return SchemaSet(TRAINER_CRDS)
 
 

@@ -15,7 +15,7 @@ from autox_operator.children import ENGINES, child_of_status, engine_of_kind, en
 from autox_operator.children.trainjob import trainer_status, trainer_status_patch
 from autox_operator.settings import OperatorSettings
 from autox_operator.status import job_status, phase_from_trainjob, phase_of, queued_status, vanished_status
-from k8s_schemas import PYTORCHJOB_CRD, ROOT, SHARED_K8S, TRAINER_CRDS, SchemaSet
+from k8s_schemas import K8S_SCHEMAS, PYTORCHJOB_CRD, ROOT, TRAINER_CRDS, SchemaSet
 
 from autox_video.spec import VideoInferenceJobSpec, VideoTrainingJobSpec
 
@@ -254,7 +254,7 @@ def test_inference_and_trial_trainjobs(trainer_schema: SchemaSet) -> None:
 
 
 def test_trainers_default_runtime_validates_and_names_the_node_our_patches_address(trainer_schema: SchemaSet) -> None:
-    runtime = yaml.safe_load((SHARED_K8S / "torch_distributed_runtime.yaml").read_text())
+    runtime = yaml.safe_load((K8S_SCHEMAS / "torch_distributed_runtime.yaml").read_text())
     trainer_schema.validate(runtime)
     (job,) = runtime["spec"]["template"]["spec"]["replicatedJobs"]
     assert job["name"] == "node" and job["template"]["spec"]["template"]["spec"]["containers"][0]["name"] == "node"
