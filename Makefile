@@ -7,13 +7,13 @@ PYTEST_ARGS ?=
 # pytest-xdist workers: one per core (most tests wait on one single-threaded training process).
 TEST_JOBS ?= logical
 
-.PHONY: demo test test-fast lint crds bench image clean
+.PHONY: demo test test-fast lint docs crds bench image clean
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	# torch/torchvision pinned in pyproject ([train]); on these machines pip takes them from local disk.
-	$(PY) -m pip install -q -e '.[train,operator,test]'
+	$(PY) -m pip install -q -e '.[train,operator,test,docs]'
 	touch $(STAMP)
 
 demo: $(STAMP)
@@ -26,8 +26,12 @@ test-fast: $(STAMP)
 	$(PY) -m pytest -n $(TEST_JOBS) --dist worksteal -m "not slow" $(PYTEST_ARGS)
 
 lint: $(STAMP)
-	$(VENV)/bin/ruff check autox_video operator tests bench
-	$(VENV)/bin/ruff format --check autox_video operator tests bench
+	$(VENV)/bin/ruff check autox_video operator tests bench docs
+	$(VENV)/bin/ruff format --check autox_video operator tests bench docs
+
+# The user guide as a site in site/; --strict: a broken link or anchor, or a page missing from the nav, fails.
+docs: $(STAMP)
+	$(PY) -m mkdocs build --strict -d site
 
 # CRD YAMLs are generated from the pydantic spec models; never edit crds/ by hand.
 crds: $(STAMP)
@@ -44,4 +48,4 @@ image:
 	docker build -f trainer_image/Dockerfile -t $(TRAINER_IMAGE) .
 
 clean:
-	rm -rf demo_run build *.egg-info .pytest_cache
+	rm -rf demo_run build site *.egg-info .pytest_cache

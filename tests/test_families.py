@@ -56,19 +56,19 @@ def test_every_backbone_name_has_a_registry_entry_and_config_defaults() -> None:
     assert build_config({"backbone": "swin_b"}).clip_len is None  # the seed's video_length meaning stays
 
 
-def test_help_and_the_readme_table_name_every_backbone(capsys: pytest.CaptureFixture[str]) -> None:
-    """The one list reaches the user: `train --help` names every backbone, the README has a row per full model."""
+def test_help_and_the_guide_table_name_every_backbone(capsys: pytest.CaptureFixture[str]) -> None:
+    """The one list reaches the user: `train --help` names every backbone, the guide has a row per full model."""
     from autox_video.cli import main
 
     with pytest.raises(SystemExit):
         main(["train", "--help"])
     help_text = " ".join(capsys.readouterr().out.split())  # argparse wraps lines
-    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text(encoding="utf-8")
-    rows = {line.split("|")[1].strip() for line in readme.splitlines() if line.startswith("| ")}
+    guide = (Path(__file__).resolve().parents[1] / "docs" / "guide" / "backbones.md").read_text(encoding="utf-8")
+    rows = {line.split("|")[1].strip() for line in guide.splitlines() if line.startswith("| ")}
     for name in families.NAMES:
         assert name in help_text, name
         if not families.MODELS[name].tiny:
-            assert name in rows, f"README table has no row for {name}"
+            assert name in rows, f"docs/guide/backbones.md has no row for {name}"
 
 
 @pytest.mark.parametrize("backbone", TINY)

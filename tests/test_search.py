@@ -308,9 +308,8 @@ def test_api_tune_runs_trials_in_parallel_on_divided_cpus(dataset, tmp_path: Pat
         assert f"trial 0 started on {share}" in out and f"trial 1 started on {share}" in out
 
 
-def test_readme_search_example_is_a_valid_config() -> None:
-    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
-    section = readme[readme.index("## Search") :]
+def test_the_guide_search_example_is_a_valid_config() -> None:
+    section = (Path(__file__).resolve().parents[1] / "docs" / "guide" / "search.md").read_text()
     block = section[section.index("```yaml") + len("```yaml") : section.index("```\n", section.index("```yaml") + 7)]
     cfg = build_config(yaml.safe_load(block))
     assert isinstance(cfg.search, SearchConfig) and cfg.search.space is not None
