@@ -125,14 +125,18 @@ def config_page() -> str:
 
 def _schema_rows(schema: dict[str, Any], path: str, required: bool, out: list[str]) -> None:
     kind = schema.get("type", "")
+    if schema.get("x-kubernetes-int-or-string"):
+        kind = "integer or string"
     if kind == "array" and isinstance(schema.get("items"), dict) and schema["items"].get("type"):
         kind = f"array of {schema['items']['type']}"
     extras = []
     if "enum" in schema:
         extras.append("one of " + ", ".join(f"`{v}`" for v in schema["enum"]))
-    for key, word in (("minimum", "min"), ("maximum", "max"), ("pattern", "pattern")):
+    for key, word in (("minimum", "min"), ("maximum", "max")):
         if key in schema:
             extras.append(f"{word} `{schema[key]}`")
+    if "pattern" in schema:  # a Kubernetes quantity's regex says less than its name
+        extras.append("a Kubernetes quantity" if "[KMGTPE]i" in schema["pattern"] else f"pattern `{schema['pattern']}`")
     default = f"`{schema['default']!r}`" if "default" in schema else ""
     description = " ".join(filter(None, [schema.get("description", ""), "; ".join(extras)]))
     out.append(f"| `{path}` | {_cell(kind)} | {'yes' if required else ''} | {_cell(default)} | {_cell(description)} |")
