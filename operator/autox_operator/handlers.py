@@ -15,6 +15,7 @@ from autox_operator import constants as C
 from autox_operator import metrics, reconcile, search
 from autox_operator.children import ENGINES, child_of_status, engine_of_status
 from autox_operator.kube import Kube, connection_info, load_configuration
+from autox_operator.prerequisites import Invalid, Waiting
 from autox_operator.settings import SYNC_INTERVAL, OperatorSettings
 from autox_operator.status import failed_status, phase_event, waiting_status
 from autox_video.spec import API_VERSION
@@ -81,10 +82,10 @@ def _start_job(plural: str, body: kopf.Body, patch: kopf.Patch, memo: kopf.Memo,
         return
     try:
         started = START[plural](body, memo.kube, memo.settings)
-    except reconcile.Invalid as err:
+    except Invalid as err:
         _blocked(body, patch, failed_status(err.reason, err.message), err.reason)
         raise kopf.PermanentError(err.message) from None
-    except reconcile.Waiting as err:
+    except Waiting as err:
         new = waiting_status(err.reason, err.message, previous=status.get("conditions") or [])
         _blocked(body, patch, new, err.reason)
         raise kopf.TemporaryError(err.message, delay=memo.settings.retry_delay) from None

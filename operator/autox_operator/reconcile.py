@@ -7,13 +7,11 @@ Raises `Waiting` (retry later: a Secret, bucket or training job is not there yet
 from __future__ import annotations
 
 import logging
-import threading
-from collections.abc import Iterator, Mapping
-from contextlib import contextmanager
-from typing import Any, TypeVar
+from collections.abc import Mapping
+from typing import Any
 
 from kubernetes.client.rest import ApiException
-from pydantic import BaseModel, ValidationError
+from pydantic import ValidationError
 
 from autox_operator import constants as C
 from autox_operator import metrics, s3
@@ -28,11 +26,22 @@ from autox_operator.builders import (
     progress_uri,
     report_uri,
     results_uri,
-    s3_endpoint,
 )
 from autox_operator.children import ENGINES, Engine, child_of_status, engine_of_status, get_engine
 from autox_operator.children.trainjob import runtime_name, trainer_status_patch
+from autox_operator.joblock import job_lock
 from autox_operator.kube import Kube
+from autox_operator.prerequisites import (
+    Blocked,
+    Invalid,
+    Waiting,
+    check_child_owner,
+    error_reason,
+    parse_spec,
+    preflight,
+    storage_access,
+)
+from autox_operator.search import best_training_spec, start_search
 from autox_operator.settings import OperatorSettings
 from autox_operator.status import (
     inference_status,
@@ -47,109 +56,9 @@ from autox_operator.status import (
     without_stale_eta,
 )
 from autox_video.errors import ConfigError
-from autox_video.spec import TERMINAL_PHASES, StorageSpec, VideoInferenceJobSpec, VideoTrainingJobSpec
+from autox_video.spec import TERMINAL_PHASES, VideoInferenceJobSpec, VideoTrainingJobSpec
 
-SECRET_KEYS = ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY")
 log = logging.getLogger(__name__)
-M = TypeVar("M", bound=BaseModel)
-
-
-class Blocked(Exception):
-    """The job cannot start now; `reason` is a CamelCase word, the message says what to fix."""
-
-    def __init__(self, reason: str, message: str) -> None:
-        super().__init__(message)
-        self.reason = reason
-        self.message = message
-
-
-class Waiting(Blocked):
-    """A prerequisite is missing but may appear: retry later."""
-
-
-class Invalid(Blocked):
-    """The spec cannot work as written: fail, do not retry."""
-
-
-_locks: dict[tuple[str, str, str], threading.Lock] = {}
-
-
-@contextmanager
-def job_lock(plural: str, namespace: str, name: str) -> Iterator[None]:
-    """Serialise status updates of one job (the PyTorchJob watch and the timer run in threads)."""
-    with _locks.setdefault((plural, namespace, name), threading.Lock()):
-        yield
-
-
-def parse_spec(model: type[M], spec: Mapping[str, Any]) -> M:
-    try:
-        return model.model_validate(dict(spec))
-    except ValidationError as err:
-        first = err.errors()[0]
-        where = ".".join(["spec", *(str(p) for p in first["loc"])])
-        value = f"={first['input']!r}" if "input" in first and first["loc"] else ""
-        raise Invalid("InvalidSpec", f"{where}{value}: {first['msg']}") from None
-
-
-def storage_access(kube: Kube, namespace: str, storage: StorageSpec, settings: OperatorSettings) -> s3.S3Access:
-    """S3 endpoint, region and the credentials from spec.storage.secretRef (read through the API)."""
-    endpoint = s3_endpoint(storage, settings)
-    if storage.secret_ref is None:
-        return s3.S3Access(endpoint, storage.region)
-    data = kube.read_secret(namespace, storage.secret_ref)
-    if data is None:
-        raise Waiting(
-            "SecretNotFound",
-            f"Secret {storage.secret_ref!r} not found in namespace {namespace!r}: "
-            f"create it with keys {' and '.join(SECRET_KEYS)}, or fix spec.storage.secretRef",
-        )
-    missing = [key for key in SECRET_KEYS if not data.get(key)]
-    if missing:
-        raise Waiting(
-            "SecretKeyMissing",
-            f"Secret {storage.secret_ref!r} has no {', '.join(missing)}: add "
-            f"{'it' if len(missing) == 1 else 'them'}, or fix spec.storage.secretRef",
-        )
-    return s3.S3Access(endpoint, storage.region, data[SECRET_KEYS[0]], data[SECRET_KEYS[1]])
-
-
-def preflight(access: s3.S3Access, *, buckets: list[str], objects: list[tuple[str, str]]) -> None:
-    """Buckets reachable and present, and the given objects there; `objects` is [(uri, field to fix)]."""
-    try:
-        seen: set[str] = set()
-        for uri in buckets:
-            bucket, _ = s3.split_uri(uri)
-            if bucket not in seen:
-                seen.add(bucket)
-                s3.check_bucket(access, uri)
-        for uri, field in objects:
-            if not s3.exists(access, uri):
-                raise Waiting(
-                    "ObjectNotFound", f"{uri} does not exist at {access.describe()}: upload it, or fix {field}"
-                )
-    except s3.S3Error as err:
-        raise Waiting(err.reason, str(err)) from None
-
-
-def check_child_owner(kind: str, meta: Mapping[str, Any], owner: Owner) -> None:
-    """Raise unless the child `meta` describes is `owner`'s: Waiting while a deleted job of the same
-    kind and name is still being garbage-collected (delete + re-create), Invalid for anyone else's."""
-    refs = meta.get("ownerReferences") or []
-    if owner.uid in {ref.get("uid") for ref in refs}:
-        return
-    name = meta.get("name")
-    predecessor = any(ref.get("kind") == owner.kind and ref.get("name") == owner.name for ref in refs)
-    if predecessor or meta.get("deletionTimestamp"):
-        raise Waiting(
-            "PreviousJobBeingDeleted",
-            f"{kind} {name!r} of a deleted {owner.kind} named {owner.name!r} is still being deleted: "
-            "this job starts once it is gone",
-        )
-    raise Invalid(
-        "NameConflict",
-        f"{kind} {name!r} already exists and belongs to another owner: "
-        f"delete it, or give this {owner.kind} another name",
-    )
 
 
 def resolve_engine(kube: Kube, spec: JobSpec, settings: OperatorSettings) -> Engine:
@@ -222,8 +131,6 @@ def start_training(body: Mapping[str, Any], kube: Kube, settings: OperatorSettin
     access = storage_access(kube, owner.namespace, spec.storage, settings)
     preflight(access, buckets=[spec.output, spec.dataset.train], objects=[(spec.dataset.train, "spec.dataset.train")])
     if spec.search is not None:
-        from autox_operator.search import start_search  # search builds on this module
-
         return start_search(body, spec, settings, engine)
     try:
         config = build_training_config(spec, settings)
@@ -271,8 +178,6 @@ def resolve_checkpoint(
     except ValidationError:
         training = None
     if training is not None and training.search is not None:
-        from autox_operator.search import best_training_spec  # search builds on this module
-
         training = best_training_spec(training, status, settings)
     return checkpoint, training
 
@@ -407,11 +312,6 @@ def _report_to_trainjob(
             kube.patch_child_status(engine, namespace, trainjob["metadata"]["name"], patch)
         except ApiException as err:  # best effort: our own status is already written
             log.warning("TrainJob %s: trainerStatus not updated: %s", trainjob["metadata"]["name"], err.reason)
-
-
-def error_reason(err: Exception) -> str:
-    """The CamelCase reason of a Blocked or S3Error (a spec that does not validate: InvalidSpec)."""
-    return getattr(err, "reason", None) or ("InvalidSpec" if isinstance(err, ValidationError) else type(err).__name__)
 
 
 def is_finished(status: Mapping[str, Any] | None) -> bool:

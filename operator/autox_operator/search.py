@@ -33,8 +33,9 @@ from autox_operator.builders import (
     trial_suffix,
 )
 from autox_operator.children import Engine, engine_of_status
+from autox_operator.joblock import job_lock
 from autox_operator.kube import Kube
-from autox_operator.reconcile import Blocked, Invalid, check_child_owner, error_reason, job_lock, storage_access
+from autox_operator.prerequisites import Blocked, Invalid, check_child_owner, error_reason, storage_access
 from autox_operator.settings import OperatorSettings
 from autox_operator.status import now_iso, phase_of, status_diff
 from autox_operator.trials import (

@@ -9,6 +9,7 @@ from typing import Any
 
 import pytest
 from autox_operator import reconcile
+from autox_operator.prerequisites import Invalid, Waiting
 from autox_operator.settings import OperatorSettings
 from ops3 import S3, S3_KEY, S3_SECRET
 
@@ -125,11 +126,11 @@ def test_children_of_a_deleted_job_with_the_same_name_make_the_new_one_wait(
     reconcile.start_training(vtj(bucket, operator_s3.endpoint_url, uid="uid-old"), kube, SETTINGS)  # type: ignore[arg-type]
     old_config = copy.deepcopy(kube.configmaps[("ns", "job-config")])
     new = vtj(bucket, operator_s3.endpoint_url, uid="uid-new", training={"epochs": 7})
-    with pytest.raises(reconcile.Waiting, match="ConfigMap 'job-config' of a deleted VideoTrainingJob named 'job'"):
+    with pytest.raises(Waiting, match="ConfigMap 'job-config' of a deleted VideoTrainingJob named 'job'"):
         reconcile.start_training(new, kube, SETTINGS)  # type: ignore[arg-type]
     assert kube.configmaps[("ns", "job-config")] == old_config  # not taken over: garbage collection deletes it
     del kube.configmaps[("ns", "job-config")]
-    with pytest.raises(reconcile.Waiting, match="PyTorchJob 'job' of a deleted VideoTrainingJob"):
+    with pytest.raises(Waiting, match="PyTorchJob 'job' of a deleted VideoTrainingJob"):
         reconcile.start_training(new, kube, SETTINGS)  # type: ignore[arg-type]
     del kube.pytorchjobs[("ns", "job")]
     assert reconcile.start_training(new, kube, SETTINGS)["pytorchJob"] == "job"  # type: ignore[arg-type]
@@ -144,16 +145,14 @@ def test_a_job_of_another_kind_with_the_same_name_does_not_touch_the_first_ones_
     inference["metadata"]["name"] = "job"
     inference["spec"]["storage"]["endpoint"] = operator_s3.endpoint_url
     operator_s3.put_text(f"s3://{bucket}/w.pth", "w")
-    with pytest.raises(reconcile.Invalid, match="ConfigMap 'job-config' already exists and belongs to another owner"):
+    with pytest.raises(Invalid, match="ConfigMap 'job-config' already exists and belongs to another owner"):
         reconcile.start_inference(inference, kube, SETTINGS)  # type: ignore[arg-type]
     assert kube.configmaps[("ns", "job-config")] == training_config and kube.creates == 1
 
 
 def test_a_spec_the_models_reject_fails_naming_field_and_value(kube: FakeKube, bucket: str, operator_s3: S3) -> None:
     body = vtj(bucket, operator_s3.endpoint_url, training={"epochs": 0})
-    with pytest.raises(
-        reconcile.Invalid, match=r"^spec\.training\.epochs=0: Input should be greater than or equal to 1"
-    ):
+    with pytest.raises(Invalid, match=r"^spec\.training\.epochs=0: Input should be greater than or equal to 1"):
         reconcile.start_training(body, kube, SETTINGS)  # type: ignore[arg-type]
 
 
@@ -194,7 +193,7 @@ def test_missing_prerequisites_wait_with_a_message_that_says_what_to_fix(
 ) -> None:
     body = vtj(bucket, operator_s3.endpoint_url)
     change(body, kube)
-    with pytest.raises(reconcile.Waiting) as info:
+    with pytest.raises(Waiting) as info:
         reconcile.start_training(body, kube, SETTINGS)  # type: ignore[arg-type]
     assert info.value.reason == reason and message in info.value.message
     assert "Traceback" not in info.value.message and not kube.pytorchjobs
@@ -220,24 +219,24 @@ def vij(ref: str | None = "job", checkpoint: str | None = None, bucket: str = "d
     [
         (
             None,
-            reconcile.Waiting,
+            Waiting,
             "TrainingJobNotFound",
             "VideoTrainingJob 'job' not found in namespace 'ns': create it, or fix spec.model.trainingJobRef",
         ),
         (
             {"phase": "Running"},
-            reconcile.Waiting,
+            Waiting,
             "TrainingJobNotSucceeded",
             "waiting for VideoTrainingJob 'job' to succeed (phase Running)",
         ),
-        ({}, reconcile.Waiting, "TrainingJobNotSucceeded", "(phase Pending)"),
+        ({}, Waiting, "TrainingJobNotSucceeded", "(phase Pending)"),
         (
             {"phase": "Failed", "message": "OOMKilled"},
-            reconcile.Invalid,
+            Invalid,
             "TrainingJobFailed",
             "VideoTrainingJob 'job' failed (OOMKilled): re-run it, or set spec.model.checkpoint",
         ),
-        ({"phase": "Succeeded"}, reconcile.Invalid, "NoCheckpoint", "set spec.model.checkpoint"),
+        ({"phase": "Succeeded"}, Invalid, "NoCheckpoint", "set spec.model.checkpoint"),
     ],
     ids=["missing", "running", "no status", "failed", "no checkpoint"],
 )

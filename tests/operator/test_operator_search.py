@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 import yaml
 from autox_operator.builders import Owner, build_trial_children, build_trial_config
-from autox_operator.reconcile import Invalid, parse_spec
+from autox_operator.prerequisites import Invalid, parse_spec
 from autox_operator.search import ledger_row, make_plan, next_params, stop_reason, to_prune
 from autox_operator.settings import OperatorSettings
 from autox_operator.trials import Trial, observe, search_phase, trial_events
