@@ -23,26 +23,15 @@ from pydantic import (
 )
 
 from autox_video import families
+from autox_video.config_keys import LOCATION_KEYS
 from autox_video.errors import ConfigError
 from autox_video.families import Backbone
+from autox_video.search.section import parse_search
+from autox_video.spec.search import SearchConfig
 
 Precision = Literal["auto", "fp32", "fp16", "bf16"]
 Decoder = Literal["auto", "decord", "pyav"]
 ResultsFormat = Literal["default", "seed"]
-
-
-# Keys that hold a local path or an s3:// URI.
-LOCATION_KEYS = (
-    "data_root",
-    "ann_file_train",
-    "ann_file_val",
-    "ann_file_test",
-    "work_dir",
-    "test_results_path",
-    "pretrained",
-    "checkpoint",
-    "class_names",
-)
 
 
 class Config(BaseModel):
@@ -156,9 +145,7 @@ class Config(BaseModel):
     @field_validator("search", mode="before")
     @classmethod
     def _search(cls, v: Any) -> Any:
-        from autox_video.search.space import parse_search  # checks the space against these fields
-
-        return parse_search(v)
+        return parse_search(v, cls)  # checks the space against these fields
 
     @field_validator(*LOCATION_KEYS)
     @classmethod
@@ -283,9 +270,3 @@ def load_config(
     return build_config(
         base, overrides, source=str(path) if path is not None else "config", explicit_none=explicit_none
     )
-
-
-# Imported last: autox_video.spec's package imports this module's Config (spec/training.py).
-from autox_video.spec.search import SearchConfig  # noqa: E402
-
-Config.model_rebuild()

@@ -283,8 +283,8 @@ def test_videomae_v2_release_formats_load_strictly(tmp_path: Path) -> None:
 
 
 def test_a_training_job_spec_leaves_family_keys_to_the_backbone_unless_it_sets_them() -> None:
-    from autox_video.spec import VideoTrainingJobSpec
     from autox_video.spec import trainer_config as tc
+    from autox_video.spec.training import VideoTrainingJobSpec
 
     def spec(**training: Any) -> VideoTrainingJobSpec:
         raw = {"dataset": {"videos": "s3://data/v/", "train": "s3://data/t.txt"}, "output": "s3://runs/j"}

@@ -19,15 +19,10 @@ from pydantic import BaseModel, ValidationError
 
 from autox_video.config import Config
 from autox_video.errors import ConfigError
-from autox_video.spec import (
-    API_VERSION,
-    INFERENCE,
-    TRAINING,
-    VideoInferenceJobSpec,
-    VideoTrainingJobSpec,
-    trainer_config,
-)
-from autox_video.spec.common import NAME_PATTERN
+from autox_video.spec import trainer_config
+from autox_video.spec.common import API_VERSION, NAME_PATTERN
+from autox_video.spec.inference import INFERENCE, VideoInferenceJobSpec
+from autox_video.spec.training import TRAINING, VideoTrainingJobSpec
 
 KINDS: dict[str, type[BaseModel]] = {TRAINING.kind: VideoTrainingJobSpec, INFERENCE.kind: VideoInferenceJobSpec}
 

@@ -22,9 +22,9 @@ from autox_video import storage
 from autox_video.errors import AutoXError, ConfigError
 from autox_video.runlocal.manifest import Manifest, load_manifest, manifest_config
 from autox_video.runlocal.registry import find_run, record_run, registry_path
-from autox_video.spec import TRAINING, VideoTrainingJobSpec
 from autox_video.spec.progress import estimate
 from autox_video.spec.trainer_config import INHERITED_KEYS, normalise_prefix, results_uri
+from autox_video.spec.training import TRAINING, VideoTrainingJobSpec
 from autox_video.storage import atomic
 
 CREDENTIAL_KEYS = ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY")  # the Secret's keys (spec.storage.secretRef)

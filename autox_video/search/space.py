@@ -1,4 +1,4 @@
-"""The search space: `search:` checked against the Config's keys, the `auto` spaces, Optuna distributions.
+"""The search space: the `auto` spaces, Optuna distributions, samplers and pruners (section.py checks `search:`).
 
 Torch-free (the operator builds the same study). Optuna is imported only by the functions that need
 it, so that loading a config.yaml with a `search:` section stays cheap.
@@ -6,7 +6,6 @@ it, so that loading a config.yaml with a `search:` section stays cheap.
 
 from __future__ import annotations
 
-import difflib
 import math
 import typing
 from collections.abc import Mapping
@@ -14,36 +13,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from pydantic import ValidationError
-
 from autox_video import families
-from autox_video.config import LOCATION_KEYS
-from autox_video.errors import ConfigError
+from autox_video.config import Config
+from autox_video.search.section import check_domain, choice_label, grid_values
 from autox_video.spec.search import Domain, SearchConfig
 
 if typing.TYPE_CHECKING:
     import optuna
-
-    from autox_video.config import Config
-
-# Keys a search may not vary: where the data and outputs live, and what the search itself controls
-# (`epoch` is each trial's length: the budget and ASHA's rungs are counted in it).
-NOT_SEARCHABLE: dict[str, str] = {
-    **{
-        k: "a location, not a hyperparameter"
-        for k in LOCATION_KEYS
-        if k != "pretrained"  # may be searched: one checkpoint per backbone size
-    },
-    "epoch": "each trial's length (the budget and ASHA's rungs count epochs); set it outside the space",
-    "evaluation": "trials are compared on every validation; set it outside the space",
-    "num_class": "fixed by the data",
-    "search": "the search itself",
-    "s3_endpoint_url": "not a hyperparameter",
-    "s3_region": "not a hyperparameter",
-    "results_format": "not a hyperparameter",
-    "log_interval": "not a hyperparameter",
-    "keep_checkpoints": "not a hyperparameter",
-}
 
 # `search: auto`. GPU: the Swin sizes (each with its Kinetics checkpoint when ./checkpoints has one
 # per size) and the optimisation keys, bounds around mmaction2's Swin recipes; every default of
@@ -69,133 +45,7 @@ AUTO_CPU: dict[str, Any] = {
 _CHECKPOINT_WORDS = {"swin_t": "tiny", "swin_s": "small", "swin_b": "base"}
 
 
-def _config_fields() -> dict[str, Any]:
-    from autox_video.config import Config
-
-    return dict(Config.model_fields)
-
-
-def _check_value(key: str, value: Any, where: str) -> Any:
-    """`value` validated (and coerced: '1e-4' -> 0.0001) as config key `key`; ConfigError if it is not one."""
-    from autox_video.config import Config
-
-    probe = Config.model_construct()
-    try:
-        setattr(probe, key, value)  # validate_assignment: the field's type, bounds and validators
-    except ValidationError as err:
-        raise ConfigError(f"{where}: {value!r} is not a valid {key} ({err.errors()[0]['msg']})") from None
-    return getattr(probe, key)
-
-
-def _unknown(key: str, where: str) -> ConfigError:
-    names = [k for k in _config_fields() if k not in NOT_SEARCHABLE]
-    match = difflib.get_close_matches(key, names, n=1, cutoff=0.5)
-    hint = f"; did you mean {match[0]!r}?" if match else f"; searchable keys: {', '.join(names)}"
-    return ConfigError(f"{where}: unknown config key {key!r}{hint}")
-
-
-def _searchable(key: str, where: str) -> None:
-    if key in NOT_SEARCHABLE:
-        raise ConfigError(f"{where}: {key} cannot be searched ({NOT_SEARCHABLE[key]})")
-    if key not in _config_fields():
-        raise _unknown(key, where)
-
-
-def _numeric_kind(key: str) -> str | None:
-    """'int' or 'float' for a numeric config key (Optional included), else None."""
-    annotation = _config_fields()[key].annotation
-    args = {a for a in (annotation, *typing.get_args(annotation)) if a is not type(None)}
-    if args & {float}:
-        return "float"
-    if args & {int} and bool not in args:
-        return "int"
-    return None
-
-
-def _check_domain(name: str, dom: Domain) -> None:
-    where = f"search.space.{name}"
-    if dom.choices is not None:
-        if all(isinstance(c, Mapping) for c in dom.choices):
-            keys = [tuple(c) for c in dom.choices]
-            if any(not k for k in keys) or len(set(map(frozenset, keys))) != 1:
-                raise ConfigError(f"{where}: every choice must set the same config keys, got {keys}")
-            for sub in keys[0]:
-                _searchable(str(sub), f"{where}.{sub}")
-            dom.choices = [{str(k): _check_value(str(k), v, f"{where}.{k}") for k, v in c.items()} for c in dom.choices]
-        elif any(isinstance(c, Mapping | list) for c in dom.choices):
-            raise ConfigError(f"{where}: choices must be all values or all mappings of config keys")
-        else:
-            _searchable(name, where)
-            dom.choices = [_check_value(name, c, where) for c in dom.choices]
-        labels = [_label(c) for c in dom.choices]
-        if len(set(labels)) != len(labels):
-            raise ConfigError(f"{where}: repeated choice in {labels}")
-        return
-    _searchable(name, where)
-    kind = _numeric_kind(name)
-    if kind is None:
-        raise ConfigError(f"{where}: {name} is not numeric: give choices instead of low/high")
-    if dom.type == "int" and kind == "float":
-        kind = "int"  # an int range for a float key (e.g. warmup_epochs) is fine
-    elif dom.type == "float" and kind == "int":
-        raise ConfigError(f"{where}: {name} takes whole numbers: use type int (or leave type out)")
-    dom.type = kind  # type: ignore[assignment]
-    assert dom.low is not None and dom.high is not None
-    if kind == "int":
-        for bound in (dom.low, dom.high, *([dom.step] if dom.step is not None else [])):
-            if bound != int(bound):
-                raise ConfigError(f"{where}: {name} takes whole numbers, got {bound:g}")
-    _check_value(name, int(dom.low) if kind == "int" else dom.low, f"{where}.low")
-    _check_value(name, int(dom.high) if kind == "int" else dom.high, f"{where}.high")
-
-
-def _first_error(err: ValidationError) -> str:
-    first = err.errors()[0]
-    loc = ".".join(str(p) for p in first["loc"] if not str(p).startswith("function-"))
-    msg = first["msg"].removeprefix("Value error, ")
-    value = first.get("input")
-    shown = f"={value!r}" if not isinstance(value, dict | list) else ""
-    return f"search{'.' + loc if loc else ''}{shown}: {msg}"
-
-
-def parse_search(value: Any) -> SearchConfig | str | None:
-    """The `search:` value checked: None, 'auto', or a SearchConfig whose space names valid config keys."""
-    if value is None or isinstance(value, SearchConfig):
-        search = value
-    elif isinstance(value, str):
-        if value.strip().lower() != "auto":
-            raise ConfigError(f"search={value!r}: expected 'auto' or a mapping (trials, budget, space, ...)")
-        return "auto"
-    elif isinstance(value, Mapping):
-        try:
-            search = SearchConfig.model_validate(dict(value))
-        except ValidationError as err:
-            raise ConfigError(_first_error(err)) from None
-    else:
-        raise ConfigError(f"search: expected 'auto' or a mapping, got {type(value).__name__}")
-    if search is None:
-        return None
-    if search.space is not None:
-        seen: dict[str, str] = {}
-        for name, dom in search.space.items():
-            _check_domain(name, dom)
-            for key in dom.choices[0] if dom.choices and isinstance(dom.choices[0], Mapping) else [name]:
-                if key in seen:
-                    raise ConfigError(f"search.space: {key} is set by both {seen[key]} and {name}")
-                seen[key] = name
-        if search.sampler == "grid":
-            grid_values(search.space)  # a continuous range has no grid: say so now
-    return search
-
-
 # --- resolving and encoding ------------------------------------------------------------------
-
-
-def _label(choice: Any) -> Any:
-    """How a choice appears to Optuna: values as they are, a mapping as 'clip_len=16,frame_interval=4'."""
-    if isinstance(choice, Mapping):
-        return ",".join(f"{k}={v}" for k, v in choice.items())
-    return choice
 
 
 def _checkpoint_per_size(search_dir: Path = Path("checkpoints")) -> dict[str, str]:
@@ -221,7 +71,7 @@ def auto_space(cfg: Config, *, cuda: bool) -> tuple[dict[str, Domain], list[str]
             notes.append(f"backbone kept at {cfg.backbone}: the pretrained weights fit that size only")
     space = {k: Domain.model_validate(v) for k, v in raw.items()}
     for name, dom in space.items():
-        _check_domain(name, dom)
+        check_domain(Config, name, dom)
     return space, notes
 
 
@@ -240,32 +90,12 @@ def distributions(space: Mapping[str, Domain]) -> dict[str, optuna.distributions
     for name, dom in space.items():
         assert dom.low is not None or dom.choices is not None
         if dom.choices is not None:
-            out[name] = CategoricalDistribution([_label(c) for c in dom.choices])
+            out[name] = CategoricalDistribution([choice_label(c) for c in dom.choices])
         elif dom.type == "int":
             step = 1 if dom.log else int(dom.step or 1)
             out[name] = IntDistribution(int(dom.low), int(dom.high or 0), log=dom.log, step=step)  # type: ignore[arg-type]
         else:
             out[name] = FloatDistribution(dom.low, dom.high or 0.0, log=dom.log, step=dom.step)  # type: ignore[arg-type]
-    return out
-
-
-def grid_values(space: Mapping[str, Domain]) -> dict[str, list[Any]]:
-    """Every point of each domain, for GridSampler; ConfigError for a continuous range."""
-    out: dict[str, list[Any]] = {}
-    for name, dom in space.items():
-        if dom.choices is not None:
-            out[name] = [_label(c) for c in dom.choices]
-        elif dom.step is not None or dom.type == "int":
-            assert dom.low is not None and dom.high is not None
-            step = dom.step or 1
-            n = int(math.floor((dom.high - dom.low) / step + 1e-9)) + 1
-            points = [dom.low + i * step for i in range(n)]
-            out[name] = [int(p) for p in points] if dom.type == "int" else [round(p, 12) for p in points]
-        else:
-            raise ConfigError(
-                f"search.space.{name}: sampler grid needs choices or a step, not a continuous range "
-                f"{dom.low:g}..{dom.high:g}"
-            )
     return out
 
 
@@ -275,7 +105,7 @@ def overrides(space: Mapping[str, Domain], params: Mapping[str, Any]) -> dict[st
     for name, value in params.items():
         dom = space[name]
         if dom.choices is not None:
-            choice = next(c for c in dom.choices if _label(c) == value)
+            choice = next(c for c in dom.choices if choice_label(c) == value)
             out.update(choice if isinstance(choice, Mapping) else {name: choice})
         else:
             out[name] = value
@@ -298,7 +128,7 @@ def params_of(space: Mapping[str, Domain], cfg: Config) -> dict[str, Any] | None
             ]
             if not hit:
                 return None
-            params[name] = _label(hit[0])
+            params[name] = choice_label(hit[0])
             continue
         value = getattr(cfg, name)
         assert dom.low is not None and dom.high is not None
@@ -315,7 +145,7 @@ def describe(space: Mapping[str, Domain]) -> list[str]:
     lines = []
     for name, dom in space.items():
         if dom.choices is not None:
-            lines.append(f"  {name}: one of {', '.join(str(_label(c)) for c in dom.choices)}")
+            lines.append(f"  {name}: one of {', '.join(str(choice_label(c)) for c in dom.choices)}")
         else:
             scale = "log" if dom.log else "linear"
             step = f", step {dom.step:g}" if dom.step is not None else ""

@@ -30,6 +30,7 @@ from autox_video.errors import ConfigError
 from autox_video.search import ledger
 from autox_video.search import space as sp
 from autox_video.search.plot import try_draw_search
+from autox_video.search.section import grid_values
 from autox_video.search.worker import read_result
 from autox_video.spec.search import SearchConfig
 from autox_video.storage import atomic
@@ -174,7 +175,7 @@ class Search:
         self.grid_size = None
         if search.sampler == "grid":
             self.grid_size = 1
-            for values in sp.grid_values(self.space).values():
+            for values in grid_values(self.space).values():
                 self.grid_size *= len(values)
         self.slots = make_slots(search.parallel, self.nproc, gpu_ids)
         self.free = list(self.slots)

@@ -10,7 +10,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from autox_video import storage
-from autox_video.config import LOCATION_KEYS, Config
+from autox_video.config import Config
+from autox_video.config_keys import LOCATION_KEYS
 from autox_video.data.annotations import VIDEO_EXTENSIONS, read_annotations
 from autox_video.errors import ConfigError
 from autox_video.storage.locations import check_file_target, check_folder

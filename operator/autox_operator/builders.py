@@ -26,12 +26,14 @@ from autox_operator.children.pytorchjob import build_pytorchjob as build_pytorch
 from autox_operator.children.trainjob import build_trainjob as build_trainjob
 from autox_operator.settings import OperatorSettings
 from autox_video.config import Config
-from autox_video.spec import VideoInferenceJobSpec, VideoTrainingJobSpec, trainer_config
+from autox_video.spec import trainer_config
+from autox_video.spec.inference import VideoInferenceJobSpec
 
 # Re-exported: the handlers and the search name output locations through this module.
 from autox_video.spec.trainer_config import normalise_prefix as normalise_prefix
 from autox_video.spec.trainer_config import results_uri as results_uri
 from autox_video.spec.trainer_config import trial_prefix as trial_prefix
+from autox_video.spec.training import VideoTrainingJobSpec
 
 
 def report_uri(results: str) -> str:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from autox_video.spec import GROUP, VERSION
+from autox_video.spec.common import GROUP, VERSION
 
 # Our custom resources, as (group, version, plural) for kopf and the API client.
 TRAINING_PLURAL = "videotrainingjobs"

@@ -18,7 +18,7 @@ from autox_operator.kube import Kube, connection_info, load_configuration
 from autox_operator.prerequisites import Invalid, Waiting
 from autox_operator.settings import SYNC_INTERVAL, OperatorSettings
 from autox_operator.status import failed_status, phase_event, waiting_status
-from autox_video.spec import API_VERSION
+from autox_video.spec.common import API_VERSION
 
 TRAINING = (C.CR_GROUP, C.CR_VERSION, C.TRAINING_PLURAL)
 INFERENCE = (C.CR_GROUP, C.CR_VERSION, C.INFERENCE_PLURAL)

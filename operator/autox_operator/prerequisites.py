@@ -15,7 +15,7 @@ from autox_operator import s3
 from autox_operator.builders import Owner, s3_endpoint
 from autox_operator.kube import Kube
 from autox_operator.settings import OperatorSettings
-from autox_video.spec import StorageSpec
+from autox_video.spec.common import StorageSpec
 
 SECRET_KEYS = ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY")
 M = TypeVar("M", bound=BaseModel)

@@ -56,7 +56,9 @@ from autox_operator.status import (
     without_stale_eta,
 )
 from autox_video.errors import ConfigError
-from autox_video.spec import TERMINAL_PHASES, VideoInferenceJobSpec, VideoTrainingJobSpec
+from autox_video.spec.common import TERMINAL_PHASES
+from autox_video.spec.inference import VideoInferenceJobSpec
+from autox_video.spec.training import VideoTrainingJobSpec
 
 log = logging.getLogger(__name__)
 

@@ -56,9 +56,11 @@ from autox_video.config import Config
 from autox_video.errors import ConfigError
 from autox_video.search import ledger
 from autox_video.search import space as sp
+from autox_video.search.section import grid_values, parse_search
 from autox_video.search.tune import why_not_start
-from autox_video.spec import TERMINAL_PHASES, VideoTrainingJobSpec
+from autox_video.spec.common import TERMINAL_PHASES
 from autox_video.spec.search import Domain, SearchSpec
+from autox_video.spec.training import VideoTrainingJobSpec
 
 Event = tuple[str, str, str]
 
@@ -99,12 +101,12 @@ def make_plan(spec: VideoTrainingJobSpec, settings: OperatorSettings) -> Plan:
     except ConfigError as err:
         raise Invalid("InvalidSpec", str(err)) from None
     try:
-        search = sp.parse_search(spec.search.model_copy(deep=True))
+        search = parse_search(spec.search.model_copy(deep=True), Config)
         assert isinstance(search, SearchSpec)
         space, _ = sp.resolve_space(search, cfg, cuda=spec.resources.gpus_per_replica > 0)
         grid = None
         if search.sampler == "grid":
-            values = sp.grid_values(space)
+            values = grid_values(space)
             grid = [dict(zip(values, point, strict=True)) for point in itertools.product(*values.values())]
     except ConfigError as err:
         raise Invalid("InvalidSpec", f"spec.{err}") from None

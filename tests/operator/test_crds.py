@@ -10,9 +10,10 @@ import pytest
 import yaml
 from k8s_schemas import CRD_DIR, ROOT, SchemaSet, load_crd
 
-from autox_video.spec import VideoInferenceJobSpec, VideoTrainingJobSpec
 from autox_video.spec.crdgen import main as crdgen_main
 from autox_video.spec.crdgen import render_files, stale_files
+from autox_video.spec.inference import VideoInferenceJobSpec
+from autox_video.spec.training import VideoTrainingJobSpec
 
 CHART_CRDS = ROOT / "charts" / "autox-video" / "crds"
 EXAMPLES = ROOT / "examples"

@@ -25,7 +25,8 @@ from k8s_schemas import SchemaSet
 from pydantic import ValidationError
 
 from autox_video.config import build_config
-from autox_video.spec import VideoInferenceJobSpec, VideoTrainingJobSpec
+from autox_video.spec.inference import VideoInferenceJobSpec
+from autox_video.spec.training import VideoTrainingJobSpec
 
 SETTINGS = OperatorSettings(trainer_image="registry.test/trainer:1", default_s3_endpoint="http://minio.minio:9000")
 OWNER = Owner(kind="VideoTrainingJob", name="ucf", namespace="team-a", uid="uid-1")

@@ -20,7 +20,7 @@ from k8s_schemas import ROOT, SchemaSet
 
 from autox_video.config import Config
 from autox_video.search import ledger
-from autox_video.spec import VideoTrainingJobSpec
+from autox_video.spec.training import VideoTrainingJobSpec
 
 SETTINGS = OperatorSettings(trainer_image="registry.test/trainer:1")
 OWNER = Owner(kind="VideoTrainingJob", name="hpo", namespace="ns", uid="uid-1")

@@ -17,7 +17,8 @@ from autox_operator.settings import OperatorSettings
 from autox_operator.status import job_status, phase_from_trainjob, phase_of, queued_status, vanished_status
 from k8s_schemas import K8S_SCHEMAS, PYTORCHJOB_CRD, ROOT, TRAINER_CRDS, SchemaSet
 
-from autox_video.spec import VideoInferenceJobSpec, VideoTrainingJobSpec
+from autox_video.spec.inference import VideoInferenceJobSpec
+from autox_video.spec.training import VideoTrainingJobSpec
 
 SETTINGS = OperatorSettings(trainer_image="registry.test/trainer:1", default_s3_endpoint="http://minio.minio:9000")
 OWNER = Owner(kind="VideoTrainingJob", name="ucf", namespace="team-a", uid="uid-1")

@@ -10,7 +10,7 @@ from autox_operator.builders import Owner, build_configmap, build_inference_conf
 from autox_operator.settings import OperatorSettings
 
 from autox_video.runlocal import load_manifest, manifest_config
-from autox_video.spec import VideoTrainingJobSpec
+from autox_video.spec.training import VideoTrainingJobSpec
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
 SETTINGS = OperatorSettings()  # no default endpoint: the examples name theirs

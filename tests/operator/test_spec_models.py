@@ -10,12 +10,8 @@ from pydantic import ValidationError
 
 from autox_video import families
 from autox_video.config import Config
-from autox_video.spec import (
-    InferenceModel,
-    TrainingParams,
-    VideoInferenceJobSpec,
-    VideoTrainingJobSpec,
-)
+from autox_video.spec.inference import InferenceModel, VideoInferenceJobSpec
+from autox_video.spec.training import TrainingParams, VideoTrainingJobSpec
 
 MINIMAL_TRAINING = {
     "dataset": {"videos": "s3://data/videos/", "train": "s3://data/train.txt"},

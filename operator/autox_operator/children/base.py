@@ -16,8 +16,8 @@ from typing import Any, Protocol
 
 from autox_operator import constants as C
 from autox_operator.settings import OperatorSettings
-from autox_video.spec import API_VERSION, ResourcesSpec, RunPolicySpec, StorageSpec, trainer_config
-from autox_video.spec.common import RuntimeSpec
+from autox_video.spec import trainer_config
+from autox_video.spec.common import API_VERSION, ResourcesSpec, RunPolicySpec, RuntimeSpec, StorageSpec
 
 
 class JobSpec(Protocol):
