@@ -1,4 +1,4 @@
-"""`autox-video train | test | tune | run | check | demo | prepare | report` (also `python -m autox_video`).
+"""`autox-video train | test | tune | run | check | demo | prepare | report | weights` (also `python -m autox_video`).
 
 Config precedence: command-line flags > --config file (default ./config.yaml) > defaults.
 Every config key is also a flag: `--epoch 3`, `--data-root DIR`, `--pretrained none`.
@@ -219,6 +219,18 @@ def cmd_prepare(args: argparse.Namespace) -> int:
     return 1 if report.failed else 0
 
 
+def cmd_weights(args: argparse.Namespace) -> int:
+    """List the backbones' pretrained weights, or fetch them (into the cache, optionally a mirror)."""
+    from autox_video.weights import catalogue
+
+    if args.weights_command == "list":
+        print(catalogue.table())
+        return 0
+    for path in catalogue.pull(args.backbones, args.to):
+        print(path)
+    return 0
+
+
 def _rank() -> int:
     return int(os.environ.get("RANK", "0"))
 
@@ -274,6 +286,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--workers", type=int, default=None, help="parallel transcodes (default: CPUs)")
     p.add_argument("--ann", action="append", default=[], help="annotation list to copy (paths renamed .avi->.mp4)")
     p.set_defaults(func=cmd_prepare)
+    p = sub.add_parser("weights", help="the backbones' pretrained weights: list them, or pull them for offline use")
+    ws = p.add_subparsers(dest="weights_command", required=True)
+    ws.add_parser("list", help="each backbone's weights: size, cached here or not, licence, source")
+    pull = ws.add_parser("pull", help="download (and verify) weights into AUTOX_CACHE_DIR/weights, or a mirror")
+    pull.add_argument("backbones", nargs="+", metavar="BACKBONE")
+    pull.add_argument("--to", default=None, help="also copy them under this s3:// prefix or folder (a mirror)")
+    p.set_defaults(func=cmd_weights)
     return parser
 
 

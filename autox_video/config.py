@@ -62,8 +62,11 @@ class Config(BaseModel):
         description=f"Network: {families.describe()}. Keys it has its own recipe for "
         f"({', '.join(families.FAMILY_KEYS)}) default to that recipe when not set.",
     )
-    pretrained: str | None = Field(
-        None, description="Weights (path or s3://); default: first *.pth in ./checkpoints/; 'none' = random init."
+    pretrained: str = Field(
+        "auto",
+        description="Weights: auto (the backbone's official Kinetics weights: ./checkpoints/<file>, else "
+        "downloaded and hash-checked; random init for tiny backbones), a path, s3://, https://, or none "
+        "(random init).",
     )
     checkpoint: str | None = Field(None, description="For test: weights to predict with (default: work_dir best).")
     clip_len: int | None = Field(None, ge=1, description="Frames per clip (overrides video_length).")
@@ -156,6 +159,11 @@ class Config(BaseModel):
         if problem:
             raise ValueError(problem)
         return v
+
+    @field_validator("pretrained", mode="before")
+    @classmethod
+    def _pretrained(cls, v: Any) -> Any:
+        return "auto" if v is None else v  # null (the CRD's and the API's "not set") is the default
 
     @field_validator("loggers", mode="before")
     @classmethod

@@ -9,7 +9,7 @@ defaults are Swin's recipe). Config paths below are relative to mmaction/.mim/co
 from __future__ import annotations
 
 import typing
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Literal
 
 # The one list of backbone names: config.py's Literal, the CRD enum, --help and the README table.
@@ -68,6 +68,23 @@ class Family:
 
 
 @dataclass(frozen=True)
+class Weights:
+    """Where a backbone's official pretrained weights live and what they are (`pretrained: auto`)."""
+
+    url: str
+    sha256_prefix: str  # torch.hub's convention: the hex after the last '-' of the file name
+    size_mb: int  # approximate (parameters x 4 bytes); the hash, not the size, is checked
+    licence: str
+    dataset: str  # what the weights were trained on
+    non_commercial: bool = False
+
+    @property
+    def file_name(self) -> str:
+        """The release's file name: ./checkpoints/<it> or <AUTOX_WEIGHTS_MIRROR>/<it>."""
+        return self.url.rsplit("/", 1)[-1]
+
+
+@dataclass(frozen=True)
 class Model:
     """One `backbone:` value: its mmaction2 backbone and head arguments and its config defaults."""
 
@@ -80,6 +97,19 @@ class Model:
     tiny: bool = False
     source: str = ""  # the mmaction2 config the values come from
     kinetics400_top1: float | None = None  # published, of the pretrained model in `source`'s metafile
+    weights: Weights | None = None  # `pretrained: auto`; None for the tiny ones (random init)
+    recipe_batch: int | None = None  # total videos per step of the recipe its lr comes from
+
+    def scaled_lr(self, lr: float, batch: int) -> tuple[float, str]:
+        """The family lr scaled linearly from the recipe's total batch to `batch`, and why (one phrase)."""
+        if self.recipe_batch is None or batch == self.recipe_batch:
+            why = "tiny backbone: unscaled" if self.recipe_batch is None else f"recipe batch {batch}"
+            return lr, f"{self.name}'s default ({why})"
+        scaled = lr * batch / self.recipe_batch
+        return (
+            scaled,
+            f"{self.name}'s default {lr:g} for a total batch of {self.recipe_batch}, scaled linearly to {batch}",
+        )
 
     @property
     def depth(self) -> int:
@@ -128,6 +158,64 @@ VIDEOMAE = Family(
     "AdamW",
     pretrained_formats=("mmaction2 model zoo", "VideoMAE / VideoMAE V2 release (model|module, encoder.)"),
 )
+
+# Official Kinetics weights (`pretrained: auto`), from the metafile.yml of each `source` config as the
+# installed mmaction2 1.1.0 ships it; the hash prefix is the one in the file name. Licences: OpenMMLab's
+# model zoo is released under mmaction2's Apache-2.0; X3D's are converted from PySlowFast (Apache-2.0).
+_MMA = "https://download.openmmlab.com/mmaction/v1.0/recognition/"
+_APACHE = "Apache-2.0"
+_K400 = "Kinetics-400"
+
+
+def _zoo(config: str, stamp: str, size_mb: int, **kw: Any) -> Weights:
+    folder, name = config.split("/")
+    url = f"{_MMA}{folder}/{name}/{name}_{stamp}.pth"
+    return Weights(url, stamp.split("-")[1], size_mb, kw.pop("licence", _APACHE), kw.pop("dataset", _K400), **kw)
+
+
+# videomaev2/metafile.yml gives the ViT-S entry the ViT-B file's URL (a copy-paste slip): the ViT-S file
+# is the same release's `..._20230510-25c748fd.pth`. The metafiles carry no licence; VideoMAE V2's model
+# zoo states none for its distilled weights, and VideoMAE's own release is CC-BY-NC-4.0: recorded as
+# non-commercial until its authors say otherwise.
+_VMAE_LICENCE = "CC-BY-NC-4.0 (assumed: VideoMAE's release licence; VideoMAE V2 states none for its weights)"
+_VMAE_DATA = "Kinetics-400 (distilled from ViT-g, pretrained on UnlabeledHybrid and Kinetics-710)"
+_VMAE = "videomaev2/vit-{}-p16_videomaev2-vit-g-dist-k710-pre_16x4x1_kinetics-400"
+_SWIN_ZOO = "swin/swin-{}-p244-w877_in1k-pre_8xb8-amp-32x2x1-30e_kinetics400-rgb"
+WEIGHTS: dict[str, Weights] = {
+    "swin_t": _zoo(_SWIN_ZOO.format("tiny"), "20220930-241016b2", 113),
+    "swin_s": _zoo(_SWIN_ZOO.format("small"), "20220930-e91ab986", 199),
+    "swin_b": _zoo(_SWIN_ZOO.format("base"), "20220930-182ec6cc", 352),
+    "tsm_r50": _zoo("tsm/tsm_imagenet-pretrained-r50_8xb16-1x1x8-50e_kinetics400-rgb", "20220831-64d69186", 97),
+    "x3d_s": Weights(
+        _MMA + "x3d/facebook/x3d_s_13x6x1_facebook-kinetics400-rgb_20201027-623825a0.pth",
+        "623825a0",
+        15,
+        _APACHE,
+        _K400,
+    ),
+    "x3d_m": Weights(
+        _MMA + "x3d/facebook/x3d_m_16x5x1_facebook-kinetics400-rgb_20201027-3f42382a.pth",
+        "3f42382a",
+        15,
+        _APACHE,
+        _K400,
+    ),
+    "uniformerv2_b16": _zoo(
+        "uniformerv2/uniformerv2-base-p16-res224_clip_8xb32-u8_kinetics400-rgb",
+        "20230313-e29fc968",
+        460,
+        dataset="Kinetics-400 (from OpenAI CLIP ViT-B/16)",
+    ),
+    "videomae_s": _zoo(
+        _VMAE.format("small"), "20230510-25c748fd", 88, licence=_VMAE_LICENCE, dataset=_VMAE_DATA, non_commercial=True
+    ),
+    "videomae_b": _zoo(
+        _VMAE.format("base"), "20230510-3e7f93b2", 346, licence=_VMAE_LICENCE, dataset=_VMAE_DATA, non_commercial=True
+    ),
+}
+# Total videos per optimizer step of the recipe each family's lr comes from (families' comments below):
+# Swin 8 GPUs x 8, TSM 8 x 16, UniFormerV2 8 x 32, X3D PySlowFast's 128 clips, VideoMAE lr per 256.
+RECIPE_BATCH = {"swin": 64, "tsm": 128, "uniformerv2": 256, "x3d": 128, "videomae": 256}
 
 _SWIN_SOURCE = "swin/swin-{}-p244-w877_in1k-pre_8xb8-amp-32x2x1-30e_kinetics400-rgb.py"
 # tsm/tsm_imagenet-pretrained-r50_8xb16-1x1x8-50e_kinetics400-rgb.py: SGD lr 0.02 with fc_lr5 (head
@@ -330,6 +418,10 @@ MODELS: dict[str, Model] = {
             tiny=True,
         ),
     ]
+}
+MODELS = {
+    n: m if m.tiny else replace(m, weights=WEIGHTS[n], recipe_batch=RECIPE_BATCH[m.family.name])
+    for n, m in MODELS.items()
 }
 NAMES: tuple[str, ...] = typing.get_args(Backbone)
 if set(NAMES) != set(MODELS):  # the Literal and the registry are one list: fail at import, not at train

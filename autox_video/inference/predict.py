@@ -214,6 +214,8 @@ def predict_split(
         **({"checkpoint_epoch": meta["epoch"]} if isinstance(meta.get("epoch"), int) else {}),
         # The training config the weights came from (with this run's test-time keys): the report shows it.
         **({"config": model_cfg.model_dump(mode="json")} if (meta.get("autox") or {}).get("config") else {}),
+        # Where the training started from ({source, sha256, licence}): a licence may limit the model's use.
+        **({"pretrained": pre} if (pre := (meta.get("autox") or {}).get("pretrained")) else {}),
         "classes": names if names else list(range(num_classes)),
         **({"metrics": metrics} if metrics else {}),
         "predictions": preds,

@@ -106,6 +106,7 @@ def build_report(results: Any, source: str = "results.json") -> dict[str, Any]:
             "checkpoint_source": results.get("checkpoint_source"),
             "checkpoint_epoch": results.get("checkpoint_epoch"),
             "config": results.get("config"),
+            "pretrained": results.get("pretrained"),
         },
         "summary": {
             "videos": total,

@@ -88,6 +88,13 @@ def _source(src: dict[str, Any]) -> str:
     if src.get("checkpoint_epoch") is not None:
         items.append(("checkpoint epoch", src["checkpoint_epoch"]))
     items.append(("results", src.get("results")))
+    if pre := src.get("pretrained"):
+        items.append(("pretrained from", pre.get("source")))
+        items.append(("pretrained sha256", pre.get("sha256")))
+        licence = str(pre.get("licence"))
+        items.append(
+            ("pretrained licence", licence + (" (non-commercial use only)" if pre.get("non_commercial") else ""))
+        )
     config = src.get("config") or {}
     items += [(k, config[k]) for k in KEY_CONFIG if config.get(k) is not None]
     rows = "".join(f"<tr><th>{escape(k)}</th><td>{escape(str(v))}</td></tr>" for k, v in items)

@@ -63,7 +63,7 @@ def auto_space(cfg: Config, *, cuda: bool) -> tuple[dict[str, Domain], list[str]
     notes: list[str] = []
     if cuda and cfg.pretrained != "none":
         # One checkpoint fits one size: search the sizes with a checkpoint each, else keep the backbone.
-        per_size = {} if cfg.pretrained else _checkpoint_per_size()
+        per_size = _checkpoint_per_size() if cfg.pretrained == "auto" else {}
         if len(per_size) >= 2:
             raw["backbone"] = [{"backbone": b, "pretrained": p} for b, p in per_size.items()]
         else:

@@ -8,6 +8,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from autox_video import storage
 from autox_video.config import Config
@@ -16,7 +17,6 @@ from autox_video.data.annotations import VIDEO_EXTENSIONS, read_annotations
 from autox_video.errors import ConfigError
 from autox_video.storage.locations import check_file_target, check_folder
 from autox_video.training import distributed
-from autox_video.training.checkpoints import find_pretrained
 
 
 @dataclass
@@ -29,6 +29,7 @@ class TrainingInputs:
     class_names: str | None
     pretrained: str | None
     work_dir: Path
+    pretrained_info: dict[str, Any] | None = None  # provenance: {source, sha256, licence}
     output_uri: str | None = None
     publisher: Callable[[Path, int, bool], None] | None = None
 
@@ -100,16 +101,19 @@ def localize_training_inputs(cfg: Config) -> TrainingInputs:
     holder: dict[str, object] = {}
 
     def fetch() -> None:
+        from autox_video.training.checkpoints import resumable_checkpoint
+        from autox_video.weights.resolve import resolve
+
         holder["ann"] = [_localize(cfg.ann_file_train), _localize(cfg.ann_file_val), _localize(cfg.class_names)]
-        holder["pretrained"] = _localize(find_pretrained(cfg.pretrained))
         if storage.is_s3(cfg.data_root):
             lists = [a for a in holder["ann"][:2] if a]  # type: ignore[index]
             holder["root"] = _fetch_listed_videos(cfg.data_root, lists)  # type: ignore[arg-type]
-        if out_uri:
-            from autox_video.training.checkpoints import resumable_checkpoint
-
-            if resumable_checkpoint(work) is None:  # a fresh disk (or only damaged files): continue from S3
-                restore_run(out_uri, work)
+        if out_uri and resumable_checkpoint(work) is None:  # a fresh disk (or only damaged files): continue from S3
+            restore_run(out_uri, work)
+        # A resumed run has all its weights in the checkpoint: nothing to fetch (offline resumes work).
+        resolved = resolve(cfg.pretrained, cfg.backbone) if resumable_checkpoint(work) is None else None
+        holder["pretrained"] = resolved.path if resolved else None
+        holder["info"] = resolved.provenance if resolved else None
 
     distributed.local_rank0_first(fetch)
     ann = holder["ann"]
@@ -120,6 +124,7 @@ def localize_training_inputs(cfg: Config) -> TrainingInputs:
         class_names=ann[2],  # type: ignore[index]
         pretrained=holder["pretrained"],  # type: ignore[arg-type]
         work_dir=work,
+        pretrained_info=holder["info"],  # type: ignore[arg-type]
         output_uri=out_uri,
         publisher=RunPublisher(out_uri, cfg.keep_checkpoints) if out_uri else None,
     )

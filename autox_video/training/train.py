@@ -196,16 +196,18 @@ def _fit(cfg: Config, cuda: bool, local_inputs: Any, publisher: Any) -> TrainRes
         write_list(plan.train, inputs.data_root, work / "lists" / "train.jsonl")
         if plan.val is not None:
             write_list(plan.val, inputs.data_root, work / "lists" / "val.jsonl")
-    if distributed.rank() == 0:
-        _write_run_files(cfg, plan, work, inputs.data_root)
-    distributed.barrier()
-
     resume_from = _agree_on_resume(work, inputs.output_uri)
+    cfg = settle_lr(cfg, resume_from, distributed.world_size())
+    pretrained = _pretrained_info(cfg, inputs, resume_from)
     if resume_from is not None:
         _check_schedule_unchanged(cfg, resume_from)
         log.info("resuming from %s", resume_from)
+    if distributed.rank() == 0:
+        _write_run_files(cfg, plan, work, inputs.data_root)  # config.yaml holds the lr settled above
+    distributed.barrier()
     runner = build_runner(cfg, plan, work, resume_from=resume_from, cuda=cuda)
     progress = next(h for h in runner.hooks if type(h).__name__ == "ProgressHook")
+    progress.checkpoint_meta["pretrained"] = pretrained
     progress.publisher = publisher or inputs.publisher
     progress.output = inputs.output_uri
     if resume_from is None:
@@ -232,6 +234,55 @@ def _fit(cfg: Config, cuda: bool, local_inputs: Any, publisher: Any) -> TrainRes
     skipped = sum(len(s.problems) for s in (plan.train, plan.val) if s is not None)
     # Only rank 0 wrote progress.json (other nodes may not share its disk): its summary goes to all.
     return distributed.on_rank0_then_broadcast(lambda: _result(work, plan, skipped))
+
+
+def settle_lr(cfg: Config, resume_from: Path | None, processes: int) -> Config:
+    """The lr this run uses: as set; on resume the first run's; else the family's, scaled to this batch."""
+    from autox_video import families
+    from autox_video.training.checkpoints import read_meta
+
+    batch = cfg.videos_per_gpu * processes
+    if "lr" in cfg.explicit_keys():
+        lr, why = cfg.lr, "set in the config"
+    elif resume_from is not None and "lr" in (saved := (read_meta(resume_from).get("autox") or {}).get("config") or {}):
+        lr, why = float(saved["lr"]), "the first run's (kept on resume)"
+    else:
+        lr, why = families.model(cfg.backbone).scaled_lr(cfg.lr, batch)
+    if distributed.rank() == 0:
+        log.info(
+            "lr %g: %s (this run: %d processes x %d videos = %d per step)",
+            lr,
+            why,
+            processes,
+            cfg.videos_per_gpu,
+            batch,
+        )
+    return cfg if lr == cfg.lr else cfg.model_copy(update={"lr": lr})
+
+
+def _pretrained_info(cfg: Config, inputs: Any, resume_from: Path | None) -> dict[str, Any] | None:
+    """Where the starting weights came from ({source, sha256, licence}); logged once, with what a licence limits."""
+    from autox_video import families
+    from autox_video.training.checkpoints import read_meta
+
+    if resume_from is not None:  # the first run's record
+        return (read_meta(resume_from).get("autox") or {}).get("pretrained")
+    info = inputs.pretrained_info
+    model = families.model(cfg.backbone)
+    if distributed.rank() == 0:
+        if cfg.pretrained.strip().lower() in ("none", "null", "") and not model.tiny:
+            top1 = f" (its Kinetics-400 weights reach {model.kinetics400_top1} top-1)" if model.kinetics400_top1 else ""
+            log.warning(
+                "pretrained: none: %s starts from random weights%s; expect far lower accuracy and many more "
+                "epochs and videos to converge; pretrained: auto uses its official weights",
+                cfg.backbone,
+                top1,
+            )
+        elif info is not None:
+            log.info("pretrained: %s (sha256 %s, licence %s)", info["source"], info["sha256"][:12], info["licence"])
+            if info.get("non_commercial"):
+                log.warning("pretrained weights licence %s: non-commercial use only", info["licence"])
+    return info
 
 
 def _agree_on_resume(work: Path, output_uri: str | None) -> Path | None:
