@@ -138,6 +138,24 @@ def test_an_inference_manifest_needs_its_training_run_here(tmp_path: Path) -> No
     assert "trainingJobRef 'never-ran'" in res.stderr and "run its manifest first" in res.stderr
 
 
+def test_the_local_trainer_gets_the_weights_mirror_and_cache_of_this_shell(tmp_path: Path) -> None:
+    from autox_video.runlocal.runner import child_env
+
+    manifest = load_manifest(write(tmp_path / "job.yaml", training_manifest("bkt", "http://127.0.0.1:9")))
+    env = child_env(
+        manifest,
+        {"AWS_ACCESS_KEY_ID": "k", "AWS_SECRET_ACCESS_KEY": "s", "AUTOX_WEIGHTS_MIRROR": "s3://models/w",
+         "AUTOX_CACHE_DIR": "/cache"},
+    )  # fmt: skip
+    assert env["AUTOX_WEIGHTS_MIRROR"] == "s3://models/w" and env["AUTOX_CACHE_DIR"] == "/cache"
+    assert manifest_config(manifest).pretrained == "none"  # the manifest's own choice reaches config.yaml
+    doc = training_manifest("bkt", "http://127.0.0.1:9")
+    doc["spec"]["model"] = {"backbone": "swin_b", "pretrained": "auto"}  # valid for the CRD's schema too
+    assert manifest_config(load_manifest(write(tmp_path / "auto.yaml", doc))).pretrained == "auto"
+    del doc["spec"]["model"]["pretrained"]  # not set: auto as well
+    assert manifest_config(load_manifest(write(tmp_path / "unset.yaml", doc))).pretrained == "auto"
+
+
 def test_processes_follow_the_gpus_asked_capped_to_those_present() -> None:
     assert processes(8, present=2) == 2
     assert processes(4, present=8) == 4

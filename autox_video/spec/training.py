@@ -66,7 +66,9 @@ class TrainingModel(CamelModel):
     pretrained: str | None = Field(
         None,
         min_length=1,
-        description="Weights to start from (s3:// URI or a path in the trainer image); 'none' = random init.",
+        description="Weights to start from: auto (default: the backbone's official Kinetics weights, from the "
+        "operator's weights mirror or the internet, hash-checked; random init for tiny backbones), an s3:// or "
+        "https:// URI, a path in the trainer image, or none (random init).",
     )
 
 

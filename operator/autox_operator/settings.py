@@ -25,6 +25,13 @@ def _port(name: str, default: int) -> int:
     return port
 
 
+def _mirror(name: str) -> str | None:
+    raw = os.environ.get(name, "").strip()
+    if raw and not raw.startswith(("s3://", "https://", "http://")):
+        raise SystemExit(f"{name}={raw!r}: expected an s3:// or https:// prefix holding the weights files, or empty")
+    return raw or None
+
+
 BACKENDS = ("auto", "pytorchjob", "trainjob")
 
 # How often a running job's progress.json is read (kopf timer interval; fixed at import).
@@ -43,6 +50,7 @@ class OperatorSettings:
     backend: str = "auto"  # auto | pytorchjob | trainjob (a job's spec.runtime.backend overrides it)
     runtime_name: str = "autox-video"  # the ClusterTrainingRuntime of a TrainJob without spec.runtime.name
     metrics_port: int = 8081  # /metrics (Prometheus); 0: off. 8080 is kopf's liveness endpoint
+    weights_mirror: str | None = None  # AUTOX_WEIGHTS_MIRROR of the trainer pods: pretrained weights offline
 
     @classmethod
     def from_env(cls) -> OperatorSettings:
@@ -59,4 +67,5 @@ class OperatorSettings:
             backend=backend,
             runtime_name=os.environ.get("AUTOX_TRAINING_RUNTIME") or cls.runtime_name,
             metrics_port=_port("AUTOX_METRICS_PORT", cls.metrics_port),
+            weights_mirror=_mirror("AUTOX_WEIGHTS_MIRROR"),
         )

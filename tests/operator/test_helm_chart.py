@@ -43,6 +43,7 @@ VALUE_SETS: dict[str, dict[str, Any]] = {
         },
     },
     "s3-endpoint": {"s3": {"endpoint": "http://minio.minio:9000"}},
+    "weights-mirror": {"weights": {"mirror": "s3://models/weights"}},
     "existing-service-account": {"serviceAccount": {"create": False, "name": "autox-ops"}},
     "no-rbac": {"rbac": {"create": False}},
     "backend-trainjob-other-runtime": {
@@ -298,6 +299,7 @@ def test_values_reach_the_operator(rendered: tuple[dict[str, Any], Rendered], mo
     assert settings.trainer_image == f"{image['repository']}:{image['tag'] or APP_VERSION}"
     assert settings.image_pull_policy == image["pullPolicy"]
     assert settings.default_s3_endpoint == (merged["s3"]["endpoint"] or None)
+    assert settings.weights_mirror == (merged["weights"]["mirror"] or None)
     assert settings.retry_delay == float(operator["retryDelay"])
     assert float(env["AUTOX_SYNC_INTERVAL"]) == float(operator["syncInterval"])
     assert settings.namespaces == tuple(merged["watchNamespaces"])
@@ -334,6 +336,11 @@ def test_image_references(
 def test_s3_endpoint_reaches_the_operator(default: Rendered) -> None:
     assert env_of(default)["AUTOX_S3_ENDPOINT"] == ""  # empty: AWS
     assert env_of(render(VALUE_SETS["s3-endpoint"]))["AUTOX_S3_ENDPOINT"] == "http://minio.minio:9000"
+
+
+def test_weights_mirror_reaches_the_operator(default: Rendered) -> None:
+    assert env_of(default)["AUTOX_WEIGHTS_MIRROR"] == ""  # empty: the internet
+    assert env_of(render(VALUE_SETS["weights-mirror"]))["AUTOX_WEIGHTS_MIRROR"] == "s3://models/weights"
 
 
 def test_pod_placement_and_extras_render_where_kubernetes_reads_them() -> None:

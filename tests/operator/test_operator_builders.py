@@ -417,3 +417,25 @@ def test_label_values_fit_63_characters() -> None:
 )
 def test_results_uri(output: str, expected: str) -> None:
     assert results_uri(output) == expected
+
+
+def test_the_weights_mirror_reaches_the_trainer_pods_of_both_engines(monkeypatch: pytest.MonkeyPatch) -> None:
+    """`pretrained: auto` (the default) fetches from the chart's weights.mirror into the pods' cache volume."""
+    from autox_operator.builders import build_trainjob
+
+    monkeypatch.setenv("AUTOX_WEIGHTS_MIRROR", "s3://models/weights")
+    settings = OperatorSettings.from_env()
+    assert settings.weights_mirror == "s3://models/weights"
+    spec = _spec(model={"backbone": "swin_b", "pretrained": "auto"})
+    pod = build_pytorchjob(OWNER, spec, args=TRAIN_ARGS, settings=settings)["spec"]["pytorchReplicaSpecs"]
+    trainer = build_trainjob(OWNER, spec, args=TRAIN_ARGS, settings=settings)["spec"]["trainer"]
+    for env in (pod["Master"]["template"]["spec"]["containers"][0]["env"], trainer["env"]):
+        values = {e["name"]: e.get("value") for e in env}
+        assert values["AUTOX_WEIGHTS_MIRROR"] == "s3://models/weights"
+        assert values["AUTOX_CACHE_DIR"] == "/data/cache"  # the pods' data volume keeps downloaded weights
+    assert build_training_config(spec, settings).pretrained == "auto"
+    no_mirror = build_pytorchjob(OWNER, spec, args=TRAIN_ARGS, settings=SETTINGS)["spec"]["pytorchReplicaSpecs"]
+    assert "AUTOX_WEIGHTS_MIRROR" not in str(no_mirror)
+    monkeypatch.setenv("AUTOX_WEIGHTS_MIRROR", "models/weights")
+    with pytest.raises(SystemExit, match="AUTOX_WEIGHTS_MIRROR='models/weights': expected an s3:// or https://"):
+        OperatorSettings.from_env()

@@ -116,8 +116,8 @@ def quantity(value: int | str) -> str:
 
 
 def trainer_env(storage: StorageSpec, settings: OperatorSettings, *, job_name: str) -> list[dict[str, Any]]:
-    """The trainer container's env: job name, cache dir, S3 endpoint/region, credentials from the Secret
-    (no PET_* names)."""
+    """The trainer container's env: job name, cache dir (downloaded weights too), S3 endpoint/region,
+    credentials from the Secret, the weights mirror (no PET_* names)."""
     env: list[dict[str, Any]] = [
         {"name": "AUTOX_JOB_NAME", "value": job_name},  # names the run in MLflow
         {"name": "AUTOX_CACHE_DIR", "value": C.CACHE_DIR},
@@ -131,6 +131,8 @@ def trainer_env(storage: StorageSpec, settings: OperatorSettings, *, job_name: s
             {"name": key, "valueFrom": {"secretKeyRef": {"name": storage.secret_ref, "key": key}}}
             for key in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY")
         ]
+    if settings.weights_mirror:  # `pretrained: auto` fetches from it first (clusters without internet)
+        env.append({"name": "AUTOX_WEIGHTS_MIRROR", "value": settings.weights_mirror})
     env.append({"name": "PYTHONUNBUFFERED", "value": "1"})
     return env
 
