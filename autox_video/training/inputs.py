@@ -101,7 +101,7 @@ def localize_training_inputs(cfg: Config) -> TrainingInputs:
     holder: dict[str, object] = {}
 
     def fetch() -> None:
-        from autox_video.training.checkpoints import resumable_checkpoint
+        from autox_video.training.checkpoints import latest_checkpoint, resumable_checkpoint, unreadable_reason
         from autox_video.weights.resolve import resolve
 
         holder["ann"] = [_localize(cfg.ann_file_train), _localize(cfg.ann_file_val), _localize(cfg.class_names)]
@@ -111,7 +111,10 @@ def localize_training_inputs(cfg: Config) -> TrainingInputs:
         if out_uri and resumable_checkpoint(work) is None:  # a fresh disk (or only damaged files): continue from S3
             restore_run(out_uri, work)
         # A resumed run has all its weights in the checkpoint: nothing to fetch (offline resumes work).
-        resolved = resolve(cfg.pretrained, cfg.backbone) if resumable_checkpoint(work) is None else None
+        # Read-only check: every local rank runs this, only rank 0 moves damaged checkpoints aside later.
+        latest = latest_checkpoint(work)
+        resumes = latest is not None and unreadable_reason(latest) is None
+        resolved = None if resumes else resolve(cfg.pretrained, cfg.backbone)
         holder["pretrained"] = resolved.path if resolved else None
         holder["info"] = resolved.provenance if resolved else None
 
