@@ -246,8 +246,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_train)
     p = sub.add_parser("test", help="predict with the best weights; writes results.json")
     _add_config_flags(p)
-    p.add_argument("--format", dest="cfg_results_format", choices=["default", "seed"], metavar="{default,seed}",
-                   help="results.json layout (same as --results-format)")  # fmt: skip
+    p.add_argument("--format", dest="cfg_results_format", choices=["default", "seed", "vertex"],
+                   metavar="{default,seed,vertex}", help="results.json layout (same as --results-format)")  # fmt: skip
     _add_launch_flags(p)
     p.set_defaults(func=cmd_test)
     p = sub.add_parser("tune", help="search config keys (search: in config.yaml, or auto); resumable")

@@ -31,7 +31,9 @@ from autox_video.spec.search import SearchConfig
 
 Precision = Literal["auto", "fp32", "fp16", "bf16"]
 Decoder = Literal["auto", "decord", "pyav"]
-ResultsFormat = Literal["default", "seed"]
+ResultsFormat = Literal["default", "seed", "vertex"]
+Granularity = Literal["video", "segment", "shot", "second"]
+GRANULARITIES: tuple[str, ...] = ("video", "segment", "shot", "second")
 
 
 class Config(BaseModel):
@@ -107,7 +109,20 @@ class Config(BaseModel):
         description="Also log to: tensorboard (work_dir/tensorboard/) and/or mlflow (MLFLOW_TRACKING_URI, "
         "default work_dir/mlruns).",
     )
-    results_format: ResultsFormat = Field("default", description="results.json layout: default or seed.")
+    results_format: ResultsFormat = Field(
+        "default",
+        description="results.json layout: default or seed; vertex also writes Vertex AI's predictions.jsonl beside it.",
+    )
+    granularity: list[Granularity] = Field(
+        default_factory=lambda: ["video"],
+        description="What `test` labels: video (one label per file), segment (each list line's [start, end]), "
+        "shot (shots found by PySceneDetect), second (every `interval`); one or a list, e.g. second,shot.",
+    )
+    interval: float = Field(1.0, gt=0, description="Seconds between timeline predictions (granularity second).")
+    confidence_threshold: float = Field(
+        0.0, ge=0, le=1, description="Timeline predictions keep only labels at least this confident (as Vertex AI)."
+    )
+    max_predictions: int = Field(5, ge=1, description="Most labels kept per segment, shot or second (as Vertex AI).")
     s3_endpoint_url: str | None = Field(None, description="S3 endpoint (else AWS_ENDPOINT_URL / AWS default).")
     s3_region: str | None = Field(None, description="S3 region (else AWS_DEFAULT_REGION).")
     search: SearchConfig | Literal["auto"] | None = Field(
@@ -169,6 +184,22 @@ class Config(BaseModel):
     @classmethod
     def _loggers(cls, v: Any) -> Any:
         return [] if v is None else [v] if isinstance(v, str) else v  # `loggers: mlflow` means [mlflow]
+
+    @field_validator("granularity", mode="before")
+    @classmethod
+    def _granularity(cls, v: Any) -> Any:
+        if v is None:
+            return ["video"]
+        if isinstance(v, str):  # `--granularity second,shot`
+            v = [x.strip() for x in v.split(",") if x.strip()]
+        if isinstance(v, list) and not v:
+            raise ValueError(f"give at least one of {', '.join(GRANULARITIES)}")
+        return list(dict.fromkeys(v)) if isinstance(v, list) else v
+
+    @property
+    def timeline(self) -> bool:
+        """Whether `test` predicts over time (any granularity but video)."""
+        return any(g != "video" for g in self.granularity)
 
     @field_validator("test_crops")
     @classmethod

@@ -1,9 +1,12 @@
-"""`path label` annotation lists (mmaction2 format): read, validate with file:line errors, scan folders."""
+"""`path [start end] label` annotation lists (mmaction2 format, optional time range) or Vertex AI JSONL:
+read, validate with file:line errors, scan folders."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import math
+from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
+from typing import Any
 
 from autox_video.errors import AnnotationError
 
@@ -12,11 +15,23 @@ VIDEO_EXTENSIONS = (".mp4", ".avi", ".mkv", ".mov", ".webm", ".m4v", ".mpg", ".m
 
 @dataclass(frozen=True)
 class Sample:
-    """One video of a list: its path relative to data_root, its label (None if unlabelled), its line."""
+    """One video of a list: its path relative to data_root, its label (None if unlabelled), its line.
+
+    `start`/`end` (seconds) restrict it to a time range (None: from the start / to the end);
+    `instance` is the Vertex AI input object the sample came from.
+    """
 
     path: str
     label: int | None
     line: int
+    start: float | None = None
+    end: float | None = None
+    instance: dict[str, Any] | None = field(default=None, compare=False, hash=False)
+
+    @property
+    def ranged(self) -> bool:
+        """Whether the list line gave a time range."""
+        return self.start is not None or self.end is not None
 
 
 def _read_text(path: Path) -> str:
@@ -33,12 +48,36 @@ def _read_text(path: Path) -> str:
         ) from None
 
 
-def _split(line: str) -> tuple[str, str | None]:
-    """'path with spaces.mp4 3' -> ('path with spaces.mp4', '3'); the label is the last token."""
+def _is_video(token: str) -> bool:
+    return any(token.lower().endswith(ext) for ext in VIDEO_EXTENSIONS)
+
+
+def _split(line: str) -> tuple[str, list[str]]:
+    """'path with spaces.mp4 1.5 4 3' -> ('path with spaces.mp4', ['1.5', '4', '3']).
+
+    The path ends at its last token with a video extension; without one, only the last token
+    (the label) is split off, as mmaction2 does.
+    """
+    tokens = line.split()
+    ends = [i for i, t in enumerate(tokens) if _is_video(t)]
+    if ends:
+        rest = tokens[ends[-1] + 1 :]
+        path = line.rsplit(None, len(rest))[0] if rest else line
+        return path, rest
     parts = line.rsplit(None, 1)
-    if len(parts) == 2 and not any(parts[1].lower().endswith(ext) for ext in VIDEO_EXTENSIONS):
-        return parts[0], parts[1]
-    return line, None
+    return (parts[0], [parts[1]]) if len(parts) == 2 else (line, [])
+
+
+def _seconds(text: str, where: str, what: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise AnnotationError(
+            f"{where}: {what} time {text!r} is not a number (expected 'relative/path.mp4 START END [LABEL]' in seconds)"
+        ) from None
+    if math.isnan(value) or value < 0 or (what == "start" and math.isinf(value)):
+        raise AnnotationError(f"{where}: {what} time {text!r} must be a number of seconds >= 0")
+    return value
 
 
 def _check_path(rel: str, where: str) -> None:
@@ -56,17 +95,39 @@ def read_annotations(
     num_class: int | None = None,
     require_labels: bool = True,
     check_exists: bool = True,
+    root_uri: str | None = None,
 ) -> list[Sample]:
-    """Parse a list; every problem is an AnnotationError naming file:line and the fix."""
+    """Parse a list (or Vertex AI JSONL); every problem is an AnnotationError naming file:line and the fix.
+
+    `root_uri` is data_root's s3:// prefix, against which JSONL `content` URIs are resolved.
+    """
+    from autox_video.data.vertex_jsonl import looks_like_jsonl
+
     path = Path(ann_file)
     root = Path(data_root)
+    text = _read_text(path)
+    if looks_like_jsonl(path, text):
+        return _read_jsonl(path, text, root, root_uri, check_exists)
     samples: list[Sample] = []
-    for lineno, raw in enumerate(_read_text(path).splitlines(), start=1):
+    for lineno, raw in enumerate(text.splitlines(), start=1):
         line = raw.strip()
         if not line:
             continue
         where = f"{path}:{lineno}"
-        rel, label_text = _split(line)
+        rel, rest = _split(line)
+        if len(rest) > 3:
+            raise AnnotationError(
+                f"{where}: {len(rest)} fields after {rel!r} (expected 'relative/path.mp4 [START END] LABEL')"
+            )
+        start = end = None
+        if len(rest) >= 2:
+            start, end = _seconds(rest[0], where, "start"), _seconds(rest[1], where, "end")
+            if end <= start:
+                raise AnnotationError(
+                    f"{where}: end {rest[1]} is not after start {rest[0]}; give 'path START END' with START < END"
+                )
+            end = None if math.isinf(end) else end
+        label_text = rest[-1] if len(rest) in (1, 3) else None
         label: int | None = None
         if label_text is not None:
             try:
@@ -83,7 +144,19 @@ def read_annotations(
         _check_path(rel, where)
         if check_exists and not (root / rel).is_file():
             raise AnnotationError(f"{where}: video {rel!r} not found under {root}")
-        samples.append(Sample(rel, label, lineno))
+        samples.append(Sample(rel, label, lineno, start, end))
+    return samples
+
+
+def _read_jsonl(path: Path, text: str, root: Path, root_uri: str | None, check_exists: bool) -> list[Sample]:
+    from autox_video.data.vertex_jsonl import read_vertex_instances
+
+    samples = []
+    for item in read_vertex_instances(path, text, root, root_uri):
+        if check_exists and not (root / item["path"]).is_file():
+            raise AnnotationError(f"{path}:{item['line']}: video {item['path']!r} not found under {root}")
+        start = item["start"] or None  # 0 s = from the start
+        samples.append(Sample(item["path"], None, item["line"], start, item["end"], item["instance"]))
     return samples
 
 

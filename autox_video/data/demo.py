@@ -98,7 +98,11 @@ def _ramp(d: np.ndarray) -> np.ndarray:
     return np.clip(d + 0.5, 0.0, 1.0)
 
 
-def render_clip(cls: str, rng: np.random.Generator, *, num_frames: int, size: int) -> np.ndarray:
+# Background per class in `easy` mode (fast tests): a single frame then tells the class apart.
+EASY_BACKGROUNDS = ((90, 0, 0), (0, 90, 0), (0, 0, 90), (90, 90, 0), (0, 90, 90), (90, 0, 90))
+
+
+def render_clip(cls: str, rng: np.random.Generator, *, num_frames: int, size: int, easy: bool = False) -> np.ndarray:
     """One clip [T,size,size,3] of class `cls`: every frame has the same distribution in every class.
 
     The scene is a polygon (random type, colours, size, ring width, sector count, position) whose
@@ -115,6 +119,8 @@ def render_clip(cls: str, rng: np.random.Generator, *, num_frames: int, size: in
         raise ValueError(f"unknown demo class {cls!r}; choose from {DEFAULT_CLASSES}")
     s = size
     bg = rng.integers(0, 70, 3).astype(np.float32)
+    if easy:  # a tiny model trained for seconds learns this, where the motions alone take minutes
+        bg = np.array(EASY_BACKGROUNDS[DEFAULT_CLASSES.index(cls)], np.float32)
     fg = rng.integers(150, 256, 3).astype(np.float32)
     dark = fg * 0.3  # the second texture colour: same hue, far darker, so moving edges have high contrast
     normals, dist = _edges(int(rng.integers(3, 6)), 1.3)
@@ -163,12 +169,13 @@ def render_clip(cls: str, rng: np.random.Generator, *, num_frames: int, size: in
     return frames
 
 
-_Job = tuple[Path, str, tuple[int, ...], int, int, int, str]
+_Job = tuple[Path, str, tuple[int, ...], int, int, int, str, bool]
 
 
 def _render_one(job: _Job) -> None:
-    path, cls, seed, num_frames, size, fps, codec = job
-    write_video(path, render_clip(cls, np.random.default_rng(seed), num_frames=num_frames, size=size), fps, codec)
+    path, cls, seed, num_frames, size, fps, codec, easy = job
+    frames = render_clip(cls, np.random.default_rng(seed), num_frames=num_frames, size=size, easy=easy)
+    write_video(path, frames, fps, codec)
 
 
 def _render_all(jobs: list[_Job]) -> None:
@@ -190,11 +197,13 @@ def make_demo_dataset(
     fps: int = 16,
     seed: int = 0,
     classes: Sequence[str] | None = None,
+    easy: bool = False,
 ) -> DemoDataset:
     """Write videos/<split>/<class>_<i>.{mp4,avi}, train/val/test lists and classes.txt.
 
     Deterministic for a given seed; a second call with the same arguments finds the finished
     dataset (a stamp written last) and returns at once, so an interrupted run just regenerates.
+    `easy` gives each class its own background colour (see `render_clip`).
     """
     root = Path(root)
     names = list(classes or DEFAULT_CLASSES)
@@ -208,7 +217,7 @@ def make_demo_dataset(
     )
     stamp = root / ".complete"
     counts = f"{num_per_class_train} {num_per_class_val} {num_per_class_test}"
-    signature = f"v{GENERATOR_VERSION} {names} {counts} {num_frames} {size} {fps} {seed}"
+    signature = f"v{GENERATOR_VERSION} {names} {counts} {num_frames} {size} {fps} {seed}" + (" easy" if easy else "")
     if stamp.is_file() and stamp.read_text() == signature:
         return ds
     root.mkdir(parents=True, exist_ok=True)
@@ -223,7 +232,7 @@ def make_demo_dataset(
                 rel = f"videos/{split}/{cls}_{i:03d}{ext}"
                 # One seed per video: a split's videos do not depend on the other splits' sizes,
                 # and the videos can be rendered in any order, in parallel.
-                jobs.append((root / rel, cls, (seed, split_index, i, label), num_frames, size, fps, codec))
+                jobs.append((root / rel, cls, (seed, split_index, i, label), num_frames, size, fps, codec, easy))
                 lines.append(f"{rel} {label}")
         (root / f"{split}_list.txt").write_text("\n".join(lines) + "\n", encoding="utf-8")
     _render_all(jobs)
@@ -252,3 +261,27 @@ def write_empty_video(path: str | Path) -> None:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_bytes(b"")
+
+
+def make_timeline_video(
+    path: str | Path,
+    parts: Sequence[tuple[str, float]],
+    *,
+    size: int = 32,
+    fps: int = 16,
+    seed: int = 0,
+    codec: str | None = None,
+    easy: bool = False,
+) -> list[float]:
+    """One long video of several demo motions joined by hard cuts (a new scene each); returns the cut times (s).
+
+    `parts` is (class, seconds) per shot; each shot is a fresh random scene, so a cut changes the
+    whole picture at once, as an edit does. Cuts fall on whole frames: at round(seconds * fps).
+    """
+    rng = np.random.default_rng(seed)
+    lengths = [max(2, round(seconds * fps)) for _, seconds in parts]
+    frames = np.concatenate(
+        [render_clip(cls, rng, num_frames=n, size=size, easy=easy) for (cls, _), n in zip(parts, lengths, strict=True)]
+    )
+    write_video(path, frames, fps, codec)
+    return [float(x) / fps for x in np.cumsum(lengths)[:-1]]

@@ -36,12 +36,15 @@ def load_split(
     workers: int = 2,
     skipped: Path | None = None,
     decoder: str = "auto",
+    root_uri: str | None = None,
 ) -> CheckedSplit:
     """Read a list (or scan data_root when there is none), probe every video, enforce the bad share."""
     if ann_file is None:
         samples, source = scan_videos(data_root), f"videos under {data_root}"
     else:
-        samples = read_annotations(ann_file, data_root, num_class=num_class, require_labels=require_labels)
+        samples = read_annotations(
+            ann_file, data_root, num_class=num_class, require_labels=require_labels, root_uri=root_uri
+        )
         source = Path(ann_file).name
     if not check:
         return CheckedSplit(name, samples, [], source)
@@ -57,7 +60,17 @@ def load_split(
 
 def write_list(split: CheckedSplit, data_root: Path, path: Path) -> str:
     """Write the jsonl list AutoXVideoDataset reads; returns its path."""
-    rows = (json.dumps({"filename": str(data_root / s.path), "label": s.label, "video": s.path}) for s in split.samples)
+    rows = (
+        json.dumps(
+            {
+                "filename": str(data_root / s.path),
+                "label": s.label,
+                "video": s.path,
+                **({"start": s.start, "end": s.end} if s.ranged else {}),
+            }
+        )
+        for s in split.samples
+    )
     atomic.write_text(path, "".join(r + "\n" for r in rows))
     return str(path)
 

@@ -49,6 +49,10 @@ def _model_setup(cfg: Config, ckpt: dict[str, Any], path: Path) -> tuple[Config,
             "num_workers",
             "decoder",
             "precision",
+            "granularity",
+            "interval",
+            "confidence_threshold",
+            "max_predictions",
         }
         merged = trained.model_copy(update={k: getattr(cfg, k) for k in test_keys})
         return merged, int(meta["num_classes"]), meta.get("class_names")
@@ -179,9 +183,12 @@ def predict_split(
             require_labels=False,
             max_bad_fraction=cfg.max_bad_fraction,
             decoder=cfg.decoder,
+            root_uri=cfg.data_root if cfg.data_root and storage.is_s3(cfg.data_root) else None,
         )
 
     split = distributed.on_rank0_then_broadcast(plan)
+    if cfg.timeline or any(s.ranged for s in split.samples):
+        return _predict_timeline(cfg, model_cfg, model, split, data_root, names, num_classes, ann_file, ckpt, weights)
     list_file = work / f"test_list.rank{distributed.rank()}.jsonl"
     write_list(split, data_root, list_file)
     scores = _run_model(model, model_cfg, str(list_file), len(split.samples)) if split.samples else []
@@ -206,6 +213,64 @@ def predict_split(
             }
         )
     metrics = _metrics([s.label for s in split.samples], probs)
+    return _results(cfg, model_cfg, ckpt, weights, names, num_classes, preds, metrics, split)
+
+
+def _predict_timeline(
+    cfg: Config,
+    model_cfg: Config,
+    model: torch.nn.Module,
+    split: CheckedSplit,
+    data_root: Path,
+    names: list[str] | None,
+    num_classes: int,
+    ann_file: str | None,
+    ckpt: dict[str, Any],
+    weights: Path,
+) -> tuple[dict[str, Any], Prediction]:
+    """Segments, shots and seconds of every list line; each rank takes every world_size-th video."""
+    from mmengine.dist import collect_results
+
+    from autox_video.inference.timeline_run import make_scorer, predict_timelines
+    from autox_video.training import recipe
+
+    cuda = torch.cuda.is_available()
+    device = torch.device("cuda", distributed.local_rank()) if cuda else torch.device("cpu")
+    model.to(device)
+    amp = recipe.amp_dtype(model_cfg, cuda)
+    batch = model_cfg.test_batch_size or (MAX_TUNED_BATCH if cuda else model_cfg.videos_per_gpu)
+    rank, world = distributed.rank(), distributed.world_size()
+    mine = split.samples[rank::world]
+    entries = predict_timelines(
+        mine,
+        data_root,
+        cfg,
+        model_cfg,
+        make_scorer(model, model_cfg, device, amp),
+        names=names,
+        batch=batch,
+        list_name=str(ann_file or data_root),
+    )
+    gathered = collect_results(entries, len(split.samples), device="gpu") if world > 1 else entries
+    if rank != 0:
+        return {}, Prediction("", [], None)
+    preds = list(gathered or [])
+    probs = torch.tensor([p["probs"] for p in preds]) if preds else torch.zeros(0, num_classes)
+    metrics = _metrics([s.label for s in split.samples], probs)
+    return _results(cfg, model_cfg, ckpt, weights, names, num_classes, preds, metrics, split)
+
+
+def _results(
+    cfg: Config,
+    model_cfg: Config,
+    ckpt: dict[str, Any],
+    weights: Path,
+    names: list[str] | None,
+    num_classes: int,
+    preds: list[dict[str, Any]],
+    metrics: dict[str, float] | None,
+    split: CheckedSplit,
+) -> tuple[dict[str, Any], Prediction]:
     skipped = [{"video": p.path, "reason": p.reason} for p in split.problems]
     meta = ckpt.get("meta") or {}
     results: dict[str, Any] = {
@@ -217,16 +282,21 @@ def predict_split(
         # Where the training started from ({source, sha256, licence}): a licence may limit the model's use.
         **({"pretrained": pre} if (pre := (meta.get("autox") or {}).get("pretrained")) else {}),
         "classes": names if names else list(range(num_classes)),
+        **({"granularity": cfg.granularity} if cfg.timeline else {}),
         **({"metrics": metrics} if metrics else {}),
         "predictions": preds,
         **({"skipped": skipped} if skipped else {}),
     }
+    instances = [s.instance for s in split.samples]
+    if any(instances):  # Vertex AI input: its output echoes each instance
+        for pred, inst in zip(preds, instances, strict=True):
+            pred["instance"] = inst
     return results, Prediction("", preds, metrics, skipped)
 
 
 def write_results(results: dict[str, Any], path: Path, fmt: str) -> None:
     """results.json in our format, or the seed's list of probability lists."""
-    body: Any = [p["probs"] for p in results["predictions"]] if fmt == "seed" else results
+    body: Any = [p["probs"] for p in results["predictions"]] if fmt == "seed" else results  # vertex: both files
     atomic.write_json(path, body)
 
 
@@ -246,10 +316,22 @@ def transform(cfg: Config, *, local_inputs: Any = None) -> Prediction:
         write_results(results, inputs.results_local, cfg.results_format)
         if inputs.publish_results is not None:
             inputs.publish_results(inputs.results_local)
+        if cfg.results_format == "vertex":
+            _write_vertex(results, inputs.results_local, inputs.results_uri)
         if pred.metrics:
             pred.report_path = _write_report(results, inputs.results_local, inputs.results_uri)
     pred.results_path = inputs.results_uri
     return pred
+
+
+def _write_vertex(results: dict[str, Any], local: Path, uri: str) -> None:
+    """Vertex AI's batch-prediction output (predictions.jsonl) beside results.json."""
+    from autox_video.inference.vertex import write_vertex_output
+
+    out = local.parent / "predictions.jsonl"
+    write_vertex_output(results, out)
+    if storage.is_s3(uri):
+        storage.upload(out, uri.rsplit("/", 1)[0] + "/predictions.jsonl")
 
 
 def _write_report(results: dict[str, Any], local: Path, uri: str) -> str | None:

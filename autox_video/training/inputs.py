@@ -56,7 +56,10 @@ def _fetch_listed_videos(data_root: str, lists: list[str]) -> Path:
     local_root = storage.cache_path(data_root)
     paths: list[str] = []
     for ann in lists:
-        paths += [s.path for s in read_annotations(ann, local_root, require_labels=False, check_exists=False)]
+        paths += [
+            s.path
+            for s in read_annotations(ann, local_root, require_labels=False, check_exists=False, root_uri=data_root)
+        ]
     storage.download_many(data_root, sorted(set(paths)), local_root)
     return local_root
 
