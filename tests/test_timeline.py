@@ -196,3 +196,16 @@ def test_long_video_holds_a_bounded_number_of_frames(trained: Path, tmp_path: Pa
     assert len(entries[0]["shots"]) == 20
     # Held frames: the windows open at once (a clip spans ~4 s at 4 fps) plus one batch of 4 clips of 8.
     assert stats.peak_frames <= 4 * model_cfg.resolved_clip_len + 8 * model_cfg.resolved_clip_len, stats
+
+
+def test_inference_job_granularity_reaches_the_trainer_config() -> None:
+    from autox_video.spec import VideoInferenceJobSpec, trainer_config
+
+    spec = VideoInferenceJobSpec.model_validate(
+        {"model": {"checkpoint": "s3://bkt/m.pth", "backbone": "swin_micro"}, "dataset": {"videos": "s3://bkt/v/"},
+         "output": "s3://bkt/o/", "inference": {"granularity": ["second", "shot"], "interval": 2.0,
+                                                "confidenceThreshold": 0.2, "maxPredictions": 3}}
+    )  # fmt: skip
+    cfg = trainer_config.inference_config(spec, checkpoint="s3://bkt/m.pth")
+    assert (cfg.granularity, cfg.interval, cfg.confidence_threshold, cfg.max_predictions) == (
+        ["second", "shot"], 2.0, 0.2, 3)  # fmt: skip

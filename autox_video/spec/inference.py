@@ -6,7 +6,7 @@ from typing import Literal
 
 from pydantic import ConfigDict, Field, model_validator
 
-from autox_video.config import Backbone, Decoder, Precision
+from autox_video.config import Backbone, Decoder, Granularity, Precision
 from autox_video.spec.common import (
     NAME_PATTERN,
     S3_URI_PATTERN,
@@ -76,6 +76,12 @@ class InferenceParams(CamelModel):
     precision: Precision = _like("precision")
     num_workers: int | None = _like("num_workers")
     decoder: Decoder = _like("decoder")
+    granularity: list[Granularity] = Field(
+        default_factory=lambda: ["video"], description="video, segment, shot and/or second (predictions over time)."
+    )
+    interval: float = _like("interval")
+    confidence_threshold: float = _like("confidence_threshold")
+    max_predictions: int = _like("max_predictions")
 
 
 class VideoInferenceJobSpec(JobSpecBase):
