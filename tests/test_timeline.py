@@ -199,7 +199,8 @@ def test_long_video_holds_a_bounded_number_of_frames(trained: Path, tmp_path: Pa
 
 
 def test_inference_job_granularity_reaches_the_trainer_config() -> None:
-    from autox_video.spec import VideoInferenceJobSpec, trainer_config
+    from autox_video.spec import trainer_config
+    from autox_video.spec.inference import VideoInferenceJobSpec
 
     spec = VideoInferenceJobSpec.model_validate(
         {"model": {"checkpoint": "s3://bkt/m.pth", "backbone": "swin_micro"}, "dataset": {"videos": "s3://bkt/v/"},
