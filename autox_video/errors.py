@@ -33,3 +33,12 @@ class StorageError(AutoXError):
 
 class TrainingDiverged(AutoXError):
     """The training loss became NaN or infinite (names the epoch and iteration)."""
+
+
+class S3Error(StorageError):
+    """An S3 call failed; `reason` is one CamelCase word (BucketNotFound, StorageUnreachable, ...)."""
+
+    def __init__(self, message: str, reason: str = "StorageError", *, transient: bool = False) -> None:
+        super().__init__(message)
+        self.reason = reason
+        self.transient = transient  # an outage: the same call may succeed later

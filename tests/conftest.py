@@ -15,13 +15,18 @@ Fixtures (names are stable; other suites rely on them):
   with monkeypatch.setenv). Restarts the server if a test left it stopped, and clears
   `autox_video.storage.configure()` overrides. Subprocesses inherit the variables.
 - `bucket` (function): the name of a new, empty bucket on the server (uses `s3_env`).
+- `iam_key` (function): {"id", "secret"} of a new IAM user with no permissions, with the
+  server's authentication switched on for the test (uses `s3_env`).
 """
 
 from __future__ import annotations
 
+import json
 import os
 import socket
 import threading
+import time
+import urllib.request
 import uuid
 from collections.abc import Iterator
 from typing import Any
@@ -170,3 +175,37 @@ def bucket(s3_env: S3Server) -> str:
     name = f"test-{uuid.uuid4().hex[:12]}"
     s3_env.client().create_bucket(Bucket=name)
     return name
+
+
+def set_moto_auth(endpoint: str, free_actions: str) -> None:
+    """Turn moto's IAM checks on ("0") or off ("inf") through its HTTP API."""
+    request = urllib.request.Request(
+        f"{endpoint}/moto-api/reset-auth",
+        data=free_actions.encode(),
+        method="POST",
+        headers={"Content-Type": "text/plain"},
+    )
+    with urllib.request.urlopen(request, timeout=10) as response:
+        assert json.loads(response.read())["status"] == "ok"
+
+
+@pytest.fixture()
+def iam_key(s3_env: Any) -> Iterator[dict[str, str]]:
+    """A real IAM user's access key on the server, with S3 authentication switched on."""
+    import boto3
+
+    iam = boto3.client(
+        "iam",
+        endpoint_url=s3_env.endpoint_url,
+        region_name="us-east-1",
+        aws_access_key_id="testing",
+        aws_secret_access_key="testing",
+    )
+    user = f"autox-{time.monotonic_ns()}"
+    iam.create_user(UserName=user)
+    key = iam.create_access_key(UserName=user)["AccessKey"]
+    set_moto_auth(s3_env.endpoint_url, "0")
+    try:
+        yield {"id": key["AccessKeyId"], "secret": key["SecretAccessKey"]}
+    finally:
+        set_moto_auth(s3_env.endpoint_url, "inf")

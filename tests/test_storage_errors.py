@@ -2,10 +2,7 @@
 
 from __future__ import annotations
 
-import json
 import time
-import urllib.request
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -65,40 +62,6 @@ def test_no_credentials(bucket: str, monkeypatch: pytest.MonkeyPatch, tmp_path: 
         storage.read_text(f"s3://{bucket}/a.txt")
     fix = "set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY (or an AWS profile or role)"
     assert one_line(err) == f"s3://{bucket}/a.txt: no S3 credentials found: {fix}"
-
-
-def _set_moto_auth(endpoint: str, free_actions: str) -> None:
-    """Turn moto's IAM checks on ("0") or off ("inf") through its HTTP API."""
-    request = urllib.request.Request(
-        f"{endpoint}/moto-api/reset-auth",
-        data=free_actions.encode(),
-        method="POST",
-        headers={"Content-Type": "text/plain"},
-    )
-    with urllib.request.urlopen(request, timeout=10) as response:
-        assert json.loads(response.read())["status"] == "ok"
-
-
-@pytest.fixture()
-def iam_key(s3_env: Any) -> Iterator[dict[str, str]]:
-    """A real IAM user's access key on the server, with S3 authentication switched on."""
-    import boto3
-
-    iam = boto3.client(
-        "iam",
-        endpoint_url=s3_env.endpoint_url,
-        region_name="us-east-1",
-        aws_access_key_id="testing",
-        aws_secret_access_key="testing",
-    )
-    user = f"autox-{time.monotonic_ns()}"
-    iam.create_user(UserName=user)
-    key = iam.create_access_key(UserName=user)["AccessKey"]
-    _set_moto_auth(s3_env.endpoint_url, "0")
-    try:
-        yield {"id": key["AccessKeyId"], "secret": key["SecretAccessKey"]}
-    finally:
-        _set_moto_auth(s3_env.endpoint_url, "inf")
 
 
 @pytest.mark.parametrize(

@@ -7,9 +7,10 @@ import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from autox_video.errors import StorageError
-from autox_video.storage import atomic, cache, retry, settings
+from autox_video.storage import atomic, cache, s3core, settings
 from autox_video.storage.uris import folder_key, is_s3, split_uri
 
 Progress = Callable[[int], None]  # called with the number of bytes just moved
@@ -24,39 +25,10 @@ class ObjectInfo:
     size: int
 
 
-def _missing_key(err: Exception) -> bool:
-    from botocore.exceptions import ClientError
-
-    return isinstance(err, ClientError) and err.response.get("Error", {}).get("Code") in (
-        "404",
-        "NoSuchKey",
-        "NotFound",
-    )
-
-
 def stat(uri: str) -> ObjectInfo | None:
     """ETag and size of an S3 object, None when there is no such key (a missing bucket is an error)."""
-    bucket, key = split_uri(uri)
-
-    def head() -> ObjectInfo | None:
-        try:
-            head = settings.client().head_object(Bucket=bucket, Key=key)
-        except Exception as err:
-            if not _missing_key(err):
-                raise
-            # HEAD's 404 does not say whether the key or the bucket is missing: ask the bucket.
-            settings.client().head_bucket(Bucket=bucket)
-            return None
-        return ObjectInfo(str(head.get("ETag", "")), int(head.get("ContentLength", 0)))
-
-    try:
-        return retry.call(uri, head, what="stat")
-    except StorageError as err:
-        if isinstance(err.__cause__, Exception) and _missing_key(err.__cause__):  # head_bucket's 404
-            raise StorageError(
-                f"{uri}: bucket {bucket!r} does not exist at {settings.endpoint_url() or 'AWS S3'}"
-            ) from err
-        raise
+    head = s3core.stat(settings.policy(), uri)
+    return None if head is None else ObjectInfo(str(head.get("ETag", "")), int(head.get("ContentLength", 0)))
 
 
 def require(uri: str) -> ObjectInfo:
@@ -87,12 +59,7 @@ def read_bytes(uri: str) -> bytes:
             return Path(uri).read_bytes()
         except OSError as err:
             raise StorageError(f"{uri}: {err.strerror or err}") from err
-    bucket, key = split_uri(uri)
-
-    def get() -> bytes:
-        return bytes(settings.client().get_object(Bucket=bucket, Key=key)["Body"].read())
-
-    return retry.call(uri, get, what="read")
+    return s3core.read_bytes(settings.policy(), uri)
 
 
 def read_text(uri: str, encoding: str = "utf-8") -> str:
@@ -105,8 +72,7 @@ def write_bytes(uri: str, data: bytes) -> None:
     if not is_s3(uri):
         _write_local(Path(uri), data)
         return
-    bucket, key = split_uri(uri)
-    retry.call(uri, lambda: settings.client().put_object(Bucket=bucket, Key=key, Body=data), what="write")
+    s3core.write_bytes(settings.policy(), uri, data)
 
 
 def write_text(uri: str, text: str, encoding: str = "utf-8") -> None:
@@ -123,14 +89,13 @@ def upload(local_path: str | os.PathLike[str], uri: str, *, progress: Progress |
         atomic.copy_file(src, uri)
         return
     bucket, key = split_uri(uri)
-    client = settings.client()
 
-    def put() -> ObjectInfo:
+    def put(client: Any) -> ObjectInfo:
         client.upload_file(str(src), bucket, key, Config=settings.transfer_config(), Callback=progress)
         head = client.head_object(Bucket=bucket, Key=key)
         return ObjectInfo(str(head["ETag"]), int(head["ContentLength"]))
 
-    info = retry.call(uri, put, what="upload")
+    info = s3core.call(settings.policy(), uri, put, what="upload")
     cache.record(src, uri, info.etag, info.size)  # downloading it back to the same path is free
 
 
@@ -151,11 +116,10 @@ def fetch(uri: str, info: ObjectInfo, dest: Path, *, progress: Progress | None =
     if cache.is_fresh(dest, uri, info.etag, info.size):
         return dest
     bucket, key = split_uri(uri)
-    client = settings.client()
     dest.parent.mkdir(parents=True, exist_ok=True)
     tmp = _tmp_beside(dest)
 
-    def get() -> str:
+    def get(client: Any) -> str:
         if info.size >= settings.multipart_bytes():  # large: ranged GETs in parallel
             client.download_file(bucket, key, str(tmp), Config=settings.transfer_config(), Callback=progress)
             return info.etag
@@ -168,7 +132,7 @@ def fetch(uri: str, info: ObjectInfo, dest: Path, *, progress: Progress | None =
         return str(response.get("ETag", info.etag))
 
     try:
-        etag = retry.call(uri, get, what="download")
+        etag = s3core.call(settings.policy(), uri, get, what="download")
         os.replace(tmp, dest)
     finally:
         tmp.unlink(missing_ok=True)
@@ -181,16 +145,16 @@ def list_objects(prefix_uri: str) -> dict[str, ObjectInfo]:
     bucket, key = split_uri(prefix_uri)
     prefix = folder_key(key)
 
-    def listing() -> dict[str, ObjectInfo]:
+    def listing(client: Any) -> dict[str, ObjectInfo]:
         found: dict[str, ObjectInfo] = {}
-        for page in settings.client().get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix):
+        for page in client.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix):
             for obj in page.get("Contents", []):
                 rel = obj["Key"][len(prefix) :]
                 if rel and not rel.endswith("/"):
                     found[rel] = ObjectInfo(str(obj.get("ETag", "")), int(obj.get("Size", 0)))
         return found
 
-    return retry.call(prefix_uri, listing, what="list")
+    return s3core.call(settings.policy(), prefix_uri, listing, what="list")
 
 
 def list_keys(prefix_uri: str) -> list[str]:
@@ -208,5 +172,4 @@ def delete(uri: str) -> None:
     if not is_s3(uri):
         Path(uri).unlink(missing_ok=True)
         return
-    bucket, key = split_uri(uri)
-    retry.call(uri, lambda: settings.client().delete_object(Bucket=bucket, Key=key), what="delete")
+    s3core.delete(settings.policy(), uri)

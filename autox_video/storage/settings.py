@@ -1,4 +1,4 @@
-"""Where S3 is and how hard to try: endpoint, region, retries, transfer sizes and the boto3 client.
+"""The trainer's S3 policy: endpoint, region, credentials, retries, transfer sizes and the boto3 client.
 
 Precedence for endpoint and region: `configure()` (the config keys `s3_endpoint_url`,
 `s3_region`) > the environment (`AWS_ENDPOINT_URL_S3`, `AWS_ENDPOINT_URL`, `AWS_REGION`,
@@ -12,10 +12,13 @@ import os
 import threading
 from typing import Any
 
+from autox_video.storage.s3client import ClientPolicy, S3Access
+from autox_video.storage.s3core import Policy
+from autox_video.storage.s3errors import Kind
+
 _MB = 1024 * 1024
 _lock = threading.Lock()
 _overrides: dict[str, str | None] = {"endpoint_url": None, "region": None}
-_clients: dict[tuple[str | None, ...], Any] = {}
 
 
 def configure(endpoint_url: str | None = None, region: str | None = None) -> None:
@@ -68,45 +71,49 @@ def transfer_config() -> Any:
     return TransferConfig(multipart_threshold=size, multipart_chunksize=size, max_concurrency=8)
 
 
-def client() -> Any:
-    """The process's S3 client for the current endpoint, region and credentials (thread-safe, cached)."""
+def access() -> S3Access:
+    """Endpoint, region and the environment's credentials (unset: boto3's chain of profile and role)."""
     env = os.environ
-    key = (
+    key, secret = env.get("AWS_ACCESS_KEY_ID"), env.get("AWS_SECRET_ACCESS_KEY")
+    explicit = bool(key and secret)  # else boto3 looks for a profile or role itself
+    return S3Access(
         endpoint_url(),
         region(),
-        env.get("AWS_ACCESS_KEY_ID"),
-        env.get("AWS_SECRET_ACCESS_KEY"),
-        env.get("AWS_SESSION_TOKEN"),
-        env.get("AWS_PROFILE"),
+        key if explicit else None,
+        secret if explicit else None,
+        env.get("AWS_SESSION_TOKEN") if explicit else None,
+        env.get("AWS_PROFILE") or None,
     )
-    with _lock:  # boto3 sessions are not thread-safe; the clients they make are
-        if key not in _clients:
-            _clients[key] = _make_client(key[0], key[1])
-        return _clients[key]
 
 
-def _make_client(endpoint: str | None, region_name: str | None) -> Any:
-    import boto3
-    from botocore.config import Config
+# The fix each failure gets in the trainer's one-line messages (the operator names spec fields instead).
+HINTS = {
+    Kind.NO_CREDENTIALS: "set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY (or an AWS profile or role)",
+    Kind.INVALID_ENDPOINT: "fix AWS_ENDPOINT_URL (or the config key s3_endpoint_url)",
+    Kind.UNKNOWN_ACCESS_KEY: "check AWS_ACCESS_KEY_ID",
+    Kind.BAD_SIGNATURE: "check AWS_SECRET_ACCESS_KEY",
+    Kind.ACCESS_DENIED: "the credentials (AWS_ACCESS_KEY_ID) lack permission",
+}
 
-    extra: dict[str, Any] = {}
-    if endpoint:
-        # MinIO, Ceph and moto: path-style addressing (no bucket DNS names), and checksums only
-        # where S3 requires them (several S3-compatible stores reject the newer default CRC headers).
-        extra = {
-            "s3": {"addressing_style": "path"},
-            "request_checksum_calculation": "when_required",
-            "response_checksum_validation": "when_required",
-        }
-    config = Config(
-        retries={
-            "mode": os.environ.get("AWS_RETRY_MODE") or "standard",
-            "max_attempts": int(_env_float("AWS_MAX_ATTEMPTS", 5)),
-        },
+
+def policy() -> Policy:
+    """The trainer's S3 policy: patient requests, outages retried for AUTOX_S3_RETRY_SECONDS."""
+    requests = ClientPolicy(
         connect_timeout=10,
         read_timeout=120,
+        max_attempts=int(_env_float("AWS_MAX_ATTEMPTS", 5)),
+        retry_mode=os.environ.get("AWS_RETRY_MODE") or "standard",
         max_pool_connections=32,  # download_many runs up to 16 workers, multipart 8 parts at once
-        user_agent_extra="autox-video",
-        **extra,
     )
-    return boto3.session.Session().client("s3", endpoint_url=endpoint, region_name=region_name, config=config)
+    return Policy(
+        access(),
+        requests,
+        retry_seconds(),
+        retry_hint="raise AUTOX_S3_RETRY_SECONDS to wait longer",
+        hints=HINTS,
+    )
+
+
+def client() -> Any:
+    """The process's S3 client for the current endpoint, region and credentials (thread-safe, cached)."""
+    return policy().client()

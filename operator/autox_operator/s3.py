@@ -1,119 +1,65 @@
-"""The little S3 the operator needs: is a bucket/object there, read small JSON objects, write the search's
-ledger, copy the best trial's weights (boto3)."""
+"""The operator's S3 policy over the shared core (`autox_video.storage.s3core`): per-job credentials,
+short timeouts and no outage retries (a handler must not hang), fixes that name spec fields, and
+each call timed for the metrics."""
 
 from __future__ import annotations
 
-import functools
 import json
-from dataclasses import dataclass
-from typing import Any
-
-import boto3
-import botocore.config
-import botocore.exceptions
+from collections.abc import Callable
+from typing import Any, TypeVar
 
 from autox_operator import metrics
+from autox_video.errors import S3Error
+from autox_video.storage import s3core
+from autox_video.storage.s3client import ClientPolicy, S3Access
+from autox_video.storage.s3errors import Kind
+from autox_video.storage.uris import split_uri
+
+__all__ = ["S3Access", "S3Error", "check_bucket", "copy", "exists", "put_text", "read_json", "read_jsonl", "split_uri"]
+T = TypeVar("T")
+
+# Short timeouts and few retries: handlers must not hang on an unreachable endpoint.
+REQUESTS = ClientPolicy(connect_timeout=3, read_timeout=10, max_attempts=2)
+_CREDENTIALS = "check the credentials in spec.storage.secretRef"
+HINTS = {
+    Kind.NO_CREDENTIALS: "set spec.storage.secretRef",
+    Kind.INVALID_ENDPOINT: "fix spec.storage.endpoint",
+    Kind.UNREACHABLE: "check spec.storage.endpoint and the network",
+    Kind.CONNECTION_BROKE: "check spec.storage.endpoint and the network",
+    Kind.BUCKET_NOT_FOUND: "create it or fix the URI",
+    Kind.UNKNOWN_ACCESS_KEY: _CREDENTIALS,
+    Kind.BAD_SIGNATURE: _CREDENTIALS,
+    Kind.ACCESS_DENIED: _CREDENTIALS,
+}
 
 
-class S3Error(Exception):
-    """S3 said no, or could not be reached; `reason` is one CamelCase word for conditions."""
-
-    def __init__(self, reason: str, message: str) -> None:
-        super().__init__(message)
-        self.reason = reason
+def policy(access: S3Access) -> s3core.Policy:
+    """The operator's policy for one job's storage."""
+    return s3core.Policy(access, REQUESTS, retry_seconds=0.0, hints=HINTS)
 
 
-@dataclass(frozen=True)
-class S3Access:
-    """Endpoint, region and credentials (None: boto3's default chain) of one job's storage."""
-
-    endpoint: str | None
-    region: str
-    access_key: str | None = None
-    secret_key: str | None = None
-
-    def describe(self) -> str:
-        return self.endpoint or f"AWS S3 ({self.region})"
-
-
-def split_uri(uri: str) -> tuple[str, str]:
-    if not uri.startswith("s3://"):
-        raise ValueError(f"not an s3:// URI: {uri!r}")
-    bucket, _, key = uri[len("s3://") :].partition("/")
-    return bucket, key
-
-
-@functools.lru_cache(maxsize=64)
-def _client(access: S3Access) -> Any:
-    # Short timeouts and few retries: handlers must not hang on an unreachable endpoint.
-    config = botocore.config.Config(connect_timeout=3, read_timeout=10, retries={"max_attempts": 2, "mode": "standard"})
-    return boto3.session.Session().client(
-        "s3",
-        endpoint_url=access.endpoint,
-        region_name=access.region,
-        aws_access_key_id=access.access_key,
-        aws_secret_access_key=access.secret_key,
-        config=config,
-    )
-
-
-# What botocore raises when it gets no answer, plus ValueError for an endpoint it cannot parse.
-_UNREACHABLE = (botocore.exceptions.BotoCoreError, OSError, ValueError)
-
-
-def _code(err: botocore.exceptions.ClientError) -> str:
-    return str(err.response.get("Error", {}).get("Code", ""))
-
-
-def _translate(err: Exception, access: S3Access, what: str) -> S3Error:
-    if isinstance(err, botocore.exceptions.ClientError):
-        code = _code(err)
-        if code in ("403", "AccessDenied", "InvalidAccessKeyId", "SignatureDoesNotMatch", "Forbidden"):
-            return S3Error(
-                "StorageAccessDenied",
-                f"access denied to {what} at {access.describe()} ({code}): "
-                "check the credentials in spec.storage.secretRef",
-            )
-        return S3Error("StorageError", f"S3 error on {what} at {access.describe()}: {code or err}")
-    if isinstance(err, ValueError):  # botocore: "Invalid endpoint: ..." (a URL it cannot parse)
-        return S3Error("InvalidEndpoint", f"invalid S3 endpoint {access.endpoint!r} ({err}): fix spec.storage.endpoint")
-    if isinstance(err, botocore.exceptions.NoCredentialsError):
-        return S3Error("StorageNoCredentials", f"no S3 credentials to read {what}: set spec.storage.secretRef")
-    return S3Error(
-        "StorageUnreachable",
-        f"cannot reach S3 at {access.describe()} ({err}): check spec.storage.endpoint and the network",
-    )
+def _timed(operation: str, run: Callable[[], T]) -> T:
+    with metrics.s3_call(operation):
+        return run()
 
 
 def check_bucket(access: S3Access, uri: str) -> None:
     """Raise S3Error unless the bucket of `uri` exists and these credentials may use it."""
-    bucket, _ = split_uri(uri)
-    try:
-        with metrics.s3_call("head_bucket"):
-            _client(access).head_bucket(Bucket=bucket)
-    except botocore.exceptions.ClientError as err:
-        if _code(err) in ("404", "NoSuchBucket", "NotFound"):
-            raise S3Error(
-                "BucketNotFound",
-                f"bucket {bucket!r} does not exist at {access.describe()}: create it or fix the URI {uri!r}",
-            ) from None
-        raise _translate(err, access, f"bucket {bucket!r}") from None
-    except _UNREACHABLE as err:
-        raise _translate(err, access, f"bucket {bucket!r}") from None
+    _timed("head_bucket", lambda: s3core.check_bucket(policy(access), uri))
 
 
 def exists(access: S3Access, uri: str) -> bool:
-    bucket, key = split_uri(uri)
+    """Whether the object at `uri` exists (S3Error when its bucket does not, or S3 says no)."""
+    return _timed("head_object", lambda: s3core.stat(policy(access), uri)) is not None
+
+
+def _get(access: S3Access, uri: str) -> bytes | None:
     try:
-        with metrics.s3_call("head_object"):
-            _client(access).head_object(Bucket=bucket, Key=key)
-        return True
-    except botocore.exceptions.ClientError as err:
-        if _code(err) in ("404", "NoSuchKey", "NotFound"):
-            return False
-        raise _translate(err, access, uri) from None
-    except _UNREACHABLE as err:
-        raise _translate(err, access, uri) from None
+        return _timed("get_object", lambda: s3core.read_bytes(policy(access), uri))
+    except S3Error as err:
+        if err.reason in (Kind.OBJECT_NOT_FOUND.reason, Kind.BUCKET_NOT_FOUND.reason):
+            return None  # not written yet
+        raise
 
 
 def read_json(access: S3Access, uri: str) -> dict[str, Any] | None:
@@ -126,19 +72,6 @@ def read_json(access: S3Access, uri: str) -> dict[str, Any] | None:
     except ValueError:
         return None
     return data if isinstance(data, dict) else None
-
-
-def _get(access: S3Access, uri: str) -> bytes | None:
-    bucket, key = split_uri(uri)
-    try:
-        with metrics.s3_call("get_object"):
-            return bytes(_client(access).get_object(Bucket=bucket, Key=key)["Body"].read())
-    except botocore.exceptions.ClientError as err:
-        if _code(err) in ("404", "NoSuchKey", "NotFound", "NoSuchBucket"):
-            return None
-        raise _translate(err, access, uri) from None
-    except _UNREACHABLE as err:
-        raise _translate(err, access, uri) from None
 
 
 def read_jsonl(access: S3Access, uri: str) -> list[dict[str, Any]]:
@@ -157,20 +90,9 @@ def read_jsonl(access: S3Access, uri: str) -> list[dict[str, Any]]:
 
 def put_text(access: S3Access, uri: str, text: str) -> None:
     """Write a small object (one PUT: readers see the old object or the new one)."""
-    bucket, key = split_uri(uri)
-    try:
-        with metrics.s3_call("put_object"):
-            _client(access).put_object(Bucket=bucket, Key=key, Body=text.encode())
-    except (botocore.exceptions.ClientError, *_UNREACHABLE) as err:
-        raise _translate(err, access, uri) from None
+    _timed("put_object", lambda: s3core.write_bytes(policy(access), uri, text.encode()))
 
 
 def copy(access: S3Access, source: str, target: str) -> None:
     """Server-side copy (no bytes through the operator); S3Error if `source` does not exist."""
-    src_bucket, src_key = split_uri(source)
-    bucket, key = split_uri(target)
-    try:
-        with metrics.s3_call("copy_object"):
-            _client(access).copy_object(Bucket=bucket, Key=key, CopySource={"Bucket": src_bucket, "Key": src_key})
-    except (botocore.exceptions.ClientError, *_UNREACHABLE) as err:
-        raise _translate(err, access, f"copy {source} -> {target}") from None
+    _timed("copy_object", lambda: s3core.copy(policy(access), source, target))
