@@ -17,6 +17,7 @@ from typing import Any
 
 import yaml
 
+from autox_video import terminal, warning_filters
 from autox_video.config import Config, load_config
 from autox_video.errors import AutoXError, ConfigError
 
@@ -32,6 +33,15 @@ def _add_config_flags(p: argparse.ArgumentParser) -> None:
 
 def _add_launch_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument("--nproc", type=int, default=None, help="processes (GPUs) on this machine; relaunches via torchrun")
+
+
+def _add_verbose_flag(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--verbose",
+        "-v",
+        action="store_true",
+        help="also show mmengine's own log lines (environment, config, every log_interval iterations)",
+    )
 
 
 def _takes_text(name: str) -> bool:
@@ -243,18 +253,21 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("train", help="train or resume a Video Swin classifier")
     _add_config_flags(p)
     _add_launch_flags(p)
+    _add_verbose_flag(p)
     p.set_defaults(func=cmd_train)
     p = sub.add_parser("test", help="predict with the best weights; writes results.json")
     _add_config_flags(p)
     p.add_argument("--format", dest="cfg_results_format", choices=["default", "seed", "vertex"],
                    metavar="{default,seed,vertex}", help="results.json layout (same as --results-format)")  # fmt: skip
     _add_launch_flags(p)
+    _add_verbose_flag(p)
     p.set_defaults(func=cmd_test)
     p = sub.add_parser("tune", help="search config keys (search: in config.yaml, or auto); resumable")
     _add_config_flags(p)
     p.add_argument("--trials", type=int, default=None, help="most trials (overrides search.trials)")
     p.add_argument("--parallel", type=int, default=None, help="trials at once (overrides search.parallel)")
     p.add_argument("--nproc", dest="trial_nproc", type=int, default=None, help="processes (GPUs) per trial")
+    _add_verbose_flag(p)
     p.set_defaults(func=cmd_tune)
     p = sub.add_parser("run", help="run a VideoTrainingJob/VideoInferenceJob manifest here, no cluster; resumable")
     p.add_argument("manifest", help="the YAML you would `kubectl apply`")
@@ -263,6 +276,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                    help="a config.yaml key over the manifest's, e.g. --set epoch=1 (repeatable)")  # fmt: skip
     p.add_argument("--dry-run", action="store_true", help="print the trainer's config.yaml and stop")
+    _add_verbose_flag(p)
     p.set_defaults(func=cmd_run)
     p = sub.add_parser("report", help="evaluation report (report.html, report.json) of a labelled results.json")
     p.add_argument("results", help="results.json written by `autox-video test` (path or s3:// URI)")
@@ -274,6 +288,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("demo", help="synthetic dataset, CPU training and prediction end to end")
     p.add_argument("--out", default="demo_run", help="folder for the dataset and the run")
     p.add_argument("--epochs", type=int, default=None, help="override the demo's epochs")
+    _add_verbose_flag(p)
     p.set_defaults(func=cmd_demo)
     p = sub.add_parser(
         "prepare", help="transcode a dataset once (short side, frequent keyframes) for fast training; resumable"
@@ -299,8 +314,13 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     """Entry point: parse, run, map errors to one line and an exit code."""
     argv = list(sys.argv[1:] if argv is None else argv)
+    warning_filters.install()  # before any command imports mmaction2, mmcv or torch
     args = build_parser().parse_args(argv)
-    logging.basicConfig(level=logging.INFO if _rank() == 0 else logging.WARNING, format="%(message)s")
+    if getattr(args, "verbose", False):
+        terminal.set_verbose(True)  # an environment variable: torchrun workers and trials inherit it
+    handler = terminal.BarSafeHandler()
+    handler.setFormatter(logging.Formatter("%(message)s"))
+    logging.basicConfig(level=logging.INFO if _rank() == 0 else logging.WARNING, handlers=[handler])
     nproc = getattr(args, "nproc", None)
     if nproc and nproc > 1 and "LOCAL_RANK" not in os.environ:
         return _relaunch_under_torchrun(nproc, argv)

@@ -21,7 +21,9 @@ from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass, field
 from fractions import Fraction
 from pathlib import Path
+from typing import Any
 
+from autox_video import terminal
 from autox_video.data.annotations import VIDEO_EXTENSIONS
 from autox_video.errors import ConfigError, DataError
 from autox_video.storage import atomic
@@ -196,7 +198,7 @@ def prepare_dataset(
         workers: parallel transcodes (default: one per CPU); each uses one thread when > 1.
         ann_files: annotation lists (`path label` lines relative to `src_root`) to copy into
             `dst_root` under the same file names, with video paths renamed like the videos.
-        progress: show a tqdm progress bar on a terminal.
+        progress: show a progress bar when stderr is a terminal (autox_video.terminal).
 
     Returns:
         A PrepareReport; failed sources are listed there, not raised, so one bad file costs one file.
@@ -265,20 +267,5 @@ def _record(report: PrepareReport, src: Path, rel: str, result: tuple[int, str |
         report.failed.append((rel, error))
 
 
-class _NoBar:
-    def update(self, n: int) -> None:
-        pass
-
-    def close(self) -> None:
-        pass
-
-
-def _progress(total: int, *, initial: int, enabled: bool) -> _NoBar:
-    if not enabled:
-        return _NoBar()
-    try:
-        from tqdm import tqdm
-    except ImportError:  # tqdm is in the [train] extra; without it, no bar
-        return _NoBar()
-    # disable=None: a bar on a terminal, silence in logs and CI.
-    return tqdm(total=total, initial=initial, unit="video", desc="prepare", disable=None)  # type: ignore[return-value]
+def _progress(total: int, *, initial: int, enabled: bool) -> Any:
+    return terminal.bar(total, "prepare", "video", initial=initial, enabled=enabled)  # a terminal only, not logs

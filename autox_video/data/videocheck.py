@@ -12,13 +12,13 @@ import multiprocessing as mp
 import multiprocessing.pool
 import os
 import re
-import sys
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
+from autox_video import terminal
 from autox_video.data.annotations import Sample
 from autox_video.errors import DataError
 from autox_video.storage import atomic
@@ -209,22 +209,15 @@ def check_videos(
         return [], []
     workers = max(1, min(workers, os.cpu_count() or 1, len(samples)))
     paths = [str(Path(data_root) / s.path) for s in samples]
-    bar = None
-    if progress:
-        from tqdm import tqdm
-
-        bar = tqdm(total=len(paths), desc="checking videos", unit="video", file=sys.stderr, leave=False)
-    try:
+    # Drawn on a terminal only: a pipe or a pod's log gets no carriage-return redraws.
+    with terminal.bar(len(paths), "checking videos", "video", leave=False, enabled=progress) as bar:
         reasons = _probe_all(
             paths,
             workers=workers,
             timeout_s=timeout_s,
             probe=functools.partial(probe_file, decoder=decoder),
-            on_result=bar.update if bar else None,
+            on_result=bar.update,
         )
-    finally:
-        if bar is not None:
-            bar.close()
     good = [s for s, r in zip(samples, reasons, strict=True) if r is None]
     problems = [VideoProblem(s.path, r) for s, r in zip(samples, reasons, strict=True) if r is not None]
     return good, problems

@@ -9,7 +9,7 @@ from typing import Any
 
 import torch
 
-from autox_video import storage
+from autox_video import storage, terminal
 from autox_video.config import Config
 from autox_video.data.samples import CheckedSplit, load_split, write_list
 from autox_video.errors import CheckpointError, ConfigError
@@ -110,10 +110,12 @@ def _run_model(model: torch.nn.Module, cfg: Config, list_file: str, n: int) -> l
         )
     )
     scores: list[torch.Tensor] = []
-    with torch.inference_mode(), autocast(device, amp):
+    bar = terminal.bar(len(loader), "test", "batch")  # this rank's batches; drawn on rank 0 only
+    with torch.inference_mode(), autocast(device, amp), bar:
         for data in loader:
             for sample in model.test_step(data):
                 scores.append(sample.pred_scores.item.float().cpu())
+            bar.update(1)
     # "gpu" mode gathers through all_gather_object (any backend); "cpu" mode goes through a temporary
     # directory that every rank must see, which pods on different nodes do not share.
     gathered = collect_results(scores, n, device="gpu")

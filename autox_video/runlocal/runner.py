@@ -18,10 +18,11 @@ from typing import Any
 
 import yaml
 
-from autox_video import storage
+from autox_video import storage, terminal
 from autox_video.errors import AutoXError, ConfigError
 from autox_video.runlocal.manifest import Manifest, load_manifest, manifest_config
 from autox_video.runlocal.registry import find_run, record_run, registry_path
+from autox_video.runlocal.run_bar import RunBar
 from autox_video.spec.progress import estimate
 from autox_video.spec.trainer_config import INHERITED_KEYS, normalise_prefix, results_uri
 from autox_video.spec.training import TRAINING, VideoTrainingJobSpec
@@ -208,7 +209,7 @@ def run_manifest(
     nproc: int | None = None,
     overrides: Mapping[str, Any] | None = None,
     dry_run: bool = False,
-    out: Callable[[str], None] = print,
+    out: Callable[[str], None] = terminal.say,
 ) -> int:
     """Validate, build config.yaml, launch and supervise the run of a manifest; returns the exit code."""
     manifest = load_manifest(path)
@@ -244,15 +245,24 @@ def run_manifest(
     record_run(manifest.kind, manifest.name, phase="Running", processes=n, **fields)
     out(HEADER)
     last: list[str] = []
+    phases: list[str] = []
+    bar = RunBar(manifest.name, searching=searching, enabled=training)
 
     def show(phase: str) -> None:
         if searching:
-            line = search_line(manifest.name, phase, Path(config.work_dir), manifest.spec.search.trials)
+            work = Path(config.work_dir)
+            line = search_line(manifest.name, phase, work, manifest.spec.search.trials)
+            bar.search(_ledger(work), manifest.spec.search.trials)
         else:
-            line = status_line(manifest.name, phase, read_progress(output) if training else None)
-        if not last or line != last[-1]:
+            progress = read_progress(output) if training else None
+            line = status_line(manifest.name, phase, progress)
+            bar.training(progress)
+        # With a bar drawn, a row per phase is enough: the bar shows the epochs (trials) in between.
+        changed = not phases or phase != phases[-1]
+        if (not last or line != last[-1]) and (changed or not bar.drawn):
             last.append(line)
             out(line)
+        phases.append(phase)
 
     show("Pending")
     try:
@@ -260,6 +270,7 @@ def run_manifest(
     except KeyboardInterrupt:
         record_run(manifest.kind, manifest.name, phase="Suspended")
         show("Suspended")
+        bar.close()
         raise
     if code == 0 and searching:
         publish_search(Path(config.work_dir), output)
@@ -267,6 +278,7 @@ def run_manifest(
     extra = {} if training else {"resultsUri": results_uri(output)}
     record_run(manifest.kind, manifest.name, phase=phase, exitCode=code, **extra)
     show(phase)
+    bar.close()
     if code != 0:
         out(_tail(run_dir / "run.log"))
         out(f"{manifest.name}: {command} exited with {code}; log: {run_dir / 'run.log'}")

@@ -25,6 +25,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from autox_video import terminal
 from autox_video.config import Config
 from autox_video.errors import ConfigError
 from autox_video.search import ledger
@@ -164,7 +165,9 @@ def _signature(dists: dict[str, Any], cfg: Config) -> str:
 class Search:
     """One `tune` session over the study in work_dir."""
 
-    def __init__(self, cfg: Config, search: SearchConfig, *, nproc: int = 1, echo: Callable[[str], None] = print):
+    def __init__(
+        self, cfg: Config, search: SearchConfig, *, nproc: int = 1, echo: Callable[[str], None] = terminal.say
+    ):
         import optuna
 
         self.cfg, self.search, self.nproc, self.echo = cfg, search, max(1, nproc), echo
@@ -195,6 +198,7 @@ class Search:
         self.session_start = time.time()
         self.elapsed_before = float(self.study.user_attrs.get("elapsed_s", 0.0))
         self.stopped: str | None = None
+        self.bar: Any = terminal.bar(None, "trials", enabled=False)  # drawn while run() runs
 
     # --- study bookkeeping -------------------------------------------------------------------
     def _trials(self) -> list[Any]:
@@ -338,6 +342,8 @@ class Search:
             what = f"failed: {res.get('reason') or 'no validation top-1'}"
         self.study.set_user_attr("elapsed_s", self._elapsed())
         self.echo(f"trial {number} {what}")
+        self.bar.update(1)
+        self._show_best()
         try_draw_search(self.work, self.write_ledger())
 
     def _reap(self, run: Running) -> None:
@@ -360,8 +366,27 @@ class Search:
             self.echo(f"trial {run.number} epoch {row.get('epoch')}/{self.cfg.epoch}: top-1 {row.get('top1', 0):.4f}")
         run.rows_seen = len(rows)
 
+    def _show_best(self) -> None:
+        """The bar's postfix: the best top-1 so far and its trial."""
+        import optuna
+
+        done = [t for t in self._trials() if t.state == optuna.trial.TrialState.COMPLETE and t.value is not None]
+        if done:
+            best = max(done, key=lambda t: (t.value, -t.number))
+            self.bar.set_postfix(best=f"{best.value:.4f} (trial {best.number})")
+
     def run(self) -> None:
         """Start trials while slots, trials and budget allow; reap them; until nothing is left to run."""
+        total = min(self.search.trials, self.grid_size or self.search.trials)
+        ended = sum(t.state.is_finished() for t in self._trials())
+        self.bar = terminal.bar(total, "trials", "trial", initial=min(ended, total))
+        self._show_best()
+        try:
+            self._run()
+        finally:
+            self.bar.close()
+
+    def _run(self) -> None:
         import optuna
 
         # Interrupted last time: run them first, with their numbers and params.
@@ -482,7 +507,7 @@ def tune(
     trials: int | None = None,
     parallel: int | None = None,
     nproc: int | None = None,
-    echo: Callable[[str], None] = print,
+    echo: Callable[[str], None] = terminal.say,
 ) -> SearchResult:
     """Search `cfg.search` (or `auto`) in cfg.work_dir; resumes a search found there. Returns its summary."""
     import optuna

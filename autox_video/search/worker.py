@@ -182,6 +182,9 @@ def main(argv: list[str] | None = None) -> int:
     """Entry point of one trial process."""
     import logging
 
+    from autox_video import warning_filters
+
+    warning_filters.install()  # before fit() imports mmaction2 and torch
     _die_with_parent()
     ap = argparse.ArgumentParser(prog="python -m autox_video.search.worker", description=__doc__.splitlines()[0])
     ap.add_argument("trial_dir", type=Path)

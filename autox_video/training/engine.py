@@ -1,4 +1,4 @@
-"""Our pieces registered into mmengine/mmaction2: dataset, param groups, train loop.
+"""Our pieces registered into mmengine/mmaction2: dataset, param groups, train loop, runner.
 
 Importing this module registers them (the recipe names them by type).
 """
@@ -14,10 +14,12 @@ from mmaction.datasets import BaseActionDataset
 from mmaction.models.heads import I3DHead
 from mmaction.registry import DATASETS, LOG_PROCESSORS, LOOPS, MODELS, OPTIM_WRAPPER_CONSTRUCTORS
 from mmengine.optim import DefaultOptimWrapperConstructor
-from mmengine.runner import EpochBasedTrainLoop, LogProcessor
+from mmengine.runner import EpochBasedTrainLoop, LogProcessor, Runner
 
+from autox_video import terminal
 from autox_video.data import fast_decode  # noqa: F401  (registers FastDecordInit/FastDecordDecode)
 from autox_video.errors import DataError
+from autox_video.warning_filters import quiet_mmengine_logger
 
 log = logging.getLogger("autox_video")
 
@@ -120,3 +122,17 @@ class EpochLogProcessor(LogProcessor):
     def _get_epoch(self, runner: Any, mode: str) -> int:
         epoch = super()._get_epoch(runner, mode)
         return epoch + 1 if mode == "val" and isinstance(runner._train_loop, ValidateThenSaveLoop) else epoch
+
+
+class AutoXRunner(Runner):
+    """mmengine's Runner whose console shows only warnings and errors unless --verbose.
+
+    Our ProgressHook draws the bar or prints the plain progress lines instead; the log file that
+    mmengine keeps in the work dir still gets every INFO line.
+    """
+
+    def build_logger(self, log_level: int | str = "INFO", log_file: str | None = None, **kwargs: Any) -> Any:
+        """mmengine's logger, quieted on the console before the Runner logs its environment and config."""
+        logger = super().build_logger(log_level=log_level, log_file=log_file, **kwargs)
+        quiet_mmengine_logger(logger, verbose=terminal.verbose())
+        return logger

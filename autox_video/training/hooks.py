@@ -1,4 +1,5 @@
-"""ProgressHook: best.pth, metrics.jsonl and progress.json, exactly once per epoch across kills.
+"""ProgressHook: best.pth, metrics.jsonl and progress.json, exactly once per epoch across kills;
+on rank 0 it also shows the run's progress (training/display.py: a bar on a terminal, else plain lines).
 
 Order within an epoch (ValidateThenSaveLoop): validate -> [after_val_epoch: stage best.pending.epoch_N.pth,
 remember metrics in the message hub] -> CheckpointHook saves epoch_N.pth (the message hub rides in
@@ -25,6 +26,7 @@ from mmengine.dist import is_main_process
 from mmengine.hooks import Hook
 
 from autox_video.storage import atomic
+from autox_video.training.display import TrainDisplay
 
 BEST = "best.pth"
 
@@ -116,8 +118,9 @@ class ProgressHook(Hook):
     priority = "LOWEST"  # after CheckpointHook (VERY_LOW): the epoch checkpoint exists first
     progress_every = 30.0  # seconds between progress.json writes within an epoch (local file only)
 
-    def __init__(self, total_epochs: int, validate: bool, output: str | None = None) -> None:
+    def __init__(self, total_epochs: int, validate: bool, output: str | None = None, log_interval: int = 10) -> None:
         self.total_epochs = total_epochs
+        self.display = TrainDisplay(total_epochs, log_interval)
         self.validate = validate
         self.output = output  # where files end up (an s3:// URI or None = the work dir itself)
         self.publisher: Publisher | None = None
@@ -201,6 +204,8 @@ class ProgressHook(Hook):
         if len(kept) != len(rows) or not _ends_cleanly(work / "metrics.jsonl"):
             atomic.write_text(work / "metrics.jsonl", "".join(json.dumps(r) + "\n" for r in kept))
         self._epoch_seconds = _measured_epochs(work / "progress.json", epoch)
+        if epoch > 0:
+            self.display.resumed(epoch)
         self._clock, self._iter = time.time(), 0
         self._write_progress(runner, epoch, "running")
         if epoch > 0 and self.publisher is not None:
@@ -224,6 +229,8 @@ class ProgressHook(Hook):
         """Reset the epoch's loss and timer."""
         self._loss_sum, self._loss_n, self._epoch_start = 0.0, 0, time.time()
         runner.message_hub.update_info(PENDING_KEY, None)
+        if is_main_process():
+            self.display.start_epoch(runner.epoch + 1, self._iters_per_epoch(runner))
 
     def after_train_iter(self, runner: Any, batch_idx: int, data_batch: Any = None, outputs: Any = None) -> None:
         """Accumulate the training loss for metrics.jsonl; stop here if Ctrl-C was pressed."""
@@ -236,6 +243,13 @@ class ProgressHook(Hook):
                 float(outputs["loss"].detach()) if hasattr(outputs["loss"], "detach") else float(outputs["loss"])
             )
             self._loss_n += 1
+        if is_main_process():
+            self.display.iteration(self._iter, self._loss_sum / self._loss_n if self._loss_n else None)
+
+    def before_val_epoch(self, runner: Any) -> None:
+        """Say that validation runs."""
+        if is_main_process():
+            self.display.validating()
 
     def after_val_iter(self, runner: Any, batch_idx: int, data_batch: Any = None, outputs: Any = None) -> None:
         """Stop here if Ctrl-C was pressed."""
@@ -262,6 +276,9 @@ class ProgressHook(Hook):
             if is_main_process():
                 self._save_weights(runner, self._dir(runner) / _pending(epoch), epoch, top1)
         runner.message_hub.update_info(PENDING_KEY, {"epoch": epoch, "metrics": row})
+        if is_main_process():
+            best = self._best(runner)
+            self.display.validated(top1, top5, best["top1"], best["epoch"])
 
     def _save_weights(self, runner: Any, path: Path, epoch: int, top1: float) -> None:
         """Weights + plain metadata only: loads with torch.load(weights_only=True) anywhere."""
@@ -285,6 +302,7 @@ class ProgressHook(Hook):
         self._epoch_seconds = [*earlier, *[None] * (epoch - 1 - len(earlier)), round(end - self._clock, 2)]
         self._clock, self._iter = end, 0
         if is_main_process():
+            self.display.close()
             self._finish_epoch(runner, epoch, runner.message_hub.get_info(PENDING_KEY))
             self._write_progress(runner, epoch, "running")
             if self.publisher is not None:
@@ -293,6 +311,7 @@ class ProgressHook(Hook):
     def after_train(self, runner: Any) -> None:
         """Mark the run succeeded."""
         if is_main_process():
+            self.display.close()
             self._write_progress(runner, runner.epoch, "succeeded")
             if self.publisher is not None:
                 self.publisher(self._dir(runner), runner.epoch, True)

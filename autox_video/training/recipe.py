@@ -322,7 +322,7 @@ def runner_cfg(
             sampler_seed=dict(type="DistSamplerSeedHook"),
         ),
         custom_hooks=[
-            dict(type="ProgressHook", total_epochs=cfg.epoch, validate=validate),
+            dict(type="ProgressHook", total_epochs=cfg.epoch, validate=validate, log_interval=cfg.log_interval),
             dict(type="CurvesHook"),  # curves.png (training/curves.py), drawn before ProgressHook publishes
             _guard_hook(),
             *(

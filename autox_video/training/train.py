@@ -127,7 +127,6 @@ def _result(work: Path, plan: DataPlan, skipped: int) -> TrainResult:
 def build_runner(cfg: Config, plan: DataPlan, work: Path, *, resume_from: Path | None, cuda: bool) -> Any:
     """The mmengine Runner for this run, our hooks configured."""
     from mmengine.config import Config as MMConfig
-    from mmengine.runner import Runner
 
     from autox_video.training import checkpoint_hook, curves, engine, hooks, loggers, recipe  # noqa: F401  (registers them)
     from autox_video.training.checkpoints import make_checkpoints_weights_only_safe
@@ -150,7 +149,7 @@ def build_runner(cfg: Config, plan: DataPlan, work: Path, *, resume_from: Path |
         load_from=str(resume_from) if resume_from else None,
     )
     mm["resume"] = resume_from is not None
-    runner = Runner.from_cfg(MMConfig(mm))
+    runner = engine.AutoXRunner.from_cfg(MMConfig(mm))
     progress = next(h for h in runner.hooks if isinstance(h, hooks.ProgressHook))
     progress.checkpoint_meta = {
         "num_classes": plan.num_classes,
