@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from autox_video import warning_filters
 from autox_video.config import Config, build_config, normalise_keys, read_config_file
 from autox_video.inference.predict import Prediction
 from autox_video.search.tune import SearchResult
@@ -17,6 +18,7 @@ class AutoXVideo:
     def __init__(self, **config: Any) -> None:
         # Canonical key names only, so a later `epoch=` beats an earlier `epochs=` (and vice versa).
         self._base: dict[str, Any] = normalise_keys(config, "AutoXVideo()")
+        warning_filters.install()  # before training or prediction imports mmaction2 and builds a model
         self.last_fit: TrainResult | None = None
         self.last_prediction: Prediction | None = None
         self.last_search: SearchResult | None = None

@@ -201,3 +201,35 @@ def test_run_bar_follows_progress_json_and_a_search_ledger(monkeypatch: pytest.M
     os.close(master)
     assert re.search(r"tinyjob:  33%\|[^\r]*\| 1/3 [^\r]*best_top1=0\.5000\]", shown)
     assert re.search(r"tinysearch:  25%\|[^\r]*\| 1/4 [^\r]*best_top1=0\.7500\]", shown)
+
+
+@pytest.mark.slow
+def test_tune_on_a_terminal_draws_a_bar_over_trials_with_the_best_so_far(dataset, tmp_path: Path) -> None:
+    search = dict(sampler="grid", space={"lr": [2e-3]})  # one grid point: the bar's total is 1, not 20
+    config = write_config(tmp_path / "config.yaml", dataset, tmp_path / "search", epoch=1, search=search)
+    code, out = in_pty("tune", "--config", str(config), env={"AUTOX_PROGRESS": ""})
+    assert code == 0, out[-3000:]
+    assert re.search(r"\rtrials: 100%\|[^\r]*\| 1/1 [^\r]*best=\d\.\d{4} \(trial 0\)\]", out)
+    # The trial lines are written where the bar was cleared ("\r   \r"), each on its own line.
+    assert re.search(r" \rtrial 0 succeeded: best top-1 \d\.\d{4}\r\n", out)
+    assert not MMENGINE_LINE.search(out) and not UNACTIONABLE.search(out)
+
+
+@pytest.mark.slow
+def test_run_on_a_terminal_draws_the_jobs_epochs_and_a_row_per_phase(
+    dataset, s3_server, s3_env, bucket, tmp_path: Path
+) -> None:
+    import yaml
+    from test_run_manifest import TINY_SETS, training_manifest
+    from tinyrun import upload_tree
+
+    upload_tree(s3_server.client(), bucket, dataset.root, "data")
+    manifest = tmp_path / "vtj.yaml"
+    manifest.write_text(yaml.safe_dump(training_manifest(bucket, s3_server.endpoint_url, epochs=2)))
+    env = {"AUTOX_CACHE_DIR": str(tmp_path / "cache"), "AUTOX_RUN_POLL_SECONDS": "0.5", "AUTOX_PROGRESS": ""}
+    code, out = in_pty("run", str(manifest), *TINY_SETS, env=env)
+    assert code == 0, out[-3000:]
+    assert re.search(r"\rtiny: 100%\|[^\r]*\| 2/2 [^\r]*best_top1=\d\.\d{4}\]", out)
+    rows = [line.split()[:2] for line in out.replace("\r", "\n").splitlines() if line.startswith("tiny ")]
+    assert rows == [["tiny", "Pending"], ["tiny", "Running"], ["tiny", "Succeeded"]]  # the bar shows the rest
+    assert not UNACTIONABLE.search(out)

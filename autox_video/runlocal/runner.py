@@ -245,7 +245,7 @@ def run_manifest(
     record_run(manifest.kind, manifest.name, phase="Running", processes=n, **fields)
     out(HEADER)
     last: list[str] = []
-    phases: list[str] = []
+    shown_phase = [""]  # the phase of the last call
     bar = RunBar(manifest.name, searching=searching, enabled=training)
 
     def show(phase: str) -> None:
@@ -258,11 +258,10 @@ def run_manifest(
             line = status_line(manifest.name, phase, progress)
             bar.training(progress)
         # With a bar drawn, a row per phase is enough: the bar shows the epochs (trials) in between.
-        changed = not phases or phase != phases[-1]
+        changed, shown_phase[0] = phase != shown_phase[0], phase
         if (not last or line != last[-1]) and (changed or not bar.drawn):
             last.append(line)
             out(line)
-        phases.append(phase)
 
     show("Pending")
     try:
