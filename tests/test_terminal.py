@@ -134,6 +134,16 @@ def test_whole_train_output_has_no_warning_the_user_cannot_act_on(mode: str, req
     assert "img_size 28 tiles them exactly" in out
 
 
+def test_prepare_draws_a_bar_over_files_on_a_terminal_and_none_in_a_pipe(dataset, tmp_path: Path) -> None:
+    args = ("prepare", str(dataset.data_root), "--short-side", "32", "--workers", "1")
+    code, out = in_pty(*args[:2], str(tmp_path / "tty"), *args[2:], env={"AUTOX_PROGRESS": ""})
+    assert code == 0, out[-3000:]
+    assert re.search(r"\rprepare: 100%\|[^\r]*\| (\d+)/\1 \[[^\r]*(video/s|s/video)", out)
+    piped = cli(*args[:2], str(tmp_path / "piped"), *args[2:], env={"AUTOX_PROGRESS": ""})
+    assert piped.returncode == 0 and "\r" not in piped.stdout + piped.stderr
+    assert "prepared " in piped.stdout
+
+
 def test_bars_only_on_a_terminal_of_rank_0_unless_turned_off(monkeypatch: pytest.MonkeyPatch) -> None:
     master, slave = pty.openpty()
     read_end, write_end = os.pipe()
