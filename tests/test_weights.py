@@ -366,3 +366,37 @@ def test_ranks_starting_together_download_once(
     with ThreadPoolExecutor(4) as pool:  # each call opens its own lock file description, as processes do
         digests = list(pool.map(lambda _: download(url, cache / "weights" / name, sha256_prefix=sha[:8]), range(4)))
     assert digests == [sha] * 4 and len(server.requests) == 1
+
+
+def test_a_download_draws_a_bar_on_a_terminal_and_none_in_a_pipe(
+    server: FileServer, real_checkpoint: tuple[bytes, str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import io
+    import os
+    import select
+    import sys
+
+    from autox_video.weights.download import download
+
+    data, sha = real_checkpoint
+    url = _serve(server, data, f"micro-{sha[:8]}.pth")
+    master, slave = os.openpty()
+    with open(slave, "w", closefd=True) as tty:
+        monkeypatch.setattr(sys, "stderr", tty)
+        download(url, tmp_path / "a.pth", sha256_prefix=sha[:8])
+        tty.flush()
+    drawn = ""
+    while select.select([master], [], [], 1.0)[0]:  # the pty hands over what was written in pieces
+        try:
+            chunk = os.read(master, 65536)
+        except OSError:  # EIO: the writing side is closed and everything has been read
+            break
+        if not chunk:
+            break
+        drawn += chunk.decode(errors="replace")
+    os.close(master)
+    assert "a.pth" in drawn and "B/s" in drawn and "100%" in drawn  # tqdm's byte bar, finished
+    pipe = io.StringIO()
+    monkeypatch.setattr(sys, "stderr", pipe)
+    download(url, tmp_path / "b.pth", sha256_prefix=sha[:8])
+    assert pipe.getvalue() == ""  # logs and pods get no bar

@@ -17,6 +17,7 @@ import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
+from autox_video import terminal
 from autox_video.errors import CheckpointError
 
 _CHUNK = 1024 * 1024
@@ -80,8 +81,6 @@ def _request(url: str, offset: int) -> urllib.request.Request:
 
 def _one_attempt(url: str, part: Path, progress: bool) -> None:
     """Append the rest of `url` to `part` (Range from its size; from scratch when the server ignores Range)."""
-    from tqdm import tqdm
-
     offset = part.stat().st_size if part.exists() else 0
     try:
         resp = urllib.request.urlopen(_request(url, offset), timeout=_TIMEOUT)
@@ -99,14 +98,8 @@ def _one_attempt(url: str, part: Path, progress: bool) -> None:
         total = offset + int(length) if length is not None else None
         with (
             open(part, "ab" if offset else "wb") as out,
-            tqdm(
-                total=total,
-                initial=offset,
-                unit="B",
-                unit_scale=True,
-                unit_divisor=1024,
-                desc=part.name.removesuffix(".part")[:40],
-                disable=None if progress else True,  # None: off when not a TTY (logs, pods)
+            terminal.bar(
+                total, part.name.removesuffix(".part")[:40], "B", initial=offset, unit_scale=True, enabled=progress
             ) as bar,
         ):
             while block := resp.read(_CHUNK):
