@@ -22,13 +22,19 @@ FPS = 16
 
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """The one training of this module: a tiny Swin on the short demo clips (easy mode), 3 epochs."""
+    """The one training of this module: a tiny Swin on the short demo clips (easy mode) plus the labelled
+    ranges of one long video (`path start end label` lines), 3 epochs."""
     root = tmp_path_factory.mktemp("timeline")
     ds = make_demo_dataset(
         root / "ds", num_per_class_train=8, num_per_class_val=2, num_per_class_test=2, num_frames=16, size=32,
         classes=CLASSES, easy=True,
     )  # fmt: skip
-    config = write_config(root / "config.yaml", ds, root / "run", epoch=3, evaluation=0, ann_file_val=None)
+    make_timeline_video(ds.data_root / "long_train.mp4", PARTS, size=32, fps=FPS, seed=7, easy=True)
+    train_list = root / "train_with_ranges.txt"
+    train_list.write_text(ds.train_list.read_text() + "".join(
+        f"long_train.mp4 {a:g} {b:g} {CLASSES.index(c)}\n" for c, a, b in _ranges()))  # fmt: skip
+    config = write_config(root / "config.yaml", ds, root / "run", epoch=3, evaluation=0, ann_file_val=None,
+                          ann_file_train=str(train_list))  # fmt: skip
     done = cli("train", "--config", str(config))
     assert done.returncode == 0, done.stderr[-3000:]
     return config
@@ -39,6 +45,58 @@ def long_video(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, list[flo
     root = tmp_path_factory.mktemp("long")
     cuts = make_timeline_video(root / "long.mp4", PARTS, size=32, fps=FPS, seed=5, easy=True)
     return root, cuts
+
+
+def _ranges() -> list[tuple[str, float, float]]:
+    """PARTS as (class, start s, end s)."""
+    out, edge = [], 0.0
+    for cls, seconds in PARTS:
+        out.append((cls, edge, edge + seconds))
+        edge += seconds
+    return out
+
+
+def test_training_draws_frames_inside_each_labelled_range(trained: Path) -> None:
+    """The ranged rows reach the dataset, and training and validation clips stay inside each row's range."""
+    from mmaction.utils import register_all_modules
+    from mmengine.registry import DATASETS
+
+    from autox_video.config import load_config
+    from autox_video.training import engine, recipe  # noqa: F401  (registers the dataset)
+
+    register_all_modules(init_default_scope=True)
+    cfg = load_config(trained)
+    rows = [json.loads(x) for x in (Path(cfg.work_dir) / "lists" / "train.jsonl").read_text().splitlines()]
+    ranged = [k for k, r in enumerate(rows) if r["video"] == "long_train.mp4"]
+    assert [(rows[k]["start"], rows[k]["end"], rows[k]["label"]) for k in ranged] == [
+        (a, b, CLASSES.index(c)) for c, a, b in _ranges()]  # fmt: skip
+    lists = Path(cfg.work_dir) / "lists" / "train.jsonl"
+    for pipeline, draws in ((recipe.train_pipeline(cfg), 6), (recipe.eval_pipeline(cfg, num_clips=2, num_crops=1), 1)):
+        upto = next(i for i, s in enumerate(pipeline) if s["type"] == "FastDecordDecode") + 1
+        data = DATASETS.build(dict(type="AutoXVideoDataset", ann_file=str(lists), pipeline=pipeline[:upto]))
+        for k in ranged:
+            lo, hi = round(rows[k]["start"] * FPS), round(rows[k]["end"] * FPS)
+            seen = set()
+            for _ in range(draws):
+                out = data[k]
+                inds = out["frame_inds"]
+                assert lo <= inds.min() and inds.max() < hi, (rows[k], inds)
+                assert len(out["imgs"]) == len(inds)  # really decoded
+                seen.add(int(inds[0]))
+            if draws > 1:
+                assert len(seen) > 1, "random temporal offsets within the range"
+    # A row without a range still samples the whole (short) clip.
+    plain = DATASETS.build(dict(type="AutoXVideoDataset", ann_file=str(lists), pipeline=recipe.train_pipeline(cfg)[:3]))
+    assert plain.get_data_info(0).get("time_range") is None and plain[0]["total_frames"] == 16
+
+
+def test_prepare_keeps_time_ranges_in_lists(tmp_path: Path) -> None:
+    from autox_video.data.prepare import rewrite_list
+
+    src = tmp_path / "in.txt"
+    src.write_text("a b.avi 1.5 4 2\nc.avi 3\nd.avi 0 inf\n")
+    rewrite_list(src, tmp_path / "out.txt", {"a b.avi": "a b.mp4", "c.avi": "c.mp4", "d.avi": "d.mp4"})
+    assert (tmp_path / "out.txt").read_text() == "a b.mp4 1.5 4 2\nc.mp4 3\nd.mp4 0 inf\n"
 
 
 def _truth(t: float) -> int:

@@ -52,7 +52,7 @@ def _is_video(token: str) -> bool:
     return any(token.lower().endswith(ext) for ext in VIDEO_EXTENSIONS)
 
 
-def _split(line: str) -> tuple[str, list[str]]:
+def split_line(line: str) -> tuple[str, list[str]]:
     """'path with spaces.mp4 1.5 4 3' -> ('path with spaces.mp4', ['1.5', '4', '3']).
 
     The path ends at its last token with a video extension; without one, only the last token
@@ -114,7 +114,7 @@ def read_annotations(
         if not line:
             continue
         where = f"{path}:{lineno}"
-        rel, rest = _split(line)
+        rel, rest = split_line(line)
         if len(rest) > 3:
             raise AnnotationError(
                 f"{where}: {len(rest)} fields after {rel!r} (expected 'relative/path.mp4 [START END] LABEL')"

@@ -23,6 +23,7 @@ import numpy as np
 from mmaction.registry import TRANSFORMS
 from mmcv.transforms import BaseTransform
 
+from autox_video.data.time_range import frame_range
 from autox_video.errors import DataError
 
 __all__ = ["FastDecordDecode", "FastDecordInit", "scaled_size", "test_pipeline", "train_pipeline"]
@@ -192,11 +193,27 @@ def _open(path: str, info: tuple[int, int, str] | None) -> tuple[Any, tuple[int,
     return container, info or (int(ctx.width), int(ctx.height), str(ctx.name))
 
 
+def _restrict(results: dict[str, Any], path: str, frames: int, reader: Any) -> None:
+    """Samplers draw from [start_index, start_index + total_frames): narrow that to the line's time range."""
+    start, end = results["time_range"]
+    if start is not None and start >= frames / reader.fps:
+        reader.close()
+        raise DataError(
+            f"time range {start:g}-{end if end is not None else 'end'} s starts past the end of {path!r} "
+            f"({frames / reader.fps:.3f} s long); fix the range in the list"
+        )
+    lo, hi = frame_range(start, end, frames, reader.fps)
+    results["start_index"] = lo
+    results["total_frames"] = hi - lo
+
+
 @TRANSFORMS.register_module(force=True)
 class FastDecordInit(BaseTransform):
     """Open a video so that decoded frames come out with short side `short_side` (decord or PyAV).
 
-    Required keys: filename. Added keys: video_reader, total_frames, avg_fps.
+    Required keys: filename. Added keys: video_reader, total_frames, avg_fps. With `time_range`
+    ((start, end) seconds, None for an open end) total_frames and start_index cover only that range,
+    so the samplers after it draw frames inside it.
 
     Args:
         short_side: short side of decoded frames (None: native size; never upscaled).
@@ -254,6 +271,8 @@ class FastDecordInit(BaseTransform):
         results["video_reader"] = reader
         results["total_frames"] = len(reader)
         results["avg_fps"] = reader.fps
+        if results.get("time_range") is not None:
+            _restrict(results, path, len(reader), reader)
         return results
 
     def _use_pyav(self, codec: str, path: str) -> bool:

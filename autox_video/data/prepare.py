@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from autox_video import terminal
-from autox_video.data.annotations import VIDEO_EXTENSIONS
+from autox_video.data.annotations import VIDEO_EXTENSIONS, split_line
 from autox_video.errors import ConfigError, DataError
 from autox_video.storage import atomic
 from autox_video.storage.locations import check_folder
@@ -134,18 +134,15 @@ def find_videos(root: Path) -> list[str]:
 
 
 def rewrite_list(src_list: Path, dst_list: Path, renamed: dict[str, str], drop: frozenset[str] = frozenset()) -> int:
-    """Copy an annotation list (`path [label]` lines), replacing renamed video paths and leaving out
+    """Copy an annotation list (`path [start end] [label]` lines), replacing renamed video paths and leaving out
     the lines of `drop` (sources that failed: they have no prepared copy); returns how many were left out."""
     lines, dropped = [], 0
     for raw in src_list.read_text(encoding="utf-8").splitlines(keepends=True):
         body = raw.rstrip("\r\n")
         end = raw[len(body) :]
         stripped = body.strip()
-        parts = stripped.rsplit(None, 1)
-        if len(parts) == 2 and not parts[1].lower().endswith(VIDEO_EXTENSIONS):
-            rel, tail = parts[0], stripped[len(parts[0]) :]  # tail: the separator and the label
-        else:
-            rel, tail = stripped, ""
+        rel, _ = split_line(stripped)
+        tail = stripped[len(rel) :]  # the separator, any time range and the label
         if stripped and os.path.normpath(rel) in drop:
             dropped += 1
             continue

@@ -14,6 +14,8 @@ from typing import Any
 
 import numpy as np
 
+from autox_video.data.time_range import frame_range
+
 
 @dataclass(frozen=True)
 class Window:
@@ -42,11 +44,8 @@ class Span:
 
 def line_span(start: float | None, end: float | None, frames: int, fps: float) -> Span:
     """[lo, hi) frames of a line's time range (None: from the start / to the end of the video)."""
-    s = 0.0 if start is None else start
-    e = frames / fps if end is None else min(end, frames / fps)
-    lo = min(frames - 1, int(math.floor(s * fps + 1e-6)))
-    hi = max(lo + 1, min(frames, int(math.ceil(e * fps - 1e-6))))
-    return Span(lo, hi, s, e)
+    lo, hi = frame_range(start, end, frames, fps)
+    return Span(lo, hi, 0.0 if start is None else start, frames / fps if end is None else min(end, frames / fps))
 
 
 def clip_indices(

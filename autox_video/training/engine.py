@@ -26,7 +26,8 @@ log = logging.getLogger("autox_video")
 
 @DATASETS.register_module()
 class AutoXVideoDataset(BaseActionDataset):
-    """Videos from a checked jsonl list ({"filename": abs path, "label": int, "video": rel path} per line).
+    """Videos from a checked jsonl list ({"filename": abs path, "label": int, "video": rel path} per line,
+    plus "start"/"end" seconds for a line with a time range).
 
     Unlike mmaction2's VideoDataset, paths may contain spaces: the list was parsed and validated
     by autox_video.data.annotations, with unreadable videos already removed.
@@ -36,7 +37,15 @@ class AutoXVideoDataset(BaseActionDataset):
         """Read the jsonl list written by autox_video.data.samples."""
         with open(self.ann_file, encoding="utf-8") as f:
             rows = [json.loads(line) for line in f if line.strip()]
-        return [dict(filename=r["filename"], label=r["label"] if r["label"] is not None else -1) for r in rows]
+        return [
+            dict(
+                filename=r["filename"],
+                label=r["label"] if r["label"] is not None else -1,
+                # A labelled time range of a longer video: FastDecordInit keeps sampling inside it.
+                **({"time_range": (r.get("start"), r.get("end"))} if "start" in r or "end" in r else {}),
+            )
+            for r in rows
+        ]
 
     def prepare_data(self, idx: int) -> Any:
         """Decode one sample; a video that fails mid-run is skipped in training (mmengine refetches)."""
