@@ -346,3 +346,57 @@ def test_report_renders_in_headless_chromium_without_network(tmp_path: Path) -> 
     assert all(u.startswith("data:") for u in resources), resources
     assert not [e for e in page.events if e.get("method") == "Network.loadingFailed"]
     assert (tmp_path / "screenshot.png").stat().st_size > 20_000  # a rendered page, not a blank one
+
+
+# --- a labelled timeline: per second and per segment ---------------------------------------------
+def _line(video: str, start: float, end: float, true: int, predicted: list[int]) -> dict[str, Any]:
+    """A results.json entry of a ranged labelled line with one predicted class per second."""
+    edges = [*np.arange(start, end, 1.0), end]
+    seconds = [{"start": float(a), "end": float(b), "label": p, "topk": [[p, 0.9]], "score": 0.9}
+               for a, b, p in zip(edges[:-1], edges[1:], predicted, strict=True)]  # fmt: skip
+    return {"video": video, "start": start, "end": end, "label": predicted[0], "score": 0.9, "topk": [[0, 0.9]],
+            "probs": [0.9, 0.05, 0.05], "true_label": true, "seconds": seconds}  # fmt: skip
+
+
+def test_timeline_metrics_match_hand_computed() -> None:
+    from autox_video.report.timeline_metrics import timeline_metrics
+
+    rows = [
+        _line("a.mp4", 4, 8, 1, [1, 1, 2, 2]),  # listed out of time order: sorted per video
+        _line("a.mp4", 0, 4, 0, [0, 0, 0, 1]),
+        _line("b.mp4", 10, 12.5, 2, [2, 2, 2]),  # a half second at the end counts as one
+        {"video": "c.mp4", "label": 0, "probs": [1, 0, 0], "true_label": 0},  # no seconds: not on the timeline
+    ]
+    t = timeline_metrics(rows, 3)
+    assert t is not None
+    assert t["seconds"] == 11 and t["per_second_accuracy"] == pytest.approx(8 / 11)
+    assert t["confusion_matrix"] == [[3, 1, 0], [0, 2, 2], [0, 0, 3]]
+    # a: predicted runs 0[0,3) 1[3,6) 2[6,8) vs true 0[0,4) 1[4,8): IoU 0.75 matches, 0.4 does not; b matches.
+    assert (t["segments_predicted"], t["segments_true"], t["segments_matched"]) == (4, 3, 2)
+    assert t["segment_precision"] == pytest.approx(0.5) and t["segment_recall"] == pytest.approx(2 / 3)
+    assert [v["video"] for v in t["videos"]] == ["a.mp4", "b.mp4"]
+    assert t["videos"][0]["seconds"][3] == [3.0, 4.0, 1, 0] and t["videos"][0]["accuracy"] == pytest.approx(5 / 8)
+    assert timeline_metrics([rows[3]], 3) is None
+
+
+def test_adjacent_lines_of_one_label_are_one_true_segment_and_each_segment_matches_once() -> None:
+    from autox_video.report.timeline_metrics import Segment, match_segments, timeline_metrics
+
+    t = timeline_metrics([_line("v.mp4", 0, 2, 1, [1, 1]), _line("v.mp4", 2, 4, 1, [1, 1])], 3)
+    assert t is not None and (t["segments_true"], t["segments_predicted"], t["segment_recall"]) == (1, 1, 1.0)
+    true = [Segment(0, 10, 0)]
+    assert match_segments([Segment(0, 6, 0), Segment(6, 10, 0)], true) == 1  # IoU 0.6 and 0.4: one match
+    assert match_segments([Segment(0, 6, 0), Segment(1, 7, 0)], true) == 1  # both >= 0.5, the true one used once
+    assert match_segments([Segment(0, 10, 1)], true) == 0  # another class never matches
+
+
+def test_report_of_a_labelled_timeline_has_per_second_numbers_and_strips(tmp_path: Path) -> None:
+    results = {"classes": ["a", "b", "c"], "predictions": [_line("v.mp4", 0, 4, 0, [0, 0, 0, 1]),
+                                                           _line("v.mp4", 4, 8, 1, [1, 1, 2, 2])]}  # fmt: skip
+    files = write_report(results, tmp_path)
+    data = json.loads(files.json.read_text())
+    assert data["per_second_accuracy"] == pytest.approx(5 / 8) and data["timeline"]["seconds"] == 8
+    html = files.html.read_text()
+    assert html.count('class="pred"') == 8 and html.count('class="true"') == 8 and 'id="timelines"' in html
+    plain = write_report(fake_results(3, 2), tmp_path / "plain")
+    assert "timeline" not in json.loads(plain.json.read_text()) and 'id="timelines"' not in plain.html.read_text()

@@ -268,3 +268,54 @@ def test_inference_job_granularity_reaches_the_trainer_config() -> None:
     cfg = trainer_config.inference_config(spec, checkpoint="s3://bkt/m.pth")
     assert (cfg.granularity, cfg.interval, cfg.confidence_threshold, cfg.max_predictions) == (
         ["second", "shot"], 2.0, 0.2, 3)  # fmt: skip
+
+
+def test_labelled_timeline_reports_per_second_and_segment_numbers_with_strips_in_chromium(
+    trained: Path, long_video: tuple[Path, list[float]], tmp_path: Path
+) -> None:
+    import shutil
+    import tempfile
+
+    from test_report import DevTools, _start_chromium
+
+    root, _ = long_video
+    lst = tmp_path / "timeline.txt"
+    lst.write_text("".join(f"long.mp4 {a:g} {b:g} {CLASSES.index(c)}\n" for c, a, b in _ranges()))
+    out = tmp_path / "out" / "results.json"
+    res = cli("test", "--config", str(trained), "--data-root", str(root), "--ann-file-test", str(lst),
+              "--test-results-path", str(out))  # fmt: skip
+    assert res.returncode == 0, res.stderr[-3000:]
+    preds = json.loads(out.read_text())["predictions"]
+    assert [len(p["seconds"]) for p in preds] == [4, 4, 4, 3, 5]  # a labelled timeline is scored per second
+    report = json.loads((out.parent / "report.json").read_text())
+    t = report["timeline"]
+    assert report["per_second_accuracy"] == t["per_second_accuracy"] >= 0.8, t["videos"]
+    assert t["seconds"] == 20 and sum(map(sum, t["confusion_matrix"])) == 20
+    assert t["segments_true"] == 5 and t["segment_precision"] is not None and t["segment_recall"] >= 0.6
+    assert [v["video"] for v in t["videos"]] == ["long.mp4"]
+    if shutil.which("chromium") is None:
+        pytest.skip("needs Debian's chromium for the page check")
+    html = out.parent / "report.html"
+    with tempfile.TemporaryDirectory(prefix="chromium-profile-") as profile:
+        proc, ws_url = _start_chromium(Path(profile))
+        try:
+            page = DevTools(ws_url)
+            page.call("Page.enable")
+            page.call("Page.navigate", url=html.as_uri())
+            page.wait_event("Page.loadEventFired")
+            strips = page.js(
+                "Array.from(document.querySelectorAll('#timelines svg'), s => [s.getBoundingClientRect().width,"
+                " s.querySelectorAll('rect.pred').length, s.querySelectorAll('rect.true').length])"
+            )
+            fills = page.js(
+                "Array.from(document.querySelectorAll('#timelines rect.true'),"
+                " r => [r.dataset.label, getComputedStyle(r).fill])"
+            )
+            resources = page.js("performance.getEntriesByType('resource').map(e => e.name)")
+        finally:
+            proc.terminate()
+            proc.wait(timeout=30)
+    assert len(strips) == 1 and strips[0][0] > 500 and strips[0][1:] == [20, 20], strips
+    colours = dict(fills)
+    assert len(colours) == 3 and len(set(colours.values())) == 3, colours  # one colour per class
+    assert all(u.startswith("data:") for u in resources), resources  # still self-contained

@@ -189,6 +189,9 @@ def predict_split(
         )
 
     split = distributed.on_rank0_then_broadcast(plan)
+    if any(s.ranged and s.label is not None for s in split.samples) and "second" not in cfg.granularity:
+        # A labelled timeline is evaluated second by second (report.json's per_second_accuracy).
+        cfg = cfg.model_copy(update={"granularity": [*cfg.granularity, "second"]})
     if cfg.timeline or any(s.ranged for s in split.samples):
         return _predict_timeline(cfg, model_cfg, model, split, data_root, names, num_classes, ann_file, ckpt, weights)
     list_file = work / f"test_list.rank{distributed.rank()}.jsonl"

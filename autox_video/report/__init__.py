@@ -2,7 +2,9 @@
 
 report.json: summary (top-1, top-5, mean class accuracy), per-class precision/recall/F1/support, the
 confusion matrix (counts; rows = true class), the largest confusions, the most confused pairs, the
-misclassified and least confident videos, and the model/checkpoint/config the results came from.
+misclassified and least confident videos, and the model/checkpoint/config the results came from;
+for a labelled timeline (ranged lines tested with seconds) per-second accuracy, segment precision/recall
+at temporal IoU 0.5, the confusion over seconds and each video's strip of predicted and true seconds.
 """
 
 from __future__ import annotations

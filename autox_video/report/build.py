@@ -13,7 +13,7 @@ from typing import Any
 import numpy as np
 
 from autox_video.errors import ConfigError
-from autox_video.report import metrics
+from autox_video.report import metrics, timeline_metrics
 from autox_video.storage import atomic
 
 # How many rows the lists of the report keep (report.json keeps the same).
@@ -98,6 +98,7 @@ def build_report(results: Any, source: str = "results.json") -> dict[str, Any]:
         return {**d, **{f"{k}_name": names[d[k]] for k in keys}}
 
     total = len(rows)
+    timeline = timeline_metrics.timeline_metrics(rows, n)
     return {
         "source": {
             "results": source,
@@ -135,6 +136,8 @@ def build_report(results: Any, source: str = "results.json") -> dict[str, Any]:
         "confused_pairs": [named(c, "a", "b") for c in metrics.confused_pairs(cm, CONFUSED_PAIRS)],
         "misclassified": {"count": len(wrong), "most_confident": wrong[:MISCLASSIFIED]},
         "least_confident": unsure[:LEAST_CONFIDENT],
+        # A labelled timeline (ranged `path start end label` lines, tested with seconds): scored per second.
+        **({"per_second_accuracy": timeline["per_second_accuracy"], "timeline": timeline} if timeline else {}),
         "generated": datetime.now(UTC).isoformat(timespec="seconds"),
     }
 

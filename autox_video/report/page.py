@@ -17,6 +17,9 @@ h1{font-size:22px;margin-bottom:4px}h2{font-size:17px;margin-top:28px;border-bot
 td,th{border:1px solid #ddd;padding:3px 8px;text-align:left}td.n{text-align:right;font-variant-numeric:tabular-nums}
 th.sort{cursor:pointer;user-select:none;background:#f4f4f4}th.sort:after{content:" \\2195";color:#999}
 img{max-width:100%;height:auto}.muted{color:#777}pre{background:#f7f7f7;padding:8px;overflow:auto}
+.strip{margin:10px 0}.strip svg{width:100%;height:34px;display:block;background:#f4f4f4}
+.legend span{display:inline-block;margin-right:12px}.legend i{display:inline-block;width:12px;height:12px;
+margin-right:4px;vertical-align:middle}
 """
 
 # Click a header to sort by it (numbers by value, empty cells last); click again to reverse.
@@ -104,6 +107,72 @@ def _source(src: dict[str, Any]) -> str:
     return f'<table id="source">{rows}</table>{full}'
 
 
+def colour(label: int, n: int) -> str:
+    """A class's colour on the timeline strips: hues spread evenly (golden-ratio steps when there are many)."""
+    hue = (label * 360 / n) if n <= 12 else (label * 137.508) % 360
+    return f"hsl({hue:.0f},65%,{50 if label % 2 == 0 else 38}%)"
+
+
+def _strip(video: dict[str, Any], names: list[str]) -> str:
+    """One video's seconds: predicted classes on top, the truth under it (inline SVG, time on x)."""
+    seconds = video["seconds"]
+    t0, t1 = seconds[0][0], max(s[1] for s in seconds)
+    rects = []
+    for start, end, pred, true in seconds:
+        x, w = start - t0, end - start
+        for cls, y, label, kind in ((pred, 0, "predicted", "pred"), (true, 18, "true", "true")):
+            tip = f"{start:g}-{end:g} s {label} {names[cls]}"
+            rects.append(
+                f'<rect class="{kind}" data-label="{cls}" x="{x:g}" y="{y}" width="{w:g}" height="16" '
+                f'fill="{colour(cls, len(names))}"><title>{escape(tip)}</title></rect>'
+            )
+    head = (
+        f"{video['video']}: {t0:g}-{t1:g} s, {_pct(video['accuracy'])} of seconds right (top: predicted, below: true)"
+    )
+    return (
+        f'<div class="strip"><div>{escape(head)}</div>'
+        f'<svg viewBox="0 0 {t1 - t0:g} 34" preserveAspectRatio="none" role="img" '
+        f'aria-label="{escape(head)}">{"".join(rects)}</svg></div>'
+    )
+
+
+def _timeline(t: dict[str, Any] | None, names: list[str]) -> str:
+    """The labelled timeline's section: per-second and segment numbers, confusion over seconds, strips."""
+    if not t:
+        return ""
+    cards = [
+        ("per-second accuracy", _pct(t["per_second_accuracy"])),
+        (f"segment precision (IoU {t['segment_iou']:g})", _pct(t["segment_precision"])),
+        (f"segment recall (IoU {t['segment_iou']:g})", _pct(t["segment_recall"])),
+        ("seconds", str(t["seconds"])),
+    ]
+    card_html = "".join(f'<div class="card">{escape(k)}<b>{escape(v)}</b></div>' for k, v in cards)
+    used = sorted({c for v in t["videos"] for s in v["seconds"] for c in s[2:]})
+    legend = "".join(f'<span><i style="background:{colour(c, len(names))}"></i>{escape(names[c])}</span>' for c in used)
+    cm = t["confusion_matrix"]
+    keep = [i for i in range(len(cm)) if any(cm[i]) or any(r[i] for r in cm)]
+    rows = [
+        f"<tr><th>{escape(names[i])}</th>" + "".join(_cell(cm[i][j], str(cm[i][j])) for j in keep) + "</tr>"
+        for i in keep
+    ]
+    head = "".join(f"<th>{escape(names[j])}</th>" for j in keep)
+    matrix = (
+        f'<table id="second-confusion"><thead><tr><th>true &#x2193; / predicted &#x2192;</th>{head}</tr></thead>'
+        f"<tbody>{''.join(rows)}</tbody></table>"
+    )
+    strips = "".join(_strip(v, names) for v in t["videos"])
+    return f"""<h2>Timeline</h2>
+<div class="cards" id="timeline-summary">{card_html}</div>
+<p class="muted">Each second of a labelled range counts once; a segment is a run of one class, matched to a
+true one of the same class at temporal IoU &ge; {t["segment_iou"]:g}.</p>
+<h3>Confusion over seconds</h3>
+{matrix}
+<h3>Videos</h3>
+<div class="legend">{legend}</div>
+<div id="timelines">{strips}</div>
+"""
+
+
 def render(data: dict[str, Any], *, confusion_png_b64: str) -> str:
     """The report page for build_report()'s dict and the confusion matrix PNG (base64)."""
     s, names = data["summary"], data["classes"]
@@ -161,6 +230,7 @@ def render(data: dict[str, Any], *, confusion_png_b64: str) -> str:
 <p class="muted">generated {escape(data["generated"])} from {escape(str(data["source"]["results"]))}</p>
 <div class="cards" id="summary">{card_html}</div>
 <p class="muted">{escape(" ".join(notes))}</p>
+{_timeline(data.get("timeline"), names)}
 <h2>Confusion matrix</h2>
 <img id="confusion-matrix" alt="confusion matrix, rows normalised per true class"
  src="data:image/png;base64,{confusion_png_b64}">
