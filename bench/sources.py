@@ -12,6 +12,7 @@ from __future__ import annotations
 import hashlib
 import json
 import tempfile
+from collections.abc import Iterable, Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -45,6 +46,14 @@ def default_cache_dir() -> Path:
 
 def _frames(width: int, height: int, n: int, rng: np.random.Generator) -> np.ndarray:
     """Panning textured background + moving discs + grain, uint8 [n,H,W,3]."""
+    out = np.empty((n, height, width, 3), np.uint8)
+    for t, frame in enumerate(frame_stream(width, height, n, rng)):
+        out[t] = frame
+    return out
+
+
+def frame_stream(width: int, height: int, n: int, rng: np.random.Generator) -> Iterator[np.ndarray]:
+    """The frames of `_frames` one at a time (a long video never sits in memory whole)."""
     import cv2
 
     # Smooth multi-scale texture, twice the frame size so the camera can pan across it.
@@ -66,7 +75,6 @@ def _frames(width: int, height: int, n: int, rng: np.random.Generator) -> np.nda
         )
         for _ in range(4)
     ]
-    out = np.empty((n, height, width, 3), np.uint8)
     for t in range(n):
         # Slow elliptical pan: every frame differs, as with a hand-held camera.
         x0 = int((bw - width) * (0.5 + 0.4 * np.sin(t / 97)))
@@ -76,16 +84,19 @@ def _frames(width: int, height: int, n: int, rng: np.random.Generator) -> np.nda
             cx = int((x + vx * t) % width)
             cy = int((y + vy * t) % height)
             cv2.circle(frame, (cx, cy), r, colour, -1, lineType=cv2.LINE_AA)
-        out[t] = np.clip(frame.astype(np.int16) + grain[t % len(grain)], 0, 255).astype(np.uint8)
-    return out
+        yield np.clip(frame.astype(np.int16) + grain[t % len(grain)], 0, 255).astype(np.uint8)
 
 
-def encode(path: Path, frames: np.ndarray, *, fps: int, codec: str, gop: int) -> None:
-    """Encode uint8 RGB frames [T,H,W,3] with PyAV (FFmpeg); writes to a temp name, then renames."""
+def encode(
+    path: Path, frames: np.ndarray | Iterable[np.ndarray], *, fps: int, codec: str, gop: int,
+    size: tuple[int, int] | None = None,
+) -> None:  # fmt: skip
+    """Encode uint8 RGB frames [T,H,W,3] (or an iterable of [H,W,3] with `size` (w, h)) with PyAV (FFmpeg);
+    writes to a temp name, then renames."""
     import av
 
     tmp = path.with_name(path.stem + ".part" + path.suffix)
-    height, width = frames.shape[1:3]
+    width, height = size if size is not None else (frames.shape[2], frames.shape[1])  # type: ignore[union-attr]
     with av.open(str(tmp), mode="w") as container:
         stream = container.add_stream(codec, rate=fps)
         stream.width, stream.height, stream.pix_fmt = width, height, "yuv420p"

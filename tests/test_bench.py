@@ -96,3 +96,16 @@ def test_search_runs_on_cpu(cache: Path) -> None:
     for name in ("default_top1", "random_top1", "tpe_top1", "tpe_asha_top1"):
         assert 0 < heads[name] <= 1, (name, heads)
     assert 0 < heads["asha_epoch_fraction"] <= 1
+
+
+def test_timeline_bench_measures_both_passes_and_records(cache: Path, tmp_path: Path) -> None:
+    results = tmp_path / "RESULTS.md"
+    results.write_text("# Results\n")
+    heads = _run("timeline.py", "--cache-dir", str(cache), "--record", env={"AUTOX_BENCH_RESULTS": str(results)})
+    _positive(heads, "timeline_vs_decode", "timeline_video_s_per_s", "decode_video_s_per_s")
+    # Both passes read the same file: the ratio is the two video-seconds-per-second figures' ratio.
+    assert heads["timeline_vs_decode"] == pytest.approx(
+        heads["decode_video_s_per_s"] / heads["timeline_video_s_per_s"], rel=1e-2
+    )
+    text = results.read_text()
+    assert "### Timeline (quick)" in text and "timeline.py --quick" in text and "30 seconds predicted" in text
