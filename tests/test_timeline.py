@@ -319,3 +319,23 @@ def test_labelled_timeline_reports_per_second_and_segment_numbers_with_strips_in
     colours = dict(fills)
     assert len(colours) == 3 and len(set(colours.values())) == 3, colours  # one colour per class
     assert all(u.startswith("data:") for u in resources), resources  # still self-contained
+
+
+def test_api_transform_with_granularity_second_returns_and_writes_the_timeline(
+    trained: Path, long_video: tuple[Path, list[float]], tmp_path: Path
+) -> None:
+    import yaml
+
+    from autox_video import AutoXVideo
+
+    root, _ = long_video
+    (tmp_path / "list.txt").write_text("long.mp4\n")
+    out = tmp_path / "results.json"
+    model = AutoXVideo(**yaml.safe_load(trained.read_text()))
+    probs = model.transform(str(root), str(tmp_path / "list.txt"), output_path=str(out), granularity="second")
+    assert len(probs) == 1 and len(probs[0]) == len(CLASSES)
+    assert model.last_prediction is not None
+    seconds = model.last_prediction.predictions[0]["seconds"]
+    assert len(seconds) == 20 and [s["start"] for s in seconds[:3]] == [0.0, 1.0, 2.0]
+    written = json.loads(out.read_text())
+    assert written["granularity"] == ["second"] and written["predictions"][0]["seconds"] == seconds

@@ -96,6 +96,14 @@ class VideoInferenceJobSpec(JobSpecBase):
     )
 
 
+class TimelineCounts(CamelModel):
+    """How many timeline items results.json holds, over all videos (a granularity not asked for is absent)."""
+
+    segments: int | None = Field(None, ge=0, description="Segments (list lines) labelled.")
+    shots: int | None = Field(None, ge=0, description="Shots found and labelled.")
+    seconds: int | None = Field(None, ge=0, description="Seconds (interval steps) labelled.")
+
+
 class VideoInferenceJobStatus(CommonStatus):
     """Observed state: phase, the checkpoint used and, once done, the results."""
 
@@ -106,6 +114,9 @@ class VideoInferenceJobStatus(CommonStatus):
     )
     videos: int | None = Field(None, description="Videos predicted.")
     metrics: dict[str, float] | None = Field(None, description="top1/top5 when the list had labels.")
+    timeline: TimelineCounts | None = Field(
+        None, description="Segments, shots and seconds predicted (spec.inference.granularity other than video)."
+    )
 
 
 INFERENCE = ResourceInfo(

@@ -196,15 +196,32 @@ def progress_fields(progress: Mapping[str, Any] | None, now: datetime.datetime |
     return out
 
 
+TIMELINE_KEYS = ("segments", "shots", "seconds")
+
+
+def _timeline_counts(predictions: list[Any]) -> dict[str, int]:
+    """Items per timeline granularity over every prediction; a key no prediction carries is left out."""
+    counts: dict[str, int] = {}
+    for p in predictions:
+        if not isinstance(p, Mapping):
+            continue
+        for key in TIMELINE_KEYS:
+            if isinstance(p.get(key), list):
+                counts[key] = counts.get(key, 0) + len(p[key])
+    return counts
+
+
 def results_fields(results: Mapping[str, Any] | None, report: str | None = None) -> dict[str, Any]:
-    """Status fields from results.json: the number of videos, the metrics (when labels existed) and
-    `report`, the URI of report.html when it exists."""
+    """Status fields from results.json: the number of videos, the timeline's segments/shots/seconds (when
+    predicted over time), the metrics (when labels existed) and `report`, the URI of report.html when it exists."""
     if not results:
         return {}
     out: dict[str, Any] = {"reportUri": report} if report else {}
     predictions = results.get("predictions")
     if isinstance(predictions, list):
         out["videos"] = len(predictions)
+    if isinstance(predictions, list) and (timeline := _timeline_counts(predictions)):
+        out["timeline"] = timeline
     metrics = results.get("metrics")
     if isinstance(metrics, Mapping):
         numbers = {str(k): _float(v) for k, v in metrics.items()}

@@ -308,3 +308,23 @@ def test_the_new_fields_fit_the_crd_schema(crd_schemas: Any) -> None:
         "status.estimatedRemainingSeconds: -1 is less than the minimum of 0",
         "status.progressPercentage: 101 is greater than the maximum of 100",
     ]
+
+
+def test_timeline_counts_reach_the_status_and_fit_the_crd(crd_schemas: Any) -> None:
+    results = {
+        "predictions": [
+            {"video": "a.mp4", "segments": [{}], "shots": [{}, {}, {}], "seconds": [{}] * 20},
+            {"video": "b.mp4", "segments": [{}], "shots": [{}], "seconds": [{}] * 7},
+            {"video": "c.mp4"},  # no timeline for this one (e.g. unreadable frames were skipped): counts none
+        ]
+    }
+    status = results_fields(results)
+    assert status["videos"] == 3 and status["timeline"] == {"segments": 2, "shots": 4, "seconds": 27}
+    only_seconds = results_fields({"predictions": [{"video": "a.mp4", "seconds": [{}, {}]}]})
+    assert only_seconds["timeline"] == {"seconds": 2}  # granularities not asked for stay absent
+    assert "timeline" not in results_fields({"predictions": [{"video": "a.mp4", "label": 0}]})
+    inference = {"apiVersion": "autox.io/v1alpha1", "kind": "VideoInferenceJob", "metadata": {"name": "x"}}
+    spec = {"model": {"checkpoint": "s3://bkt/w.pth"}, "dataset": {"videos": "s3://bkt/v/"}, "output": "s3://bkt/out/"}
+    assert crd_schemas.errors({**inference, "spec": spec, "status": status}) == []
+    bad = {**status, "timeline": {"seconds": -1}}
+    assert any("timeline.seconds" in e for e in crd_schemas.errors({**inference, "spec": spec, "status": bad}))
