@@ -339,3 +339,15 @@ def test_api_transform_with_granularity_second_returns_and_writes_the_timeline(
     assert len(seconds) == 20 and [s["start"] for s in seconds[:3]] == [0.0, 1.0, 2.0]
     written = json.loads(out.read_text())
     assert written["granularity"] == ["second"] and written["predictions"][0]["seconds"] == seconds
+
+
+def test_a_range_past_the_end_of_the_video_names_the_file_and_range(long_video: tuple[Path, list[float]]) -> None:
+    from autox_video.data.fast_decode import FastDecordInit
+    from autox_video.errors import DataError
+
+    root, _ = long_video
+    path = str(root / "long.mp4")
+    with pytest.raises(DataError, match=r"time range 25-30 s starts past the end of .*long\.mp4.* \(20\.000 s long\)"):
+        FastDecordInit(short_side=None).transform(dict(filename=path, start_index=0, time_range=(25.0, 30.0)))
+    out = FastDecordInit(short_side=None).transform(dict(filename=path, start_index=0, time_range=(18.0, None)))
+    assert (out["start_index"], out["total_frames"]) == (18 * FPS, 2 * FPS)  # an open end runs to the last frame

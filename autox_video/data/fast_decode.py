@@ -199,7 +199,7 @@ def _restrict(results: dict[str, Any], path: str, frames: int, reader: Any) -> N
     if start is not None and start >= frames / reader.fps:
         reader.close()
         raise DataError(
-            f"time range {start:g}-{end if end is not None else 'end'} s starts past the end of {path!r} "
+            f"time range {start:g}-{'end' if end is None else f'{end:g}'} s starts past the end of {path!r} "
             f"({frames / reader.fps:.3f} s long); fix the range in the list"
         )
     lo, hi = frame_range(start, end, frames, reader.fps)
