@@ -131,7 +131,7 @@ def _strip(video: dict[str, Any], names: list[str]) -> str:
     )
     return (
         f'<div class="strip"><div>{escape(head)}</div>'
-        f'<svg viewBox="0 0 {t1 - t0:g} 34" preserveAspectRatio="none" role="img" '
+        f'<svg viewBox="0 0 {t1 - t0:g} 34" preserveAspectRatio="none" shape-rendering="crispEdges" role="img" '
         f'aria-label="{escape(head)}">{"".join(rects)}</svg></div>'
     )
 
