@@ -77,8 +77,15 @@ def iter_frames(
     Frames are numbered in presentation order from 0, as the random-access decoders number them.
     """
     import av
+    from av.video.reformatter import VideoReformatter
 
     kwargs: dict[str, Any] = {"format": "rgb24", "width": size[0], "height": size[1], "interpolation": "BILINEAR"}
+    small_kwargs: dict[str, Any] = (
+        {"format": "bgr24", "width": small[0], "height": small[1], "interpolation": "BILINEAR"} if small else {}
+    )
+    # One scaler per output, kept for the whole pass: VideoFrame.to_ndarray(width=...) builds a new one
+    # per frame, which cost 1.3 ms of a 720p -> 64 px conversion against 0.3 ms reused (one core).
+    to_rgb, to_small = VideoReformatter(), VideoReformatter()
     try:
         container = av.open(str(path))
     except Exception as err:
@@ -89,12 +96,8 @@ def iter_frames(
         if threads:
             stream.codec_context.thread_count = threads
         for index, frame in enumerate(container.decode(stream)):
-            rgb = frame.to_ndarray(**kwargs) if wanted(index) else None
-            bgr = (
-                frame.to_ndarray(format="bgr24", width=small[0], height=small[1], interpolation="BILINEAR")
-                if small is not None
-                else None
-            )
+            rgb = to_rgb.reformat(frame, **kwargs).to_ndarray() if wanted(index) else None
+            bgr = to_small.reformat(frame, **small_kwargs).to_ndarray() if small is not None else None
             yield index, rgb, bgr
     except DataError:
         raise
