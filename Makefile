@@ -13,7 +13,7 @@ $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	# torch/torchvision pinned in pyproject ([train]); on these machines pip takes them from local disk.
-	$(PY) -m pip install -q -e '.[train,operator,test,docs]'
+	$(PY) -m pip install -q -e '.[train,operator,serve,test,docs]'
 	touch $(STAMP)
 
 demo: $(STAMP)

@@ -100,6 +100,19 @@ class AutoXVideo:
         self.last_prediction = transform(build_config(cfg.model_dump(), updates))
         return self.last_prediction.probs
 
+    def export(
+        self, checkpoint: str | None = None, out: str | None = None, *, fp16: bool = False, fmt: str = "onnx"
+    ) -> str:
+        """Export the best weights (after fit() or tune(): work_dir's best.pth) as ONNX; returns the export folder."""
+        from autox_video.errors import ConfigError
+        from autox_video.export import export_checkpoint
+
+        cfg = self.config
+        source = checkpoint or cfg.checkpoint or cfg.work_dir
+        if source is None:
+            raise ConfigError("export(): pass checkpoint= (best.pth or a work_dir), or fit() first")
+        return export_checkpoint(str(source), out, fmt=fmt, fp16=fp16).out
+
     def report(self, results_path: str | None = None, out_dir: str | None = None) -> str:
         """Write report.html + report.json beside a labelled results.json (default: test_results_path)."""
         from autox_video.report import report_results

@@ -1,4 +1,6 @@
-"""`autox-video train | test | tune | run | check | demo | prepare | report | weights` (also `python -m autox_video`).
+"""`autox-video train | test | tune | run | check | demo | prepare | report | weights | export | serve`.
+
+Also `python -m autox_video`.
 
 Config precedence: command-line flags > --config file (default ./config.yaml) > defaults.
 Every config key is also a flag: `--epoch 3`, `--data-root DIR`, `--pretrained none`.
@@ -241,6 +243,44 @@ def cmd_weights(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_export(args: argparse.Namespace) -> int:
+    """Export a checkpoint as ONNX + model.json + a Triton model repository, verified in ONNX Runtime."""
+    from autox_video.export import export_checkpoint
+
+    result = export_checkpoint(args.checkpoint, args.out, fmt=args.format, fp16=args.fp16, name=args.name)
+    spec = result.contract
+    print(
+        f"exported {spec.backbone} ({spec.num_classes} classes, {spec.precision}, opset {spec.opset}) to {result.out}"
+    )
+    print(f"ONNX Runtime vs torch: max abs diff {result.max_abs_diff:.2g} on random clips")
+    for rel in result.files:
+        print(f"  {rel}")
+    return 0
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    """Serve a checkpoint or an export folder over Open Inference Protocol v2 (KServe model server)."""
+    from autox_video.serving.server import ServeOptions, serve
+
+    if (args.checkpoint is None) == (args.model is None):
+        raise ConfigError("serve: pass exactly one of --checkpoint (best.pth, run folder, s3://) or --model DIR")
+    return serve(
+        ServeOptions(
+            checkpoint=args.checkpoint,
+            model_dir=args.model,
+            runtime=args.runtime,
+            port=args.port,
+            name=args.name,
+            max_bytes=args.max_bytes,
+            max_seconds=args.max_seconds,
+            allow_local=args.allow_local,
+            max_batch=args.max_batch,
+            batch_wait_ms=args.batch_wait_ms,
+            decode_workers=args.decode_workers,
+        )
+    )
+
+
 def _rank() -> int:
     return int(os.environ.get("RANK", "0"))
 
@@ -308,6 +348,30 @@ def build_parser() -> argparse.ArgumentParser:
     pull.add_argument("backbones", nargs="+", metavar="BACKBONE")
     pull.add_argument("--to", default=None, help="also copy them under this s3:// prefix or folder (a mirror)")
     p.set_defaults(func=cmd_weights)
+    p = sub.add_parser("export", help="export a checkpoint: ONNX, model.json (preprocessing), Triton repository")
+    p.add_argument("--checkpoint", required=True, help="best.pth, a training work_dir, or their s3:// URIs")
+    p.add_argument("--format", default="onnx", choices=["onnx"], help="export format")
+    p.add_argument("--out", default=None, help="folder or s3:// prefix (default: export/ beside the checkpoint)")
+    p.add_argument("--fp16", action="store_true", help="half-precision weights, input and output (default fp32)")
+    p.add_argument("--name", default="autox_video", help="model name in the Triton repository")
+    p.set_defaults(func=cmd_export)
+    p = sub.add_parser("serve", help="online endpoint: Open Inference Protocol v2 over HTTP (KServe model server)")
+    src = p.add_mutually_exclusive_group()
+    src.add_argument("--checkpoint", default=None, help="best.pth, a training work_dir, or their s3:// URIs")
+    src.add_argument("--model", default=None, help="a folder written by `autox-video export`")
+    p.add_argument("--runtime", default=None, choices=["onnx", "torch"],
+                   help="onnx (default with --model) or torch (default with --checkpoint)")  # fmt: skip
+    p.add_argument("--port", type=int, default=8080, help="HTTP port")
+    p.add_argument("--name", default="autox-video", help="model name in the v2 routes (/v2/models/NAME/infer)")
+    p.add_argument("--max-bytes", type=int, default=200 * 1024 * 1024, help="largest video accepted, in bytes")
+    p.add_argument("--max-seconds", type=float, default=600.0, help="longest video accepted, in seconds")
+    p.add_argument(
+        "--allow-local", action="store_true", help="accept local paths as `uri` (off: a client could read files)"
+    )
+    p.add_argument("--max-batch", type=int, default=8, help="videos per forward pass when requests arrive together")
+    p.add_argument("--batch-wait-ms", type=float, default=5.0, help="how long a request waits for others to batch with")
+    p.add_argument("--decode-workers", type=int, default=None, help="decoding threads (default: CPUs, at most 8)")
+    p.set_defaults(func=cmd_serve)
     return parser
 
 

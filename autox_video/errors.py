@@ -42,3 +42,7 @@ class S3Error(StorageError):
         super().__init__(message)
         self.reason = reason
         self.transient = transient  # an outage: the same call may succeed later
+
+
+class ExportError(AutoXError):
+    """A model that cannot be exported (names the backbone and the operator at fault)."""

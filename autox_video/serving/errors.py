@@ -1,0 +1,13 @@
+"""The one error a request can cause: bad input, answered 400 with its one-line message."""
+
+from __future__ import annotations
+
+from autox_video.errors import AutoXError
+
+
+class BadInput(AutoXError):
+    """A request the server cannot answer (names the input or parameter and what to do); `reason` labels metrics."""
+
+    def __init__(self, message: str, reason: str) -> None:
+        super().__init__(message)
+        self.reason = reason  # one word for the errors counter: not_a_video, too_large, ...

@@ -1,0 +1,15 @@
+"""The KServe SDK, imported with a clean argv: it parses sys.argv at import and would take our flags."""
+
+from __future__ import annotations
+
+import sys
+
+_argv, sys.argv = sys.argv, sys.argv[:1]
+try:
+    import kserve
+    from kserve.errors import InvalidInput
+    from kserve.protocol.infer_type import InferOutput, InferRequest, InferResponse
+finally:
+    sys.argv = _argv
+
+__all__ = ["InferOutput", "InferRequest", "InferResponse", "InvalidInput", "kserve"]
