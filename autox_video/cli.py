@@ -270,6 +270,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
             model_dir=args.model,
             runtime=args.runtime,
             port=args.port,
+            host=args.host,
             name=args.name,
             max_bytes=args.max_bytes,
             max_seconds=args.max_seconds,
@@ -362,6 +363,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--runtime", default=None, choices=["onnx", "torch"],
                    help="onnx (default with --model) or torch (default with --checkpoint)")  # fmt: skip
     p.add_argument("--port", type=int, default=8080, help="HTTP port")
+    p.add_argument("--host", default="0.0.0.0", help="address to listen on (127.0.0.1: this machine only)")
     p.add_argument("--name", default="autox-video", help="model name in the v2 routes (/v2/models/NAME/infer)")
     p.add_argument("--max-bytes", type=int, default=200 * 1024 * 1024, help="largest video accepted, in bytes")
     p.add_argument("--max-seconds", type=float, default=600.0, help="longest video accepted, in seconds")

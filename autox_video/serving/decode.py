@@ -54,9 +54,8 @@ class Decoder:
             raise BadInput(f"{where}: {info.duration:.1f} s long, over the server's --max-seconds {self.max_seconds:g}",
                            "too_long")  # fmt: skip
         reason = probe_file(str(path), self.cfg.decoder)
-        if reason is not None:
-            kind = "truncated" if "truncated" in reason or "decode failed" in reason else "not_a_video"
-            raise BadInput(f"{where}: unreadable video ({reason}); send the whole file", kind)
+        if reason is not None:  # the container opened and promised frames that do not decode
+            raise BadInput(f"{where}: truncated or damaged video ({reason}); send the whole file", "truncated")
 
     def decode(self, path: Path, where: str) -> np.ndarray:
         """One video's input tensor (float32 pixels 0-255, shape model.json's input_shape)."""

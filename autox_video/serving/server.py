@@ -18,6 +18,7 @@ class ServeOptions:
     model_dir: str | None = None
     runtime: str | None = None  # onnx | torch; default: torch for a checkpoint, onnx for an export folder
     port: int = 8080
+    host: str = "0.0.0.0"  # every interface (a pod); 127.0.0.1 keeps a workstation's server to itself
     name: str = "autox-video"
     max_bytes: int = 200 * 1024 * 1024
     max_seconds: float = 600.0
@@ -48,6 +49,20 @@ def build_model(opts: ServeOptions) -> object:
     return model
 
 
+def _bind(host: str) -> None:
+    """Listen on `host`: KServe's REST server hard-codes 0.0.0.0, so its class is swapped for one that does not."""
+    from kserve import model_server
+    from kserve.protocol.rest import server as rest
+
+    class HostRESTServer(rest.RESTServer):  # type: ignore[misc]
+        def __init__(self, *args: object, **kwargs: object) -> None:
+            super().__init__(*args, **kwargs)
+            self.config.host = host
+            self._server = rest._RefreshingServer(self.config)
+
+    model_server.RESTServer = HostRESTServer
+
+
 def serve(opts: ServeOptions) -> int:
     """Serve until SIGINT/SIGTERM (KServe's ModelServer handles both, draining requests)."""
     from autox_video.serving.sdk import kserve
@@ -55,8 +70,10 @@ def serve(opts: ServeOptions) -> int:
     model = build_model(opts)
     spec = model.runtime.contract  # type: ignore[attr-defined]
     log.info(
-        "serving %s (%s, %s runtime, %d classes) on port %d: POST /v2/models/%s/infer",
-        opts.name, spec.backbone, model.runtime.kind, spec.num_classes, opts.port, opts.name,  # type: ignore[attr-defined]
+        "serving %s (%s, %s runtime, %d classes) on %s:%d: POST /v2/models/%s/infer",
+        opts.name, spec.backbone, model.runtime.kind, spec.num_classes, opts.host, opts.port, opts.name,  # type: ignore[attr-defined]
     )  # fmt: skip
+    if opts.host != "0.0.0.0":
+        _bind(opts.host)
     kserve.ModelServer(http_port=opts.port, enable_grpc=False, workers=1).start([model])
     return 0
