@@ -109,3 +109,13 @@ def test_timeline_bench_measures_both_passes_and_records(cache: Path, tmp_path: 
     )
     text = results.read_text()
     assert "### Timeline (quick)" in text and "timeline.py --quick" in text and "30 seconds predicted" in text
+
+
+def test_serve_compares_onnx_and_torch_over_http_and_records(tmp_path: Path) -> None:
+    results = tmp_path / "RESULTS.md"
+    results.write_text("# Results\n")
+    heads = _run("serve.py", "--record", env={"AUTOX_BENCH_RESULTS": str(results)})
+    _positive(heads, "onnx_vs_torch_rps", "onnx_rps_c1", "onnx_rps_c16", "torch_rps_c1", "torch_rps_c16")
+    _positive(heads, "onnx_p95_ms_c16", "torch_p95_ms_c16")
+    text = results.read_text()
+    assert "### Serving (quick)" in text and "onnx_vs_torch_rps: " in text and "serve.py --quick" in text
