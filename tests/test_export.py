@@ -141,6 +141,14 @@ def test_bad_sources_and_flags_fail_in_one_line(tmp_path: Path) -> None:
     assert "not an autox-video checkpoint" in run.stderr
 
 
+def test_a_missing_serve_extra_is_named_in_one_line() -> None:
+    from autox_video.export.run import require_extra
+
+    require_extra("autox-video export")  # installed here
+    with pytest.raises(ConfigError, match=r"needs no_such_module_x: pip install 'autox-video\[serve\]'"):
+        require_extra("autox-video export", ("onnx", "no_such_module_x"))
+
+
 def test_an_operator_the_exporter_cannot_handle_is_named(tmp_path: Path) -> None:
     from autox_video.errors import ExportError
 

@@ -17,6 +17,8 @@ from autox_video.export.network import ProbabilityNet
 log = logging.getLogger("autox_video")
 
 FORMATS = ("onnx",)
+# What the `serve` extra installs (pyproject.toml); export needs all but kserve.
+EXTRA_MODULES = ("onnx", "onnxscript", "onnxruntime", "tritonclient", "kserve")
 DEFAULT_NAME = "autox_video"
 
 
@@ -28,6 +30,15 @@ class ExportResult:
     files: list[str]  # relative to `out`
     max_abs_diff: float
     contract: contract.Contract
+
+
+def require_extra(command: str, modules: tuple[str, ...] = EXTRA_MODULES) -> None:
+    """ConfigError naming the missing packages when the `serve` extra is not installed."""
+    import importlib.util
+
+    missing = [m for m in modules if importlib.util.find_spec(m) is None]
+    if missing:
+        raise ConfigError(f"{command} needs {', '.join(missing)}: pip install 'autox-video[serve]'")
 
 
 def default_out(source: str) -> str:
@@ -60,6 +71,7 @@ def export_checkpoint(
     opset: int = onnx_export.OPSET,
 ) -> ExportResult:
     """Export a checkpoint (best.pth, a run folder, or their s3:// URIs) into `out` (default: export/ beside it)."""
+    require_extra("autox-video export", EXTRA_MODULES[:-1])
     if fmt not in FORMATS:
         raise ConfigError(f"--format {fmt}: not supported; use one of {', '.join(FORMATS)}")
     if not name.replace("_", "").replace("-", "").isalnum():

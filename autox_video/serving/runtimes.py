@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import atexit
+import shutil
 import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -70,6 +72,7 @@ def load(checkpoint: str | None, model_dir: str | None, kind: str | None) -> Run
         from autox_video.export.run import export_checkpoint
 
         out = Path(tempfile.mkdtemp(prefix="autox-serve-"))
+        atexit.register(shutil.rmtree, out, ignore_errors=True)  # the session keeps its own copy loaded
         export_checkpoint(checkpoint, str(out))
         return onnx_runtime(out)
     return torch_runtime(checkpoint)

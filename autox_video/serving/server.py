@@ -30,6 +30,9 @@ class ServeOptions:
 
 def build_model(opts: ServeOptions) -> object:
     """The loaded, warmed-up VideoModel of these options."""
+    from autox_video.export.run import require_extra
+
+    require_extra("autox-video serve")
     from autox_video.serving import runtimes
     from autox_video.serving.inputs import Limits
     from autox_video.serving.model import VideoModel
@@ -65,9 +68,9 @@ def _bind(host: str) -> None:
 
 def serve(opts: ServeOptions) -> int:
     """Serve until SIGINT/SIGTERM (KServe's ModelServer handles both, draining requests)."""
+    model = build_model(opts)  # first: it names a missing `serve` extra in one line
     from autox_video.serving.sdk import kserve
 
-    model = build_model(opts)
     spec = model.runtime.contract  # type: ignore[attr-defined]
     log.info(
         "serving %s (%s, %s runtime, %d classes) on %s:%d: POST /v2/models/%s/infer",
