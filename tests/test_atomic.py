@@ -136,6 +136,16 @@ def test_a_second_holder_is_refused_naming_the_first_and_a_dead_ones_lock_is_tak
     with hold_work_dir(tmp_path):  # the holder died: its lock is stale
         assert json.loads((tmp_path / ".autox.lock").read_text())["pid"] == os.getpid()
     assert time.monotonic() - start < 5
+    assert not (tmp_path / ".autox.lock").exists()  # released: the work dir is as it was
+
+
+def test_the_lock_file_goes_when_the_block_ends_by_an_error_or_not(tmp_path: Path) -> None:
+    with pytest.raises(ValueError), hold_work_dir(tmp_path):
+        raise ValueError("stop")
+    assert list(tmp_path.iterdir()) == []
+    with hold_work_dir(tmp_path):
+        assert [p.name for p in tmp_path.iterdir()] == [".autox.lock"]
+    assert list(tmp_path.iterdir()) == []
 
 
 def test_locations_that_are_files_below_files_or_unwritable_are_one_line(tmp_path: Path) -> None:

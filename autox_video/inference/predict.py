@@ -307,9 +307,10 @@ def write_results(results: dict[str, Any], path: Path, fmt: str) -> None:
 
 def transform(cfg: Config, *, local_inputs: Any = None) -> Prediction:
     """Predict with cfg.checkpoint (else work_dir's best.pth / latest) and write results.json on rank 0."""
-    from autox_video.training.inputs import localize_prediction_inputs
+    from autox_video.training.inputs import check_lists, localize_prediction_inputs
 
     distributed.setup()
+    distributed.local_rank0_first(lambda: check_lists(cfg, "test"))  # before results or lists are written
     inputs = local_inputs or localize_prediction_inputs(cfg)
     if inputs.weights is None:
         raise ConfigError("no checkpoint: pass --checkpoint or set work_dir to a training run")

@@ -513,10 +513,12 @@ def tune(
     import optuna
 
     from autox_video.storage.lock import hold_work_dir
+    from autox_video.training.inputs import check_lists
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     search = resolve_search(cfg, trials, parallel)
     _check_trainable(cfg)
+    check_lists(cfg, "tune")  # trials would each fail on a bad list, after the study was made
     s = Search(cfg, search, nproc=nproc or 1, echo=echo)
     with hold_work_dir(s.work, "autox-video tune"):
         s.check_same_search()

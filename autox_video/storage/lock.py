@@ -2,7 +2,8 @@
 
 The lock is an `flock` on `<work_dir>/.autox.lock`: the kernel drops it when the holder dies however it
 dies (SIGKILL included), so a stale file is simply taken over. Where the filesystem has no flock,
-a holder's pid that is alive on this host still counts as taken.
+a holder's pid that is alive on this host still counts as taken. The holder removes the file when it
+lets go (however the block ends), so a run that stops leaves the work dir as it found it.
 """
 
 from __future__ import annotations
@@ -78,22 +79,46 @@ def _flock_or_wait_for_the_dead(fd: int, grace: float = 15.0) -> None:
             time.sleep(0.5)
 
 
+def _same_file(fd: int, path: Path) -> bool:
+    """Whether `path` still names the file open as `fd` (a releasing holder may have unlinked it)."""
+    try:
+        return os.path.samestat(os.fstat(fd), os.stat(path))
+    except FileNotFoundError:
+        return False
+
+
+def _lock(work: Path) -> int:
+    """An fd holding the lock on the file now at work/LOCK_NAME; WorkDirBusy if a live run has it."""
+    path = work / LOCK_NAME
+    while True:
+        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+        try:
+            try:
+                _flock_or_wait_for_the_dead(fd)
+            except BlockingIOError:
+                raise _busy(work, _holder(fd)) from None
+            except OSError as err:  # no flock on this filesystem: fall back to the pid it names
+                if err.errno not in (errno.ENOLCK, errno.EOPNOTSUPP, errno.ENOSYS):
+                    raise
+                if _alive_here(info := _holder(fd)):
+                    raise _busy(work, info) from None
+        except BaseException:
+            os.close(fd)
+            raise
+        # The holder we waited for unlinks the file before letting go: a lock on that orphan guards
+        # nothing (a third process may already lock a new file at the path), so start again.
+        if _same_file(fd, path):
+            return fd
+        os.close(fd)
+
+
 @contextlib.contextmanager
 def hold_work_dir(work_dir: str | os.PathLike[str], command: str | None = None) -> Iterator[None]:
     """Hold the work dir's lock for the block; WorkDirBusy (one line naming the holder) if a live run has it."""
     work = Path(work_dir)
     work.mkdir(parents=True, exist_ok=True)
-    fd = os.open(work / LOCK_NAME, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+    fd = _lock(work)
     try:
-        try:
-            _flock_or_wait_for_the_dead(fd)
-        except BlockingIOError:
-            raise _busy(work, _holder(fd)) from None
-        except OSError as err:  # no flock on this filesystem: fall back to the pid it names
-            if err.errno not in (errno.ENOLCK, errno.EOPNOTSUPP, errno.ENOSYS):
-                raise
-            if _alive_here(info := _holder(fd)):
-                raise _busy(work, info) from None
         me = {
             "pid": os.getpid(),
             "host": socket.gethostname(),
@@ -104,4 +129,8 @@ def hold_work_dir(work_dir: str | os.PathLike[str], command: str | None = None) 
         os.pwrite(fd, (json.dumps(me) + "\n").encode(), 0)
         yield
     finally:
-        os.close(fd)  # releases the flock; the file stays, naming the last holder
+        # Unlink while still holding the flock (so nobody else holds this file), then let go.
+        with contextlib.suppress(OSError):
+            if _same_file(fd, work / LOCK_NAME):
+                os.unlink(work / LOCK_NAME)
+        os.close(fd)

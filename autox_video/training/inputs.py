@@ -14,7 +14,7 @@ from autox_video import storage
 from autox_video.config import Config
 from autox_video.config_keys import LOCATION_KEYS
 from autox_video.data.annotations import VIDEO_EXTENSIONS, read_annotations
-from autox_video.errors import ConfigError
+from autox_video.errors import AnnotationError, ConfigError
 from autox_video.storage.locations import check_file_target, check_folder
 from autox_video.training import distributed
 
@@ -82,6 +82,32 @@ def check_training_locations(cfg: Config) -> Path:
     return check_folder(
         "work_dir" if not storage.is_s3(cfg.work_dir) else "work_dir's local mirror", local_work_dir(cfg)
     )
+
+
+def _local(value: str | None) -> str | None:
+    return value if value is not None and not storage.is_s3(value) else None
+
+
+def check_lists(cfg: Config, command: str) -> None:
+    """Parse the local lists `command` reads (no video opened), so a bad one is refused before anything is written.
+
+    Lists in S3 are checked where they are read, after download.
+    """
+    from autox_video.data.annotations import read_class_names
+
+    root = _local(cfg.data_root) or "."
+    if command == "test":
+        if ann := _local(cfg.ann_file_test):
+            if not read_annotations(ann, root, require_labels=False, check_exists=False):
+                raise AnnotationError(f"{ann}: lists no videos; give one 'relative/path.mp4 [LABEL]' per line")
+        return
+    names = _local(cfg.class_names)
+    num_class = cfg.num_class or (len(read_class_names(names)) if names else None)
+    if ann := _local(cfg.ann_file_train):
+        if not read_annotations(ann, root, num_class=num_class, check_exists=False):
+            raise AnnotationError(f"{ann}: lists no videos; give one 'relative/path.mp4 LABEL' per line")
+    if ann := _local(cfg.ann_file_val):
+        read_annotations(ann, root, num_class=num_class, check_exists=False)
 
 
 def check_prediction_locations(cfg: Config) -> None:

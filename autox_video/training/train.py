@@ -162,9 +162,10 @@ def build_runner(cfg: Config, plan: DataPlan, work: Path, *, resume_from: Path |
 def fit(cfg: Config, *, local_inputs: Any = None, publisher: Any = None) -> TrainResult:
     """Train (or resume) per `cfg`; only rank 0 writes run files. Returns the run's summary."""
     from autox_video.storage.lock import hold_work_dir
-    from autox_video.training.inputs import check_training_locations
+    from autox_video.training.inputs import check_lists, check_training_locations
 
     cuda = distributed.setup()
+    distributed.local_rank0_first(lambda: check_lists(cfg, "train"))  # a refused run touches nothing
     distributed.local_rank0_first(lambda: check_training_locations(cfg) and None)
     with contextlib.ExitStack() as held:
 
