@@ -55,6 +55,9 @@ CONFIG_PATH = f"{CONFIG_DIR}/{CONFIG_KEY}"
 DATA_DIR = "/data"
 CACHE_DIR = f"{DATA_DIR}/cache"
 SHM_DIR = "/dev/shm"
+# The trainer image's numeric USER (trainer_image/Dockerfile): runAsNonRoot can only verify a numeric
+# user, and setting it makes any spec.image run unprivileged too.
+TRAINER_UID = 10001
 
 # Child object names: <job name><suffix>, shortened deterministically when too long.
 CONFIGMAP_SUFFIX = "-config"

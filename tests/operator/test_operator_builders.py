@@ -99,8 +99,16 @@ def _template(
                     "env": env,
                     "resources": resources,
                     "volumeMounts": MOUNTS,
+                    "securityContext": {"allowPrivilegeEscalation": False, "capabilities": {"drop": ["ALL"]}},
                 }
             ],
+            "securityContext": {
+                "runAsNonRoot": True,
+                "runAsUser": 10001,
+                "runAsGroup": 10001,
+                "fsGroup": 10001,
+                "seccompProfile": {"type": "RuntimeDefault"},
+            },
             "volumes": [
                 {"name": "config", "configMap": {"name": "ucf-config"}},
                 {"name": "data", "emptyDir": {}},

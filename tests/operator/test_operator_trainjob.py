@@ -104,6 +104,13 @@ def test_a_default_trainjob_whole() -> None:
                                                 "template": {
                                                     "metadata": {"labels": LABELS},
                                                     "spec": {
+                                                        "securityContext": {
+                                                            "runAsNonRoot": True,
+                                                            "runAsUser": 10001,
+                                                            "runAsGroup": 10001,
+                                                            "fsGroup": 10001,
+                                                            "seccompProfile": {"type": "RuntimeDefault"},
+                                                        },
                                                         "volumes": [
                                                             {"name": "config", "configMap": {"name": "ucf-config"}},
                                                             {"name": "data", "emptyDir": {}},
@@ -112,6 +119,10 @@ def test_a_default_trainjob_whole() -> None:
                                                         "containers": [
                                                             {
                                                                 "name": "node",
+                                                                "securityContext": {
+                                                                    "allowPrivilegeEscalation": False,
+                                                                    "capabilities": {"drop": ["ALL"]},
+                                                                },
                                                                 "volumeMounts": [
                                                                     {
                                                                         "name": "config",
@@ -222,6 +233,7 @@ def test_trainjob_builder_cases_validate_against_the_trainer_crd(
     assert master["containers"][0]["env"] == built["spec"]["trainer"]["env"]
     assert master["containers"][0]["image"] == built["spec"]["trainer"]["image"]
     assert master["volumes"] == _pod_patch(built)["spec"]["volumes"]
+    assert master["securityContext"] == _pod_patch(built)["spec"]["securityContext"]
     assert pj["spec"]["runPolicy"]["suspend"] is built["spec"]["suspend"]
     assert pj["metadata"]["labels"] == built["metadata"]["labels"]
 

@@ -167,6 +167,27 @@ def trainer_volumes(res: ResourcesSpec, config_map: str) -> list[dict[str, Any]]
     ]
 
 
+def pod_security_context() -> dict[str, Any]:
+    """The trainer pod's securityContext (Pod Security "restricted"): the image's numeric non-root user,
+    its group owning the volumes, and the runtime's default seccomp profile."""
+    return {
+        "runAsNonRoot": True,
+        "runAsUser": C.TRAINER_UID,
+        "runAsGroup": C.TRAINER_UID,
+        "fsGroup": C.TRAINER_UID,
+        "seccompProfile": {"type": "RuntimeDefault"},
+    }
+
+
+def container_security_context() -> dict[str, Any]:
+    """The trainer container's securityContext (Pod Security "restricted"): no escalation, no capabilities.
+
+    The root filesystem stays writable: HOME (torch/mmengine caches) lives in the image; /data and /dev/shm
+    are emptyDirs.
+    """
+    return {"allowPrivilegeEscalation": False, "capabilities": {"drop": ["ALL"]}}
+
+
 VOLUME_MOUNTS = [
     {"name": "config", "mountPath": C.CONFIG_DIR, "readOnly": True},
     {"name": "data", "mountPath": C.DATA_DIR},

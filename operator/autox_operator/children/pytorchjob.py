@@ -17,6 +17,8 @@ from autox_operator.children.base import (
     child_name,
     configmap_name,
     container_resources,
+    container_security_context,
+    pod_security_context,
     queue_labels,
     trainer_env,
     trainer_volumes,
@@ -37,8 +39,13 @@ def _pod_template(
         "env": trainer_env(spec.storage, settings, job_name=f"{owner.name}{suffix}"),
         "resources": container_resources(res),
         "volumeMounts": copy.deepcopy(VOLUME_MOUNTS),
+        "securityContext": container_security_context(),
     }
-    pod: dict[str, Any] = {"containers": [container], "volumes": trainer_volumes(res, configmap_name(owner, suffix))}
+    pod: dict[str, Any] = {
+        "securityContext": pod_security_context(),
+        "containers": [container],
+        "volumes": trainer_volumes(res, configmap_name(owner, suffix)),
+    }
     if res.node_selector:
         pod["nodeSelector"] = dict(res.node_selector)
     if res.tolerations:

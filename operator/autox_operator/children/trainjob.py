@@ -25,6 +25,8 @@ from autox_operator.children.base import (
     child_name,
     configmap_name,
     container_resources,
+    container_security_context,
+    pod_security_context,
     queue_labels,
     trainer_env,
     trainer_volumes,
@@ -40,9 +42,17 @@ def runtime_name(spec: JobSpec, settings: OperatorSettings) -> str:
 def _pod_patch(owner: Owner, spec: JobSpec, config_map: str) -> dict[str, Any]:
     res = spec.resources
     pod: dict[str, Any] = {
+        # Set here too, not only in the chart's runtime: a job may name another runtime (torch-distributed).
+        "securityContext": pod_security_context(),
         # Merged by name into the runtime's: the per-job ConfigMap, and shmSize over the runtime's /dev/shm.
         "volumes": trainer_volumes(res, config_map),
-        "containers": [{"name": C.TRAINER_NODE, "volumeMounts": copy.deepcopy(VOLUME_MOUNTS)}],
+        "containers": [
+            {
+                "name": C.TRAINER_NODE,
+                "securityContext": container_security_context(),
+                "volumeMounts": copy.deepcopy(VOLUME_MOUNTS),
+            }
+        ],
     }
     if res.node_selector:
         pod["nodeSelector"] = dict(res.node_selector)
