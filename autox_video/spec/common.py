@@ -141,6 +141,16 @@ class JobSpecBase(CamelModel):
     image: str | None = Field(None, min_length=1, description="Trainer image; default: the operator's trainer image.")
     run_policy: RunPolicySpec = sub(RunPolicySpec, "Retries, deadline, TTL and suspend/resume.")
     runtime: RuntimeSpec = sub(RuntimeSpec, "Engine (PyTorchJob or TrainJob) and Trainer runtime.")
+    service_account_name: str | None = Field(
+        None,
+        max_length=253,
+        pattern=NAME_PATTERN,
+        description=(
+            "ServiceAccount (in the job's namespace) the trainer pods run under, e.g. one bound to an AWS role "
+            "(IRSA, EKS Pod Identity) so they reach S3 with no storage.secretRef; default: the namespace's "
+            "default ServiceAccount."
+        ),
+    )
     queue_name: str | None = Field(
         None,
         max_length=63,

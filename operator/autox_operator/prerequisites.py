@@ -15,9 +15,14 @@ from autox_operator import s3
 from autox_operator.builders import Owner, s3_endpoint
 from autox_operator.kube import Kube
 from autox_operator.settings import OperatorSettings
+from autox_operator.status import condition
 from autox_video.spec.common import StorageSpec
 
 SECRET_KEYS = ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY")
+# The condition a job gets when the operator started it without checking its storage.
+CHECKS_SKIPPED = "StorageChecksSkipped"
+# The operator's own identity may not see what the pods' identity (spec.serviceAccountName) can.
+NO_ACCESS_REASONS = frozenset({"StorageNoCredentials", "StorageAccessDenied"})
 M = TypeVar("M", bound=BaseModel)
 
 
@@ -57,7 +62,7 @@ def parse_spec(model: type[M], spec: Mapping[str, Any]) -> M:
 def storage_access(kube: Kube, namespace: str, storage: StorageSpec, settings: OperatorSettings) -> s3.S3Access:
     """S3 endpoint, region and the credentials from spec.storage.secretRef (read through the API)."""
     endpoint = s3_endpoint(storage, settings)
-    if storage.secret_ref is None:
+    if storage.secret_ref is None or not settings.read_secrets:  # the operator's own ambient credentials
         return s3.S3Access(endpoint, storage.region)
     data = kube.read_secret(namespace, storage.secret_ref)
     if data is None:
@@ -92,6 +97,50 @@ def preflight(access: s3.S3Access, *, buckets: list[str], objects: list[tuple[st
                 )
     except s3.S3Error as err:
         raise Waiting(err.reason, str(err)) from None
+
+
+def check_storage(
+    kube: Kube,
+    namespace: str,
+    storage: StorageSpec,
+    settings: OperatorSettings,
+    *,
+    buckets: list[str],
+    objects: list[tuple[str, str]],
+) -> dict[str, Any] | None:
+    """The preflight where the operator can run it: None when it passed; a StorageChecksSkipped condition
+    when checks are off or, with no Secret (workload identity), the operator's own credentials may not
+    look. The job then starts anyway: its pods use their own identity."""
+    if not settings.read_secrets:
+        return condition(
+            CHECKS_SKIPPED,
+            "True",
+            "ChecksOff",
+            "the operator does not read Secrets (chart value operator.readSecrets: false), so it did not "
+            "check the buckets and objects; the pods use their own credentials",
+        )
+    access = storage_access(kube, namespace, storage, settings)
+    try:
+        preflight(access, buckets=buckets, objects=objects)
+    except Waiting as err:
+        if storage.secret_ref is not None or err.reason not in NO_ACCESS_REASONS:
+            raise
+        return condition(
+            CHECKS_SKIPPED,
+            "True",
+            "OperatorHasNoAccess",
+            f"the operator's own credentials cannot check the storage ({err.message}); started anyway: the pods "
+            "use their service account's identity (spec.serviceAccountName)",
+        )
+    return None
+
+
+def with_condition(fields: dict[str, Any], extra: Mapping[str, Any] | None) -> dict[str, Any]:
+    """`fields` with the condition `extra` among its conditions (replacing one of the same type)."""
+    if extra is None:
+        return fields
+    kept = [c for c in fields.get("conditions") or [] if c.get("type") != extra["type"]]
+    return {**fields, "conditions": [*kept, dict(extra)]}
 
 
 def check_child_owner(kind: str, meta: Mapping[str, Any], owner: Owner) -> None:

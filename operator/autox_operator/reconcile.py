@@ -32,14 +32,16 @@ from autox_operator.children.trainjob import runtime_name, trainer_status_patch
 from autox_operator.joblock import job_lock
 from autox_operator.kube import Kube
 from autox_operator.prerequisites import (
+    CHECKS_SKIPPED,
     Blocked,
     Invalid,
     Waiting,
     check_child_owner,
+    check_storage,
     error_reason,
     parse_spec,
-    preflight,
     storage_access,
+    with_condition,
 )
 from autox_operator.search import best_training_spec, start_search
 from autox_operator.settings import OperatorSettings
@@ -130,17 +132,23 @@ def start_training(body: Mapping[str, Any], kube: Kube, settings: OperatorSettin
     spec = parse_spec(VideoTrainingJobSpec, body["spec"])
     owner = Owner.from_body(body)
     engine = resolve_engine(kube, spec, settings)
-    access = storage_access(kube, owner.namespace, spec.storage, settings)
-    preflight(access, buckets=[spec.output, spec.dataset.train], objects=[(spec.dataset.train, "spec.dataset.train")])
+    skipped = check_storage(
+        kube,
+        owner.namespace,
+        spec.storage,
+        settings,
+        buckets=[spec.output, spec.dataset.train],
+        objects=[(spec.dataset.train, "spec.dataset.train")],
+    )
     if spec.search is not None:
-        return start_search(body, spec, settings, engine)
+        return with_condition(start_search(body, spec, settings, engine), skipped)
     try:
         config = build_training_config(spec, settings)
     except ConfigError as err:
         raise Invalid("InvalidSpec", str(err)) from None
     child = engine.build(owner, spec, args=TRAIN_ARGS, settings=settings)
     started = _apply_children(kube, owner, spec, engine, build_configmap(owner, config), child)
-    return {**started, "observedGeneration": body["metadata"].get("generation")}
+    return with_condition({**started, "observedGeneration": body["metadata"].get("generation")}, skipped)
 
 
 def resolve_checkpoint(
@@ -190,24 +198,25 @@ def start_inference(body: Mapping[str, Any], kube: Kube, settings: OperatorSetti
     owner = Owner.from_body(body)
     checkpoint, training = resolve_checkpoint(kube, owner.namespace, spec, settings)
     engine = resolve_engine(kube, spec, settings)
-    access = storage_access(kube, owner.namespace, spec.storage, settings)
     checkpoint_field = "spec.model.checkpoint" if spec.model.checkpoint else "the training job's bestCheckpoint"
     objects = [(checkpoint, checkpoint_field)]
     if spec.dataset.list:
         objects.append((spec.dataset.list, "spec.dataset.list"))
-    preflight(access, buckets=[spec.output, spec.dataset.videos], objects=objects)
+    buckets = [spec.output, spec.dataset.videos]
+    skipped = check_storage(kube, owner.namespace, spec.storage, settings, buckets=buckets, objects=objects)
     try:
         config = build_inference_config(spec, settings, checkpoint=checkpoint, training=training)
     except ConfigError as err:
         raise Invalid("InvalidSpec", str(err)) from None
     child = engine.build(owner, spec, args=TEST_ARGS, settings=settings)
     started = _apply_children(kube, owner, spec, engine, build_configmap(owner, config), child)
-    return {
+    fields = {
         **started,
         "checkpoint": checkpoint,
         "resultsUri": results_uri(spec.output),
         "observedGeneration": body["metadata"].get("generation"),
     }
+    return with_condition(fields, skipped)
 
 
 def _observe_training(
@@ -296,12 +305,19 @@ def sync_status(
         engine = engine_of_status(status)
         pytorchjob = kube.get_child(engine, namespace, child)
         observe = _observe_training if plural == C.TRAINING_PLURAL else _observe_inference
-        patch = status_diff(status, observe(body, pytorchjob, kube, settings))
+        observed = observe(body, pytorchjob, kube, settings)
+        if "conditions" in observed:  # the child's conditions replace ours: keep the note that checks were skipped
+            observed = with_condition(observed, _skip_note(status))
+        patch = status_diff(status, observed)
         if patch:
             kube.patch_job_status(plural, namespace, name, patch)
         if pytorchjob is not None and engine.name == "trainjob" and plural == C.TRAINING_PLURAL:
             _report_to_trainjob(kube, engine, namespace, pytorchjob, {**status, **patch})
         return body, status.get("phase"), patch
+
+
+def _skip_note(status: Mapping[str, Any]) -> dict[str, Any] | None:
+    return next((c for c in status.get("conditions") or [] if c.get("type") == CHECKS_SKIPPED), None)
 
 
 def _report_to_trainjob(

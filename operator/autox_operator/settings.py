@@ -32,6 +32,13 @@ def _mirror(name: str) -> str | None:
     return raw or None
 
 
+def _bool(name: str, default: bool) -> bool:
+    raw = os.environ.get(name, "").strip().lower()
+    if raw in ("", "true", "false"):
+        return default if not raw else raw == "true"
+    raise SystemExit(f"{name}={raw!r}: expected true or false")
+
+
 BACKENDS = ("auto", "pytorchjob", "trainjob")
 
 # How often a running job's progress.json is read (kopf timer interval; fixed at import).
@@ -51,6 +58,7 @@ class OperatorSettings:
     runtime_name: str = "autox-video"  # the ClusterTrainingRuntime of a TrainJob without spec.runtime.name
     metrics_port: int = 8081  # /metrics (Prometheus); 0: off. 8080 is kopf's liveness endpoint
     weights_mirror: str | None = None  # AUTOX_WEIGHTS_MIRROR of the trainer pods: pretrained weights offline
+    read_secrets: bool = True  # false: no Secret is read, and no bucket is checked before a job starts
 
     @classmethod
     def from_env(cls) -> OperatorSettings:
@@ -68,4 +76,5 @@ class OperatorSettings:
             runtime_name=os.environ.get("AUTOX_TRAINING_RUNTIME") or cls.runtime_name,
             metrics_port=_port("AUTOX_METRICS_PORT", cls.metrics_port),
             weights_mirror=_mirror("AUTOX_WEIGHTS_MIRROR"),
+            read_secrets=_bool("AUTOX_READ_SECRETS", cls.read_secrets),
         )

@@ -46,6 +46,7 @@ VALUE_SETS: dict[str, dict[str, Any]] = {
     "weights-mirror": {"weights": {"mirror": "s3://models/weights"}},
     "existing-service-account": {"serviceAccount": {"create": False, "name": "autox-ops"}},
     "no-rbac": {"rbac": {"create": False}},
+    "no-secrets": {"operator": {"readSecrets": False}},
     "backend-trainjob-other-runtime": {
         "trainer": {"backend": "trainjob", "runtime": {"install": False, "name": "torch-distributed"}}
     },
@@ -304,6 +305,7 @@ def test_values_reach_the_operator(rendered: tuple[dict[str, Any], Rendered], mo
     assert float(env["AUTOX_SYNC_INTERVAL"]) == float(operator["syncInterval"])
     assert settings.namespaces == tuple(merged["watchNamespaces"])
     assert settings.metrics_port == (merged["metrics"]["port"] if merged["metrics"]["enabled"] else 0)
+    assert settings.read_secrets is operator["readSecrets"]
     args = kopf_args(c["args"], env)
     assert c["args"] == operator["extraArgs"] and args[len(args) - len(c["args"]) :] == c["args"]
     watched = [a.removeprefix("--namespace=") for a in args if a.startswith("--namespace=")]
@@ -453,6 +455,34 @@ def test_watch_namespaces_bind_the_cluster_role_in_each_namespace_only() -> None
         assert b["roleRef"] == {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": FULLNAME}
         assert b["subjects"] == [{"kind": "ServiceAccount", "name": FULLNAME, "namespace": NAMESPACE}]
     assert env_of(out)["AUTOX_NAMESPACES"] == "team-a,team-b"
+
+
+def _who_may_get_secrets(out: Rendered) -> set[tuple[str, str]]:
+    """(binding kind, namespace or '*') of every binding that grants `get` on Secrets."""
+    roles = {r["metadata"]["name"]: r for r in out.of_kind("ClusterRole")}
+    return {
+        (b["kind"], b["metadata"].get("namespace", "*"))
+        for b in out.of_kind("ClusterRoleBinding") + out.of_kind("RoleBinding")
+        if ("", "secrets", "get") in granted(roles[b["roleRef"]["name"]])
+    }
+
+
+def test_secrets_are_readable_per_watched_namespace_or_not_at_all() -> None:
+    # Cluster-wide by default: the one cluster-wide grant on Secrets, and only `get`.
+    assert _who_may_get_secrets(render()) == {("ClusterRoleBinding", "*")}
+    # watchNamespaces: only in those namespaces, through RoleBindings; no cluster-wide grant.
+    assert _who_may_get_secrets(render(VALUE_SETS["watch-namespaces"])) == {
+        ("RoleBinding", "team-a"),
+        ("RoleBinding", "team-b"),
+    }
+    # readSecrets: false drops the rule (cluster-wide or not); the rest of the role is unchanged.
+    for values in (VALUE_SETS["no-secrets"], {**VALUE_SETS["no-secrets"], **VALUE_SETS["watch-namespaces"]}):
+        out = render(values)
+        assert _who_may_get_secrets(out) == set()
+        assert not any("secrets" in r["resources"] for role in out.of_kind("ClusterRole") for r in role["rules"])
+        assert operator_role(out)["rules"] == [r for r in EXPECTED_RULES if r["resources"] != ["secrets"]]
+        assert env_of(out)["AUTOX_READ_SECRETS"] == "false"
+    assert env_of(render())["AUTOX_READ_SECRETS"] == "true"
 
 
 def test_existing_service_account_and_no_rbac() -> None:

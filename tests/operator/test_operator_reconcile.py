@@ -383,3 +383,95 @@ def test_an_endpoint_boto_cannot_parse_is_a_storage_error_naming_it() -> None:
     with pytest.raises(s3.S3Error, match="invalid S3 endpoint 'minio minio:9000'") as info:
         s3.check_bucket(s3.S3Access("minio minio:9000", "us-east-1", "k", "s"), "s3://bucket/x")
     assert info.value.reason == "InvalidEndpoint"
+
+
+# --- workload identity (no Secret) and an operator that reads no Secrets ---------------------------------
+
+
+@pytest.fixture(autouse=True)
+def fresh_s3_clients(monkeypatch: pytest.MonkeyPatch) -> None:
+    """S3 clients are cached per access and resolve ambient credentials once: tests change the environment."""
+    from autox_video.storage import s3client
+
+    monkeypatch.setattr(s3client, "_clients", type(s3client._clients)())
+
+
+@pytest.fixture()
+def operator_without_credentials(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The operator's pod has no cloud identity of its own: boto3's default chain finds nothing."""
+    for name in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "AWS_PROFILE",
+                 "AWS_WEB_IDENTITY_TOKEN_FILE", "AWS_CONTAINER_CREDENTIALS_FULL_URI",
+                 "AWS_CONTAINER_CREDENTIALS_RELATIVE_URI"):  # fmt: skip
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", "/nonexistent/credentials")
+    monkeypatch.setenv("AWS_CONFIG_FILE", "/nonexistent/config")
+    monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")
+
+
+def _identity_job(bucket: str, endpoint: str) -> dict[str, Any]:
+    body = vtj(bucket, endpoint, serviceAccountName="trainer")
+    del body["spec"]["storage"]["secretRef"]
+    return body
+
+
+def _pod(kube: FakeKube) -> dict[str, Any]:
+    return kube.pytorchjobs[("ns", "job")]["spec"]["pytorchReplicaSpecs"]["Master"]["template"]["spec"]
+
+
+def test_workload_identity_starts_without_a_secret_when_the_operator_cannot_look(
+    kube: FakeKube, bucket: str, operator_s3: S3, operator_without_credentials: None
+) -> None:
+    body = _identity_job(bucket, operator_s3.endpoint_url)
+    kube.jobs[("videotrainingjobs", "ns", "job")] = body
+    body["status"] = reconcile.start_training(body, kube, SETTINGS)  # type: ignore[arg-type]
+    (skipped,) = body["status"]["conditions"]
+    assert (skipped["type"], skipped["status"], skipped["reason"]) == (
+        "StorageChecksSkipped",
+        "True",
+        "OperatorHasNoAccess",
+    )
+    assert "no S3 credentials" in skipped["message"] and "spec.serviceAccountName" in skipped["message"]
+    assert body["status"]["phase"] == "Pending" and body["status"]["child"] == "job"  # started, not failed
+    pod = _pod(kube)
+    assert pod["serviceAccountName"] == "trainer"
+    assert not [e for e in pod["containers"][0]["env"] if "valueFrom" in e]  # no Secret anywhere
+    # The child's conditions replace ours on each sync; the note that checks were skipped stays.
+    kube.pytorchjobs[("ns", "job")]["status"] = {"conditions": [{"type": "Running", "status": "True"}]}
+    _, _, patch = reconcile.sync_status("videotrainingjobs", "ns", "job", kube, SETTINGS)  # type: ignore[arg-type, misc]
+    assert patch["phase"] == "Running"
+    assert [c["type"] for c in patch["conditions"]] == ["Running", "StorageChecksSkipped"]
+    assert patch["conditions"][1] == skipped
+
+
+def test_workload_identity_checks_with_the_operators_own_credentials_when_it_has_them(
+    kube: FakeKube, bucket: str, operator_s3: S3, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", S3_KEY)  # the operator's own ambient identity
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", S3_SECRET)
+    body = _identity_job(bucket, operator_s3.endpoint_url)
+    status = reconcile.start_training(body, kube, SETTINGS)  # type: ignore[arg-type]
+    assert status["conditions"] == [] and _pod(kube)["serviceAccountName"] == "trainer"
+    missing = _identity_job("no-such-bucket-here", operator_s3.endpoint_url)
+    missing["metadata"].update(name="other", uid="uid-2")
+    with pytest.raises(Waiting) as info:  # a real answer from S3 still holds the job back
+        reconcile.start_training(missing, kube, SETTINGS)  # type: ignore[arg-type]
+    assert info.value.reason == "BucketNotFound"
+
+
+def test_with_read_secrets_off_no_secret_is_read_and_no_bucket_checked(
+    kube: FakeKube, operator_s3: S3, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def forbidden(namespace: str, name: str) -> None:
+        raise AssertionError("read a Secret")
+
+    monkeypatch.setattr(kube, "read_secret", forbidden)
+    settings = OperatorSettings(trainer_image="registry.test/trainer:1", read_secrets=False)
+    body = vtj("no-such-bucket-here", operator_s3.endpoint_url)  # would wait for the bucket if checked
+    status = reconcile.start_training(body, kube, settings)  # type: ignore[arg-type]
+    (skipped,) = status["conditions"]
+    assert skipped["reason"] == "ChecksOff" and "operator.readSecrets: false" in skipped["message"]
+    secret_env = [e["name"] for e in _pod(kube)["containers"][0]["env"] if "valueFrom" in e]
+    assert secret_env == ["AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"]  # the pods still use the job's Secret
+    # Following the job never reads the Secret either (progress is read with the operator's own credentials).
+    kube.jobs[("videotrainingjobs", "ns", "job")] = {**body, "status": status}
+    reconcile.sync_status("videotrainingjobs", "ns", "job", kube, settings)  # type: ignore[arg-type]

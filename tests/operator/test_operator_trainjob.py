@@ -16,6 +16,7 @@ from autox_operator.children.trainjob import trainer_status, trainer_status_patc
 from autox_operator.settings import OperatorSettings
 from autox_operator.status import job_status, phase_from_trainjob, phase_of, queued_status, vanished_status
 from k8s_schemas import K8S_SCHEMAS, PYTORCHJOB_CRD, ROOT, TRAINER_CRDS, SchemaSet
+from pydantic import ValidationError
 
 from autox_video.spec.inference import VideoInferenceJobSpec
 from autox_video.spec.training import VideoTrainingJobSpec
@@ -452,3 +453,38 @@ def test_the_backend_setting_comes_from_the_environment(monkeypatch: pytest.Monk
     monkeypatch.setenv("AUTOX_TRAINER_BACKEND", "tfjob")
     with pytest.raises(SystemExit, match="AUTOX_TRAINER_BACKEND='tfjob': expected one of auto, pytorchjob, trainjob"):
         OperatorSettings.from_env()
+
+
+def test_service_account_name_gives_every_pod_of_either_engine_its_identity(
+    trainer_schema: SchemaSet, pytorchjob_crd: SchemaSet
+) -> None:
+    spec = _spec(serviceAccountName="s3-reader", resources={"replicas": 2})
+    trainjob = build_trainjob(OWNER, spec, args=TRAIN_ARGS, settings=SETTINGS)
+    trainer_schema.validate(trainjob)
+    assert _pod_patch(trainjob)["spec"]["serviceAccountName"] == "s3-reader"
+    pj = build_pytorchjob(OWNER, spec, args=TRAIN_ARGS, settings=SETTINGS)
+    pytorchjob_crd.validate(pj)
+    replicas = pj["spec"]["pytorchReplicaSpecs"]
+    assert {r: replicas[r]["template"]["spec"]["serviceAccountName"] for r in replicas} == {
+        "Master": "s3-reader",
+        "Worker": "s3-reader",
+    }
+    inference = VideoInferenceJobSpec.model_validate(
+        {
+            "model": {"checkpoint": "s3://runs/ucf/best.pth"},
+            "dataset": {"videos": "s3://data/test/"},
+            "output": "s3://runs/pred/",
+            "serviceAccountName": "s3-reader",
+        }
+    )
+    pred = build_pytorchjob(OWNER, inference, args=TEST_ARGS, settings=SETTINGS)
+    assert pred["spec"]["pytorchReplicaSpecs"]["Master"]["template"]["spec"]["serviceAccountName"] == "s3-reader"
+    # Unset: the field is left out, so the namespace's default ServiceAccount applies.
+    plain = build_pytorchjob(OWNER, _spec(), args=TRAIN_ARGS, settings=SETTINGS)
+    assert "serviceAccountName" not in plain["spec"]["pytorchReplicaSpecs"]["Master"]["template"]["spec"]
+    assert (
+        "serviceAccountName"
+        not in _pod_patch(build_trainjob(OWNER, _spec(), args=TRAIN_ARGS, settings=SETTINGS))["spec"]
+    )
+    with pytest.raises(ValidationError):
+        _spec(serviceAccountName="Not_A_Name")

@@ -29,6 +29,7 @@ class JobSpec(Protocol):
     run_policy: RunPolicySpec
     runtime: RuntimeSpec
     queue_name: str | None
+    service_account_name: str | None
 
 
 @dataclass(frozen=True)
@@ -193,6 +194,11 @@ VOLUME_MOUNTS = [
     {"name": "data", "mountPath": C.DATA_DIR},
     {"name": "dshm", "mountPath": C.SHM_DIR},
 ]
+
+
+def identity(spec: JobSpec) -> dict[str, Any]:
+    """The pod spec fields that give the pods spec.serviceAccountName's identity (workload identity)."""
+    return {"serviceAccountName": spec.service_account_name} if spec.service_account_name else {}
 
 
 def configmap_name(owner: Owner, suffix: str) -> str:

@@ -18,6 +18,7 @@ from autox_operator.children.base import (
     configmap_name,
     container_resources,
     container_security_context,
+    identity,
     pod_security_context,
     queue_labels,
     trainer_env,
@@ -46,6 +47,7 @@ def _pod_template(
         "containers": [container],
         "volumes": trainer_volumes(res, configmap_name(owner, suffix)),
     }
+    pod.update(identity(spec))
     if res.node_selector:
         pod["nodeSelector"] = dict(res.node_selector)
     if res.tolerations:

@@ -26,6 +26,7 @@ from autox_operator.children.base import (
     configmap_name,
     container_resources,
     container_security_context,
+    identity,
     pod_security_context,
     queue_labels,
     trainer_env,
@@ -54,6 +55,7 @@ def _pod_patch(owner: Owner, spec: JobSpec, config_map: str) -> dict[str, Any]:
             }
         ],
     }
+    pod.update(identity(spec))
     if res.node_selector:
         pod["nodeSelector"] = dict(res.node_selector)
     if res.tolerations:
