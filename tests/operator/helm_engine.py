@@ -104,6 +104,7 @@ MODELS = {
     ("v1", "ConfigMap"): client.V1ConfigMap,
     ("v1", "Service"): client.V1Service,
     ("apps/v1", "Deployment"): client.V1Deployment,
+    ("policy/v1", "PodDisruptionBudget"): client.V1PodDisruptionBudget,
     ("rbac.authorization.k8s.io/v1", "ClusterRole"): client.V1ClusterRole,
     ("rbac.authorization.k8s.io/v1", "ClusterRoleBinding"): client.V1ClusterRoleBinding,
     ("rbac.authorization.k8s.io/v1", "Role"): client.V1Role,

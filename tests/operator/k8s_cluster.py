@@ -41,6 +41,8 @@ RESOURCES: dict[str, dict[str, Any]] = {
     "v1/secrets": {"kind": "Secret", "namespaced": True},
     "v1/configmaps": {"kind": "ConfigMap", "namespaced": True},
     "v1/events": {"kind": "Event", "namespaced": True},
+    # The operator replicas' leader election (autox_operator.leader).
+    "coordination.k8s.io/v1/leases": {"kind": "Lease", "namespaced": True},
     f"{CR_GROUP}/{CR_VERSION}/videotrainingjobs": {
         "kind": "VideoTrainingJob",
         "namespaced": True,
@@ -71,6 +73,15 @@ def _now() -> str:
     return datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
+@attrs.frozen
+class Conflict(kmock.KubernetesError):
+    """409 for a write whose resourceVersion is not the object's current one (as the API server answers)."""
+
+    status: int = 409
+    reason: str = "Conflict"
+    message: str = "the object has been modified; please apply your changes to the latest version and try again"
+
+
 @attrs.define(kw_only=True)
 class ApiServer(kmock.KubernetesEmulator):
     """kmock's emulator plus what a real API server does: fill in the name from generateName, uid,
@@ -91,6 +102,9 @@ class ApiServer(kmock.KubernetesEmulator):
                 key = (request.resource, request.namespace, request.name)
                 if key in self.objects and not self.objects[key].deleted:
                     current = self.objects[key].raw.get("metadata", {})
+                    # Optimistic concurrency (a resourceVersion in the patch): the Lease election relies on it.
+                    if meta.get("resourceVersion") not in (None, current.get("resourceVersion")):
+                        raise Conflict()
                     if "spec" in data and request.subresource is None:
                         meta["generation"] = int(current.get("generation") or 1) + 1
                     meta["resourceVersion"] = str(next(self._versions))

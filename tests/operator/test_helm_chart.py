@@ -122,8 +122,12 @@ def container(out: Rendered) -> dict[str, Any]:
     return c
 
 
+def c_env(out: Rendered) -> list[dict[str, Any]]:
+    return container(out)["env"]
+
+
 def env_of(out: Rendered) -> dict[str, str]:
-    return {e["name"]: e["value"] for e in container(out)["env"]}
+    return {e["name"]: e["value"] for e in container(out)["env"] if "value" in e}
 
 
 # --- chart files ------------------------------------------------------------------------------------------
@@ -202,6 +206,7 @@ def test_rendered_objects_are_valid_kubernetes_objects(
         "templates/NOTES.txt",
         "templates/deployment.yaml",
         "templates/metrics.yaml",
+        "templates/pdb.yaml",
         "templates/rbac.yaml",
         "templates/serviceaccount.yaml",
         "templates/trainingruntime.yaml",
@@ -222,9 +227,11 @@ def test_rendered_objects_are_valid_kubernetes_objects(
     metrics = values.get("metrics", {})
     monitor = metrics.get("serviceMonitor", {}).get("enabled", False)
     rbac_kinds = ["ClusterRole", "ClusterRole", "ClusterRoleBinding", *binding]  # + the runtimes' role
+    rbac_kinds += ["Role", "RoleBinding"]  # the leader election's Lease
     assert kinds == sorted(
         [
             "Deployment",
+            "PodDisruptionBudget",
             *(rbac_kinds if rbac else []),
             *(["ServiceAccount"] if sa else []),
             *(["ClusterTrainingRuntime"] if runtime else []),
@@ -260,7 +267,11 @@ def test_operator_deployment_is_locked_down_and_probed(rendered: tuple[dict[str,
     deployment = out.one("Deployment")
     assert deployment["metadata"]["name"] == FULLNAME
     spec = deployment["spec"]
-    assert spec["replicas"] == 1 and spec["strategy"] == {"type": "Recreate"}
+    # Two replicas, one active (the Lease): a rolling update starts a standby before an old pod goes.
+    assert spec["replicas"] == 2 and spec["strategy"] == {"type": "RollingUpdate"}
+    env_from = {e["name"]: e["valueFrom"]["fieldRef"]["fieldPath"] for e in c_env(out) if "valueFrom" in e}
+    assert env_from == {"POD_NAME": "metadata.name", "POD_NAMESPACE": "metadata.namespace"}
+    assert env_of(out)["AUTOX_LEADER_ELECTION"] == FULLNAME
     assert spec["selector"]["matchLabels"].items() <= spec["template"]["metadata"]["labels"].items()
     pod = spec["template"]["spec"]
     assert pod["securityContext"]["runAsNonRoot"] is True and pod["securityContext"]["runAsUser"] != 0
@@ -438,7 +449,10 @@ def test_rbac_is_least_privilege(default: Rendered) -> None:
     sa = default.one("ServiceAccount")["metadata"]
     assert binding["subjects"] == [{"kind": "ServiceAccount", "name": sa["name"], "namespace": NAMESPACE}]
     assert default.one("Deployment")["spec"]["template"]["spec"]["serviceAccountName"] == sa["name"]
-    assert default.of_kind("RoleBinding") == [] and default.of_kind("Role") == []
+    # Namespaced: only the leader election's Role and its binding (test_leader_election_*).
+    assert [r["metadata"]["name"] for r in default.of_kind("Role") + default.of_kind("RoleBinding")] == [
+        f"{FULLNAME}-leader"
+    ] * 2
 
 
 def test_watch_namespaces_bind_the_cluster_role_in_each_namespace_only() -> None:
@@ -448,7 +462,7 @@ def test_watch_namespaces_bind_the_cluster_role_in_each_namespace_only() -> None
     (crb,) = out.of_kind("ClusterRoleBinding")
     assert crb["metadata"]["name"] == f"{FULLNAME}-runtimes" and crb["roleRef"]["name"] == f"{FULLNAME}-runtimes"
     assert crb["subjects"] == [{"kind": "ServiceAccount", "name": FULLNAME, "namespace": NAMESPACE}]
-    bindings = out.of_kind("RoleBinding")
+    bindings = [b for b in out.of_kind("RoleBinding") if b["roleRef"]["kind"] == "ClusterRole"]
     assert [b["metadata"]["namespace"] for b in bindings] == ["team-a", "team-b"]
     for b in bindings:
         assert b["metadata"]["name"] == FULLNAME
@@ -459,7 +473,7 @@ def test_watch_namespaces_bind_the_cluster_role_in_each_namespace_only() -> None
 
 def _who_may_get_secrets(out: Rendered) -> set[tuple[str, str]]:
     """(binding kind, namespace or '*') of every binding that grants `get` on Secrets."""
-    roles = {r["metadata"]["name"]: r for r in out.of_kind("ClusterRole")}
+    roles = {r["metadata"]["name"]: r for r in out.of_kind("ClusterRole") + out.of_kind("Role")}
     return {
         (b["kind"], b["metadata"].get("namespace", "*"))
         for b in out.of_kind("ClusterRoleBinding") + out.of_kind("RoleBinding")
@@ -495,6 +509,7 @@ def test_existing_service_account_and_no_rbac() -> None:
     out = render(VALUE_SETS["no-rbac"])
     assert sorted(o["kind"] for o in out.objects) == [
         "Deployment",
+        "PodDisruptionBudget",
         "Service",
         "ServiceAccount",
     ]
@@ -642,6 +657,7 @@ def test_a_release_named_like_the_chart_is_not_prefixed_twice() -> None:
         "autox-video",
         "autox-video-runtimes",
         "autox-video-metrics",
+        "autox-video-leader",
     }
     assert {b["roleRef"]["name"] for b in out.of_kind("ClusterRoleBinding")} == {"autox-video", "autox-video-runtimes"}
 
@@ -658,10 +674,13 @@ def test_helm_install_dry_run_installs_what_template_renders() -> None:
     key = lambda o: (o["kind"], o["metadata"].get("namespace", ""), o["metadata"]["name"])  # noqa: E731
     assert sorted(installed, key=key) == sorted(out.objects, key=key)
     assert [o["kind"] for o in installed] == [
+        "PodDisruptionBudget",
         "ServiceAccount",
         "ClusterRole",
         "ClusterRole",
         "ClusterRoleBinding",
+        "Role",
+        "RoleBinding",
         "RoleBinding",
         "RoleBinding",
         "Service",
@@ -708,3 +727,46 @@ def test_operator_dockerfile_has_no_torch_and_runs_as_non_root() -> None:
     assert "[operator]" in instructions and "[train" not in instructions
     assert re.search(r"^USER 65532", instructions, re.M)
     assert 'ENTRYPOINT ["autox-operator"]' in instructions
+
+
+# --- HA: two replicas, one active through a Lease --------------------------------------------------------
+
+
+def test_leader_election_needs_only_its_lease_in_the_release_namespace(default: Rendered) -> None:
+    role = default.one("Role")
+    assert role["metadata"] == {**role["metadata"], "name": f"{FULLNAME}-leader", "namespace": NAMESPACE}
+    assert role["rules"] == [
+        {"apiGroups": ["coordination.k8s.io"], "resources": ["leases"], "verbs": ["create"]},
+        {
+            "apiGroups": ["coordination.k8s.io"],
+            "resources": ["leases"],
+            "resourceNames": [FULLNAME],  # the Lease AUTOX_LEADER_ELECTION names
+            "verbs": ["get", "patch"],
+        },
+    ]
+    binding = default.one("RoleBinding")
+    assert binding["metadata"]["namespace"] == NAMESPACE and binding["roleRef"]["name"] == f"{FULLNAME}-leader"
+    assert binding["subjects"] == [{"kind": "ServiceAccount", "name": FULLNAME, "namespace": NAMESPACE}]
+    # What autox_operator.leader calls maps to exactly those verbs.
+    source = (ROOT / "operator" / "autox_operator" / "leader.py").read_text()
+    calls = set(re.findall(r"\.(\w+)_namespaced_lease\(", source))
+    assert {"read": "get", "create": "create", "patch": "patch"}.keys() == calls
+    assert env_of(default)["AUTOX_LEADER_ELECTION"] == FULLNAME and env_of(default)["AUTOX_LEASE_DURATION"] == "15"
+
+
+def test_a_disruption_budget_keeps_one_operator_through_a_drain(default: Rendered) -> None:
+    pdb = default.one("PodDisruptionBudget")
+    assert pdb["metadata"]["namespace"] == NAMESPACE and pdb["spec"]["minAvailable"] == 1
+    labels = default.one("Deployment")["spec"]["template"]["metadata"]["labels"]
+    assert pdb["spec"]["selector"]["matchLabels"].items() <= labels.items()
+    assert pdb["spec"]["selector"]["matchLabels"] == default.one("Deployment")["spec"]["selector"]["matchLabels"]
+
+
+def test_one_replica_without_election_is_the_old_single_operator() -> None:
+    out = render({"operator": {"replicas": 1, "leaderElection": {"enabled": False}}})
+    spec = out.one("Deployment")["spec"]
+    assert spec["replicas"] == 1 and spec["strategy"] == {"type": "Recreate"}
+    assert out.of_kind("PodDisruptionBudget") == [] and out.of_kind("Role") == []
+    assert "AUTOX_LEADER_ELECTION" not in env_of(out)
+    with helm.Chart.load(CHART) as chart, pytest.raises(helm.HelmRenderError, match="needs operator.leaderElection"):
+        chart.render({"operator": {"leaderElection": {"enabled": False}}}, name=RELEASE, namespace=NAMESPACE)
