@@ -92,3 +92,15 @@ def test_refused_start_leaves_the_work_dir_unchanged(
     assert code == 2, err
     assert err.strip().splitlines()[-1].startswith("autox-video: error: "), err
     assert _snapshot(work) == before
+
+
+def test_the_early_list_check_reads_a_local_jsonl_of_s3_videos_against_an_s3_data_root(tmp_path: Path) -> None:
+    from autox_video.config import Config
+    from autox_video.errors import AnnotationError
+    from autox_video.training.inputs import check_lists
+
+    jsonl = tmp_path / "test.jsonl"
+    jsonl.write_text('{"content": "s3://videos/clips/a.mp4"}\n')
+    check_lists(Config(data_root="s3://videos/clips/", ann_file_test=str(jsonl)), "test")  # no refusal
+    with pytest.raises(AnnotationError, match="not under data_root"):
+        check_lists(Config(data_root="s3://other/", ann_file_test=str(jsonl)), "test")

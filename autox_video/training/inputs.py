@@ -96,18 +96,19 @@ def check_lists(cfg: Config, command: str) -> None:
     from autox_video.data.annotations import read_class_names
 
     root = _local(cfg.data_root) or "."
+    uri = cfg.data_root if cfg.data_root and storage.is_s3(cfg.data_root) else None  # JSONL s3:// contents
     if command == "test":
         if ann := _local(cfg.ann_file_test):
-            if not read_annotations(ann, root, require_labels=False, check_exists=False):
+            if not read_annotations(ann, root, require_labels=False, check_exists=False, root_uri=uri):
                 raise AnnotationError(f"{ann}: lists no videos; give one 'relative/path.mp4 [LABEL]' per line")
         return
     names = _local(cfg.class_names)
     num_class = cfg.num_class or (len(read_class_names(names)) if names else None)
     if ann := _local(cfg.ann_file_train):
-        if not read_annotations(ann, root, num_class=num_class, check_exists=False):
+        if not read_annotations(ann, root, num_class=num_class, check_exists=False, root_uri=uri):
             raise AnnotationError(f"{ann}: lists no videos; give one 'relative/path.mp4 LABEL' per line")
     if ann := _local(cfg.ann_file_val):
-        read_annotations(ann, root, num_class=num_class, check_exists=False)
+        read_annotations(ann, root, num_class=num_class, check_exists=False, root_uri=uri)
 
 
 def check_prediction_locations(cfg: Config) -> None:
