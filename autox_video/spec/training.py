@@ -17,6 +17,7 @@ from autox_video.spec.common import (
     sub,
 )
 from autox_video.spec.search import SearchSpec
+from autox_video.spec.serving import ServingSpec, ServingStatus
 
 TrialState = Literal["running", "succeeded", "pruned", "failed"]
 
@@ -121,6 +122,13 @@ class VideoTrainingJobSpec(JobSpecBase):
             "output under output/trials/NNNN/; the best trial's weights are promoted to output/best.pth."
         ),
     )
+    serving: ServingSpec | None = Field(
+        None,
+        description=(
+            "Once the job succeeds, serve its best weights (a search: the promoted best) as a KServe "
+            "InferenceService <job>-serve owned by the job; status.serving reports its URL."
+        ),
+    )
 
 
 class TrialStatus(CamelModel):
@@ -180,6 +188,7 @@ class VideoTrainingJobStatus(CommonStatus):
     trial_counts: TrialCounts | None = Field(None, description="A search's trials per state.")
     trials_summary: str | None = Field(None, description="A search's trials started / most trials, e.g. 3/20.")
     best_trial: int | None = Field(None, description="Number of the search's best trial (promoted to best.pth).")
+    serving: ServingStatus | None = Field(None, description="The InferenceService of spec.serving, once created.")
 
 
 TRAINING = ResourceInfo(
@@ -196,6 +205,7 @@ TRAINING = ResourceInfo(
         PrinterColumn("Trials", "string", ".status.trialsSummary", "A search's trials started / most trials."),
         PrinterColumn("Progress", "integer", ".status.progressPercentage", "Percent of the epochs trained."),
         PrinterColumn("Best-Top1", "number", ".status.bestTop1", "Best validation top-1 accuracy."),
+        PrinterColumn("URL", "string", ".status.serving.url", "Endpoint of the InferenceService (spec.serving)."),
         PrinterColumn("Age", "date", ".metadata.creationTimestamp"),
     ),
 )

@@ -77,3 +77,17 @@ LEDGER_FILE = "trials.jsonl"
 METRICS_FILE = "metrics.jsonl"
 BEST_FILE = "best.pth"
 BEST_CONFIG_FILE = "best_config.yaml"
+
+# KServe (spec.serving): the InferenceService <job>-serve, running `autox-video serve` (runtime autox) or the
+# ONNX export on Triton with `serve` as transformer (runtime triton).
+KSERVE_GROUP = "serving.kserve.io"
+KSERVE_VERSION = "v1beta1"
+ISVC_PLURAL = "inferenceservices"
+ISVC_KIND = "InferenceService"
+SERVING_SUFFIX = "-serve"
+SERVE_COMMAND = "autox-video"  # the CLI, not autox-entrypoint (torchrun): one server process per pod
+SERVE_PORT = 8080
+KSERVE_CONTAINER = "kserve-container"  # the container name KServe expects in a custom predictor/transformer
+EXPORT_DIR = "export/"  # `autox-video export` output under spec.output: model.json, triton/<name>/config.pbtxt
+TRITON_DIR = "triton/"
+ANNOTATION_SERVING_HASH = f"{GROUP}/serving-hash"  # what the operator last applied: a changed spec.serving patches

@@ -17,7 +17,7 @@ from autox_operator.children import ENGINES, child_of_status, engine_of_status
 from autox_operator.kube import Kube, connection_info, load_configuration
 from autox_operator.prerequisites import Invalid, Waiting
 from autox_operator.settings import SYNC_INTERVAL, OperatorSettings
-from autox_operator.status import failed_status, phase_event, waiting_status
+from autox_operator.status import KSERVE_NOT_SERVED, failed_status, phase_event, waiting_status
 from autox_video.spec.common import API_VERSION
 
 TRAINING = (C.CR_GROUP, C.CR_VERSION, C.TRAINING_PLURAL)
@@ -130,6 +130,8 @@ def _spec_changed(plural: str, body: kopf.Body, old: Any, new: Any, patch: kopf.
             _start(plural, body, patch, memo, again=True)
         return
     old, new = dict(old or {}), dict(new or {})
+    if old.pop("serving", None) != new.pop("serving", None) and plural == C.TRAINING_PLURAL:
+        _serve(body.metadata.namespace, body.metadata.name, memo)  # applies now to a succeeded job, else at success
     old_policy, new_policy = dict(old.pop("runPolicy", None) or {}), dict(new.pop("runPolicy", None) or {})
     suspend = bool(new_policy.pop("suspend", False))
     if bool(old_policy.pop("suspend", False)) != suspend and not reconcile.is_finished(status):
@@ -232,3 +234,30 @@ def follow_training(namespace: str | None, name: str, memo: kopf.Memo, **_: Any)
 @kopf.timer(*INFERENCE, interval=SYNC_INTERVAL, when=_following)
 def follow_inference(namespace: str | None, name: str, memo: kopf.Memo, **_: Any) -> None:
     _sync(C.INFERENCE_PLURAL, namespace, name, memo)
+
+
+# --- serving: the InferenceService of a succeeded training job with spec.serving -------------------
+
+
+def _serve(namespace: str | None, name: str, memo: kopf.Memo) -> None:
+    if namespace is None:
+        return
+    result = reconcile.sync_serving(namespace, name, memo.kube, memo.settings)
+    if result is None:
+        return
+    body, patch = result
+    serving = patch.get("serving") or {}
+    if serving.get("reason") == KSERVE_NOT_SERVED:  # the patch names a change: once per cause
+        kopf.warn(cast(kopf.Body, body), reason=KSERVE_NOT_SERVED, message=serving["message"])
+    elif serving.get("ready") is True and serving.get("url"):
+        kopf.info(cast(kopf.Body, body), reason="Serving", message=f"serving at {serving['url']}")
+
+
+def _serving(spec: Mapping[str, Any], status: Mapping[str, Any], **_: Any) -> bool:
+    return reconcile.wants_serving(spec, status)
+
+
+@kopf.timer(*TRAINING, interval=SYNC_INTERVAL, when=_serving)
+def serve_training(namespace: str | None, name: str, memo: kopf.Memo, **_: Any) -> None:
+    """A succeeded job with spec.serving: its InferenceService created, kept up to date, its URL and readiness read."""
+    _serve(namespace, name, memo)

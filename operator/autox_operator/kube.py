@@ -139,6 +139,53 @@ class Kube:
             if err.status != 404:
                 raise
 
+    # --- KServe InferenceServices (spec.serving of a VideoTrainingJob) ---
+
+    def get_inference_service(self, namespace: str, name: str) -> dict[str, Any] | None:
+        """The InferenceService, or None when there is no such object."""
+        try:
+            isvc = self.custom.get_namespaced_custom_object(
+                C.KSERVE_GROUP, C.KSERVE_VERSION, namespace, C.ISVC_PLURAL, name
+            )
+            return cast(dict[str, Any], isvc)
+        except ApiException as err:
+            if err.status == 404:
+                return None
+            raise
+
+    def create_inference_service(self, body: dict[str, Any]) -> dict[str, Any]:
+        """Create it, or return the one that already exists under that name."""
+        namespace, name = body["metadata"]["namespace"], body["metadata"]["name"]
+        try:
+            created = self.custom.create_namespaced_custom_object(
+                C.KSERVE_GROUP, C.KSERVE_VERSION, namespace, C.ISVC_PLURAL, body
+            )
+            return cast(dict[str, Any], created)
+        except ApiException as err:
+            if err.status != 409:
+                raise
+        existing = self.get_inference_service(namespace, name)
+        if existing is None:  # deleted between the two calls: the next pass creates it
+            raise RuntimeError(f"InferenceService {namespace}/{name} vanished while being created")
+        return existing
+
+    def patch_inference_service(self, namespace: str, name: str, patch: dict[str, Any]) -> dict[str, Any]:
+        """Merge-patch it (a changed spec.serving)."""
+        patched = self.custom.patch_namespaced_custom_object(
+            C.KSERVE_GROUP, C.KSERVE_VERSION, namespace, C.ISVC_PLURAL, name, patch
+        )
+        return cast(dict[str, Any], patched)
+
+    def delete_inference_service(self, namespace: str, name: str) -> None:
+        """Delete it (spec.serving.enabled false); gone already is fine."""
+        try:
+            self.custom.delete_namespaced_custom_object(
+                C.KSERVE_GROUP, C.KSERVE_VERSION, namespace, C.ISVC_PLURAL, name, propagation_policy="Background"
+            )
+        except ApiException as err:
+            if err.status != 404:
+                raise
+
     # --- API discovery and Trainer runtimes ---
 
     def served(self, group: str, version: str) -> set[str]:

@@ -23,11 +23,13 @@ from autox_operator.builders import (
     build_configmap,
     build_inference_config,
     build_training_config,
+    normalise_prefix,
     progress_uri,
     report_uri,
     results_uri,
 )
 from autox_operator.children import ENGINES, Engine, child_of_status, engine_of_status, get_engine
+from autox_operator.children.inferenceservice import build_inference_service, isvc_name, served_uri, update_patch
 from autox_operator.children.trainjob import runtime_name, trainer_status_patch
 from autox_operator.joblock import job_lock
 from autox_operator.kube import Kube
@@ -46,12 +48,16 @@ from autox_operator.prerequisites import (
 from autox_operator.search import best_training_spec, start_search
 from autox_operator.settings import OperatorSettings
 from autox_operator.status import (
+    KSERVE_NOT_SERVED,
     inference_status,
     job_status,
+    kserve_missing_status,
+    nested_diff,
     now_iso,
     progress_fields,
     queued_status,
     results_fields,
+    serving_status,
     status_diff,
     training_status,
     vanished_status,
@@ -344,3 +350,67 @@ def is_searching(status: Mapping[str, Any] | None) -> bool:
 def is_started(status: Mapping[str, Any] | None) -> bool:
     """Whether the job has its child (PyTorchJob or TrainJob), or its search has started: a restart creates nothing."""
     return bool(child_of_status(status)) or is_searching(status)
+
+
+# --- spec.serving: the InferenceService of a succeeded training job ------------------------------
+
+
+def wants_serving(spec: Mapping[str, Any] | None, status: Mapping[str, Any] | None) -> bool:
+    """Whether a training job has serving to do: it succeeded, and spec.serving is set or status.serving is left."""
+    succeeded = (status or {}).get("phase") == "Succeeded"
+    return succeeded and ((spec or {}).get("serving") is not None or bool((status or {}).get("serving")))
+
+
+def _serving_desired(body: Mapping[str, Any], kube: Kube, settings: OperatorSettings) -> dict[str, Any] | None:
+    spec = VideoTrainingJobSpec.model_validate(body["spec"])
+    status = body.get("status") or {}
+    owner = Owner.from_body(body)
+    namespace, name = owner.namespace, isvc_name(owner.name)
+    serving = spec.serving
+    if serving is None or not serving.enabled:
+        if status.get("serving") and C.ISVC_PLURAL in kube.served(C.KSERVE_GROUP, C.KSERVE_VERSION):
+            kube.delete_inference_service(namespace, name)
+        return None
+    checkpoint = status.get("bestCheckpoint") or f"{normalise_prefix(spec.output)}{C.BEST_FILE}"
+    served = served_uri(spec, checkpoint)
+    if C.ISVC_PLURAL not in kube.served(C.KSERVE_GROUP, C.KSERVE_VERSION):
+        return kserve_missing_status(name=name, runtime=serving.runtime, served=served)
+    desired = build_inference_service(owner, spec, checkpoint=checkpoint, settings=settings)
+    existing = kube.get_inference_service(namespace, name)
+    if existing is None:
+        existing = kube.create_inference_service(desired)
+    check_child_owner(C.ISVC_KIND, existing.get("metadata") or {}, owner)
+    patch = update_patch(existing, desired)
+    if patch is not None:  # spec.serving changed since the operator last applied it
+        existing = kube.patch_inference_service(namespace, name, patch)
+    return serving_status(existing, name=name, runtime=serving.runtime, served=served)
+
+
+def sync_serving(
+    namespace: str, name: str, kube: Kube, settings: OperatorSettings
+) -> tuple[dict[str, Any], dict[str, Any]] | None:
+    """Create, update or delete a succeeded job's InferenceService and patch status.serving from it.
+
+    Returns (job body, status patch), or None when the job has no serving to do. A blocked serving
+    (another owner's InferenceService) is reported in status.serving; the job's phase never changes.
+    """
+    with metrics.timed(C.TRAINING_KIND, "serve"), job_lock(C.TRAINING_PLURAL, namespace, name):
+        body = kube.get_job(C.TRAINING_PLURAL, namespace, name)
+        if body is None or not wants_serving(body.get("spec"), body.get("status")):
+            return None
+        current = (body.get("status") or {}).get("serving")
+        try:
+            desired = _serving_desired(body, kube, settings)
+        except ValidationError:
+            return None  # the spec handlers report an invalid spec
+        except (Waiting, Invalid) as err:  # e.g. another owner's InferenceService of that name
+            desired = {**(current or {}), "ready": False, "reason": err.reason, "message": err.message}
+        blocked = (desired or {}).get("reason")
+        if blocked in (KSERVE_NOT_SERVED, "NameConflict", "PreviousJobBeingDeleted") and blocked != (current or {}).get(
+            "reason"
+        ):  # counted once per cause, not on every pass
+            metrics.error(C.TRAINING_KIND, blocked)
+        patch = {} if desired == current else {"serving": nested_diff(current, desired)}
+        if patch:
+            kube.patch_job_status(C.TRAINING_PLURAL, namespace, name, patch)
+        return body, patch

@@ -287,3 +287,45 @@ def phase_event(old: str | None, new: str | None, message: str | None) -> tuple[
     kind = "Warning" if new == "Failed" else "Normal"
     text = (f"phase {old} -> {new}" if old else f"phase {new}") + (f": {message}" if message else "")
     return kind, new, text
+
+
+KSERVE_NOT_SERVED = "KServeNotServed"
+KSERVE_INSTALL_HINT = "install KServe (serving.kserve.io/v1beta1 InferenceService)"
+
+
+def serving_status(isvc: Mapping[str, Any] | None, *, name: str, runtime: str, served: str) -> dict[str, Any]:
+    """status.serving from the InferenceService `name` (None: not there yet): its URL and Ready condition."""
+    out: dict[str, Any] = {"inferenceService": name, "runtime": runtime, "checkpoint": served, "ready": False}
+    if isvc is None:
+        return {**out, "reason": "Creating", "message": f"creating InferenceService {name}"}
+    status = isvc.get("status") or {}
+    url = _str(status.get("url")) or _str((status.get("address") or {}).get("url"))
+    if url:
+        out["url"] = url
+    ready = next((c for c in status.get("conditions") or [] if c.get("type") == "Ready"), None)
+    if ready is not None and ready.get("status") == "True":
+        return {**out, "ready": True}
+    reason = _str((ready or {}).get("reason")) or "NotReady"
+    message = _str((ready or {}).get("message")) or f"InferenceService {name} is not ready yet"
+    return {**out, "reason": reason, "message": message}
+
+
+def kserve_missing_status(*, name: str, runtime: str, served: str) -> dict[str, Any]:
+    """status.serving while the cluster serves no InferenceService: the job stays Succeeded, serving waits."""
+    return {
+        "inferenceService": name,
+        "runtime": runtime,
+        "checkpoint": served,
+        "ready": False,
+        "reason": KSERVE_NOT_SERVED,
+        "message": f"inferenceservices.serving.kserve.io/v1beta1 is not served: {KSERVE_INSTALL_HINT}; "
+        "serving starts once it is",
+    }
+
+
+def nested_diff(current: Mapping[str, Any] | None, desired: Mapping[str, Any] | None) -> dict[str, Any] | None:
+    """The merge patch of one status object (status.serving): None removes it, stale keys are set to None."""
+    if desired is None:
+        return None
+    current = current or {}
+    return {**{k: None for k in current if k not in desired}, **desired}

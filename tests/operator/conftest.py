@@ -17,7 +17,7 @@ os.environ.setdefault("AUTOX_SYNC_INTERVAL", "0.5")
 
 import pytest
 from k8s_cluster import Cluster, KmockThread, OperatorThread
-from k8s_schemas import PYTORCHJOB_CRD, SchemaSet, our_crd_paths
+from k8s_schemas import KSERVE_CRD, PYTORCHJOB_CRD, SchemaSet, our_crd_paths
 from ops3 import S3, S3_KEY, S3_SECRET  # noqa: F401  (tests import them from ops3)
 
 
@@ -31,6 +31,12 @@ def crd_schemas() -> SchemaSet:
 def pytorchjob_schema() -> SchemaSet:
     """The real Kubeflow PyTorchJob CRD schema (vendored in third_party/k8s), strict."""
     return SchemaSet([PYTORCHJOB_CRD])
+
+
+@pytest.fixture(scope="session")
+def kserve_schema() -> SchemaSet:
+    """The real KServe InferenceService CRD schema (vendored in third_party/k8s, ~2 MB: loaded once), strict."""
+    return SchemaSet([KSERVE_CRD])
 
 
 @pytest.fixture(scope="session")

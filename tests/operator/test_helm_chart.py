@@ -405,6 +405,11 @@ EXPECTED_RULES = [
         "verbs": ["get", "list", "watch", "create", "patch", "delete"],
     },
     {"apiGroups": ["trainer.kubeflow.org"], "resources": ["trainjobs/status"], "verbs": ["patch"]},
+    {
+        "apiGroups": ["serving.kserve.io"],
+        "resources": ["inferenceservices"],
+        "verbs": ["get", "create", "patch", "delete"],
+    },
     {"apiGroups": [""], "resources": ["configmaps"], "verbs": ["get", "create", "patch"]},
     {"apiGroups": [""], "resources": ["events"], "verbs": ["create"]},
     {"apiGroups": [""], "resources": ["secrets"], "verbs": ["get"]},
@@ -531,6 +536,10 @@ def test_the_operator_only_calls_what_rbac_allows(default: Rendered) -> None:
         "delete": "delete",
         "replace": "update",
     }
+    # The InferenceService calls (kserve group constants): exactly the verbs the role grants it, no list/watch.
+    isvc_calls = set(re.findall(r"def (get|create|patch|delete)_inference_service\(", source))
+    isvc_granted = {v for g, r, v in rules if (g, r) == ("serving.kserve.io", "inferenceservices")}
+    assert isvc_calls == isvc_granted == {"get", "create", "patch", "delete"}
     for verb, kind in calls:
         resource = to_rbac[kind]
         if resource is None:  # our CRs or the children: our CRs get/patch, children also create/list/delete

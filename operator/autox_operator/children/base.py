@@ -116,14 +116,9 @@ def quantity(value: int | str) -> str:
     return str(value)
 
 
-def trainer_env(storage: StorageSpec, settings: OperatorSettings, *, job_name: str) -> list[dict[str, Any]]:
-    """The trainer container's env: job name, cache dir (downloaded weights too), S3 endpoint/region,
-    credentials from the Secret, the weights mirror (no PET_* names)."""
-    env: list[dict[str, Any]] = [
-        {"name": "AUTOX_JOB_NAME", "value": job_name},  # names the run in MLflow
-        {"name": "AUTOX_CACHE_DIR", "value": C.CACHE_DIR},
-        {"name": "AWS_DEFAULT_REGION", "value": storage.region},
-    ]
+def s3_env(storage: StorageSpec, settings: OperatorSettings) -> list[dict[str, Any]]:
+    """S3 region, endpoint and the credentials from the job's Secret, as container env."""
+    env: list[dict[str, Any]] = [{"name": "AWS_DEFAULT_REGION", "value": storage.region}]
     endpoint = s3_endpoint(storage, settings)
     if endpoint:
         env.append({"name": "AWS_ENDPOINT_URL", "value": endpoint})
@@ -132,6 +127,17 @@ def trainer_env(storage: StorageSpec, settings: OperatorSettings, *, job_name: s
             {"name": key, "valueFrom": {"secretKeyRef": {"name": storage.secret_ref, "key": key}}}
             for key in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY")
         ]
+    return env
+
+
+def trainer_env(storage: StorageSpec, settings: OperatorSettings, *, job_name: str) -> list[dict[str, Any]]:
+    """The trainer container's env: job name, cache dir (downloaded weights too), S3 endpoint/region,
+    credentials from the Secret, the weights mirror (no PET_* names)."""
+    env: list[dict[str, Any]] = [
+        {"name": "AUTOX_JOB_NAME", "value": job_name},  # names the run in MLflow
+        {"name": "AUTOX_CACHE_DIR", "value": C.CACHE_DIR},
+        *s3_env(storage, settings),
+    ]
     if settings.weights_mirror:  # `pretrained: auto` fetches from it first (clusters without internet)
         env.append({"name": "AUTOX_WEIGHTS_MIRROR", "value": settings.weights_mirror})
     env.append({"name": "PYTHONUNBUFFERED", "value": "1"})

@@ -1,0 +1,135 @@
+"""The serving.kserve.io/v1beta1 InferenceService of a VideoTrainingJob's spec.serving (KServe).
+
+runtime autox: a custom predictor running `autox-video serve --checkpoint <best> --port 8080` in the
+trainer image. runtime triton: the ONNX export's Triton repository (output/export/triton/) on KServe's
+Triton runtime, with `autox-video serve --model <output/export/>` as the transformer that decodes videos.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Mapping
+from typing import Any
+
+from autox_operator import constants as C
+from autox_operator.children.base import Owner, child_metadata, child_name, quantity, s3_env
+from autox_operator.settings import OperatorSettings
+from autox_video.spec.serving import ServingResources, ServingSpec
+from autox_video.spec.trainer_config import normalise_prefix
+from autox_video.spec.training import VideoTrainingJobSpec
+
+
+def isvc_name(owner_name: str) -> str:
+    """`<job>-serve`, shortened deterministically when too long."""
+    return child_name(owner_name, C.SERVING_SUFFIX)
+
+
+def export_uri(output: str) -> str:
+    """Where `autox-video export` writes model.json and triton/<name>/config.pbtxt under spec.output."""
+    return f"{normalise_prefix(output)}{C.EXPORT_DIR}"
+
+
+def served_uri(spec: VideoTrainingJobSpec, checkpoint: str) -> str:
+    """What the InferenceService serves: the checkpoint (autox) or the export directory (triton)."""
+    assert spec.serving is not None
+    return checkpoint if spec.serving.runtime == "autox" else export_uri(spec.output)
+
+
+def _resources(res: ServingResources, *, gpus: bool = True) -> dict[str, Any]:
+    requests: dict[str, str] = {}
+    limits: dict[str, str] = {}
+    if res.cpu is not None:
+        requests["cpu"] = quantity(res.cpu)
+    if res.memory is not None:
+        requests["memory"] = limits["memory"] = quantity(res.memory)
+    if gpus and res.gpus:
+        limits["nvidia.com/gpu"] = str(res.gpus)
+    return {k: v for k, v in (("requests", requests), ("limits", limits)) if v}
+
+
+def _serve_container(
+    spec: VideoTrainingJobSpec, settings: OperatorSettings, args: list[str], *, gpus: bool
+) -> dict[str, Any]:
+    assert spec.serving is not None
+    container: dict[str, Any] = {
+        "name": C.KSERVE_CONTAINER,
+        "image": spec.image or settings.trainer_image,
+        "imagePullPolicy": settings.image_pull_policy,
+        "command": [C.SERVE_COMMAND],
+        "args": ["serve", *args, "--port", str(C.SERVE_PORT)],
+        "ports": [{"containerPort": C.SERVE_PORT, "protocol": "TCP"}],
+        "env": [*s3_env(spec.storage, settings), {"name": "PYTHONUNBUFFERED", "value": "1"}],
+    }
+    resources = _resources(spec.serving.resources, gpus=gpus)
+    if resources:
+        container["resources"] = resources
+    return container
+
+
+def _scaling(serving: ServingSpec) -> dict[str, Any]:
+    out: dict[str, Any] = {"minReplicas": serving.min_replicas}
+    if serving.max_replicas is not None:
+        out["maxReplicas"] = serving.max_replicas
+    if serving.service_account_name:
+        out["serviceAccountName"] = serving.service_account_name
+    return out
+
+
+def isvc_spec(spec: VideoTrainingJobSpec, checkpoint: str, settings: OperatorSettings) -> dict[str, Any]:
+    """The InferenceService's spec for spec.serving, serving `checkpoint` (autox) or the export (triton)."""
+    serving = spec.serving
+    assert serving is not None
+    if serving.runtime == "autox":
+        container = _serve_container(spec, settings, ["--checkpoint", checkpoint], gpus=True)
+        return {"predictor": {**_scaling(serving), "containers": [container]}}
+    export = export_uri(spec.output)
+    model: dict[str, Any] = {
+        "modelFormat": {"name": "triton"},
+        "protocolVersion": "v2",
+        "storageUri": f"{export}{C.TRITON_DIR}",
+    }
+    resources = _resources(serving.resources)
+    if resources:
+        model["resources"] = resources
+    # The transformer decodes videos on CPU and forwards tensors to Triton (KServe passes --predictor_host).
+    transformer = _serve_container(spec, settings, ["--model", export], gpus=False)
+    return {
+        "predictor": {**_scaling(serving), "model": model},
+        "transformer": {**_scaling(serving), "containers": [transformer]},
+    }
+
+
+def spec_hash(isvc_spec_: Mapping[str, Any]) -> str:
+    """A short digest of an InferenceService spec: the annotation that says what the operator last applied."""
+    return hashlib.sha256(json.dumps(isvc_spec_, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def build_inference_service(
+    owner: Owner, spec: VideoTrainingJobSpec, *, checkpoint: str, settings: OperatorSettings
+) -> dict[str, Any]:
+    """The InferenceService <job>-serve for spec.serving, owned by the job (deleted with it)."""
+    body = isvc_spec(spec, checkpoint, settings)
+    metadata = child_metadata(owner, isvc_name(owner.name))
+    metadata["annotations"] = {C.ANNOTATION_SERVING_HASH: spec_hash(body)}
+    return {
+        "apiVersion": f"{C.KSERVE_GROUP}/{C.KSERVE_VERSION}",
+        "kind": C.ISVC_KIND,
+        "metadata": metadata,
+        "spec": body,
+    }
+
+
+def update_patch(existing: Mapping[str, Any], desired: Mapping[str, Any]) -> dict[str, Any] | None:
+    """The merge patch that brings `existing` to `desired` (None when the operator applied this spec already):
+    keys of ours no longer wanted (a runtime change's transformer, containers vs model) are removed."""
+    annotations = (existing.get("metadata") or {}).get("annotations") or {}
+    wanted = desired["metadata"]["annotations"][C.ANNOTATION_SERVING_HASH]
+    if annotations.get(C.ANNOTATION_SERVING_HASH) == wanted:
+        return None
+    current = existing.get("spec") or {}
+    spec: dict[str, Any] = {key: None for key in current if key not in desired["spec"]}
+    for key, part in desired["spec"].items():
+        old = current.get(key) or {}
+        spec[key] = {**{k: None for k in old if k not in part}, **part}
+    return {"metadata": {"annotations": {C.ANNOTATION_SERVING_HASH: wanted}}, "spec": spec}

@@ -1,0 +1,221 @@
+"""spec.serving, pure: the InferenceService builder (both runtimes, validated against the real KServe CRD),
+its update patch, the status.serving mapping and the spec's bounds."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from autox_operator.builders import Owner
+from autox_operator.children.inferenceservice import build_inference_service, isvc_name, update_patch
+from autox_operator.reconcile import wants_serving
+from autox_operator.settings import OperatorSettings
+from autox_operator.status import kserve_missing_status, nested_diff, serving_status
+from k8s_schemas import SchemaSet
+from pydantic import ValidationError
+
+from autox_video.spec.training import VideoTrainingJobSpec
+
+ROOT = Path(__file__).resolve().parents[2]
+SETTINGS = OperatorSettings(trainer_image="registry.test/trainer:1", default_s3_endpoint="http://minio.minio:9000")
+OWNER = Owner(kind="VideoTrainingJob", name="ucf", namespace="team-a", uid="uid-1")
+BEST = "s3://runs/ucf/best.pth"
+S3_ENV = [
+    {"name": "AWS_DEFAULT_REGION", "value": "us-east-1"},
+    {"name": "AWS_ENDPOINT_URL", "value": "http://minio.minio:9000"},
+    {"name": "AWS_ACCESS_KEY_ID", "valueFrom": {"secretKeyRef": {"name": "s3", "key": "AWS_ACCESS_KEY_ID"}}},
+    {"name": "AWS_SECRET_ACCESS_KEY", "valueFrom": {"secretKeyRef": {"name": "s3", "key": "AWS_SECRET_ACCESS_KEY"}}},
+    {"name": "PYTHONUNBUFFERED", "value": "1"},
+]
+
+
+def _spec(**serving: Any) -> VideoTrainingJobSpec:
+    return VideoTrainingJobSpec.model_validate(
+        {
+            "dataset": {"videos": "s3://data/videos/", "train": "s3://data/train.txt"},
+            "output": "s3://runs/ucf",
+            "storage": {"secretRef": "s3"},
+            "serving": serving,
+        }
+    )
+
+
+def test_autox_runtime_is_a_custom_predictor_serving_the_best_checkpoint(kserve_schema: SchemaSet) -> None:
+    spec = _spec(minReplicas=1, maxReplicas=3, resources={"cpu": 4, "memory": "8Gi", "gpus": 1})
+    isvc = build_inference_service(OWNER, spec, checkpoint=BEST, settings=SETTINGS)
+    kserve_schema.validate(isvc)
+    meta = isvc["metadata"]
+    assert (isvc["apiVersion"], isvc["kind"]) == ("serving.kserve.io/v1beta1", "InferenceService")
+    assert (meta["name"], meta["namespace"]) == ("ucf-serve", "team-a")
+    assert meta["labels"]["app.kubernetes.io/managed-by"] == "autox-operator"
+    assert meta["ownerReferences"][0]["uid"] == "uid-1" and meta["ownerReferences"][0]["controller"] is True
+    assert set(isvc["spec"]) == {"predictor"}
+    predictor = isvc["spec"]["predictor"]
+    assert (predictor["minReplicas"], predictor["maxReplicas"]) == (1, 3)
+    assert predictor["containers"] == [
+        {
+            "name": "kserve-container",
+            "image": "registry.test/trainer:1",
+            "imagePullPolicy": "IfNotPresent",
+            "command": ["autox-video"],
+            "args": ["serve", "--checkpoint", BEST, "--port", "8080"],
+            "ports": [{"containerPort": 8080, "protocol": "TCP"}],
+            "env": S3_ENV,
+            "resources": {
+                "requests": {"cpu": "4", "memory": "8Gi"},
+                "limits": {"memory": "8Gi", "nvidia.com/gpu": "1"},
+            },
+        }
+    ]
+
+
+def test_triton_runtime_serves_the_export_with_serve_as_transformer(kserve_schema: SchemaSet) -> None:
+    spec = _spec(
+        runtime="triton", minReplicas=0, resources={"gpus": 1, "memory": "4Gi"}, serviceAccountName="kserve-s3"
+    )
+    isvc = build_inference_service(OWNER, spec, checkpoint=BEST, settings=SETTINGS)
+    kserve_schema.validate(isvc)
+    predictor, transformer = isvc["spec"]["predictor"], isvc["spec"]["transformer"]
+    assert predictor == {
+        "minReplicas": 0,
+        "serviceAccountName": "kserve-s3",
+        "model": {
+            "modelFormat": {"name": "triton"},
+            "protocolVersion": "v2",
+            "storageUri": "s3://runs/ucf/export/triton/",
+            "resources": {"requests": {"memory": "4Gi"}, "limits": {"memory": "4Gi", "nvidia.com/gpu": "1"}},
+        },
+    }
+    (container,) = transformer["containers"]
+    assert container["args"] == ["serve", "--model", "s3://runs/ucf/export/", "--port", "8080"]
+    assert container["resources"] == {"requests": {"memory": "4Gi"}, "limits": {"memory": "4Gi"}}  # no GPU
+    assert container["env"] == S3_ENV and transformer["serviceAccountName"] == "kserve-s3"
+
+
+def test_the_image_of_the_job_and_a_long_name_stay_valid(kserve_schema: SchemaSet) -> None:
+    spec = _spec().model_copy(update={"image": "registry.test/custom:2"})
+    owner = Owner(kind="VideoTrainingJob", name="a" * 60, namespace="ns", uid="u")
+    isvc = build_inference_service(owner, spec, checkpoint=BEST, settings=SETTINGS)
+    kserve_schema.validate(isvc)
+    assert isvc["spec"]["predictor"]["containers"][0]["image"] == "registry.test/custom:2"
+    assert len(isvc["metadata"]["name"]) <= 48 and isvc["metadata"]["name"].endswith("-serve")
+    assert isvc_name("a" * 60) == isvc["metadata"]["name"]  # deterministic
+
+
+def test_a_changed_spec_serving_patches_and_an_unchanged_one_does_not() -> None:
+    autox = build_inference_service(OWNER, _spec(), checkpoint=BEST, settings=SETTINGS)
+    assert update_patch(autox, autox) is None
+    # What the API returns carries defaults KServe added; the annotation says what the operator applied.
+    seen = {**autox, "spec": {**autox["spec"], "predictor": {**autox["spec"]["predictor"], "timeout": 60}}}
+    assert update_patch(seen, autox) is None
+    triton = build_inference_service(OWNER, _spec(runtime="triton"), checkpoint=BEST, settings=SETTINGS)
+    patch = update_patch(seen, triton)
+    assert patch is not None
+    assert patch["metadata"]["annotations"] == triton["metadata"]["annotations"]
+    assert patch["spec"]["predictor"]["containers"] is None and patch["spec"]["predictor"]["timeout"] is None
+    assert patch["spec"]["predictor"]["model"] == triton["spec"]["predictor"]["model"]
+    assert patch["spec"]["transformer"] == triton["spec"]["transformer"]
+    back = update_patch(triton, autox)
+    assert back is not None and back["spec"]["transformer"] is None and back["spec"]["predictor"]["model"] is None
+    scaled = build_inference_service(OWNER, _spec(maxReplicas=4), checkpoint=BEST, settings=SETTINGS)
+    assert update_patch(autox, scaled)["spec"]["predictor"]["maxReplicas"] == 4  # type: ignore[index]
+
+
+def _isvc(ready: str | None, url: str | None = None, **condition: str) -> dict[str, Any]:
+    status: dict[str, Any] = {}
+    if url:
+        status["url"] = url
+    if ready is not None:
+        status["conditions"] = [
+            {"type": "PredictorReady", "status": "True"},
+            {"type": "Ready", "status": ready, **condition},
+        ]
+    return {"metadata": {"name": "ucf-serve"}, "status": status}
+
+
+URL = "http://ucf-serve.team-a.example.com"
+
+
+@pytest.mark.parametrize(
+    ("isvc", "expected"),
+    [
+        (None, {"ready": False, "reason": "Creating", "message": "creating InferenceService ucf-serve"}),
+        (_isvc(None), {"ready": False, "reason": "NotReady", "message": "InferenceService ucf-serve is not ready yet"}),
+        (
+            _isvc("False", reason="RevisionMissing", message="Configuration failed"),
+            {"ready": False, "reason": "RevisionMissing", "message": "Configuration failed"},
+        ),
+        (_isvc("True", URL), {"ready": True, "url": URL}),
+        (_isvc("False", URL), {"ready": False, "url": URL, "reason": "NotReady"}),
+        (
+            {
+                "status": {
+                    "address": {"url": "http://ucf-serve.team-a.svc"},
+                    "conditions": [{"type": "Ready", "status": "True"}],
+                }
+            },
+            {"ready": True, "url": "http://ucf-serve.team-a.svc"},
+        ),
+    ],
+    ids=["absent", "no-conditions", "failed-revision", "ready", "url-not-ready", "address-only"],
+)
+def test_serving_status_from_the_inference_service(isvc: dict[str, Any] | None, expected: dict[str, Any]) -> None:
+    out = serving_status(isvc, name="ucf-serve", runtime="autox", served=BEST)
+    assert out["inferenceService"] == "ucf-serve" and out["runtime"] == "autox" and out["checkpoint"] == BEST
+    assert {k: v for k, v in out.items() if k in expected} == expected
+    assert ("url" in out) == ("url" in expected) and ("reason" in out) == ("reason" in expected)
+
+
+def test_the_status_fits_our_crd(crd_schemas: SchemaSet) -> None:
+    body = yaml.safe_load((ROOT / "examples" / "videotrainingjob-serving.yaml").read_text())
+    for serving in (
+        serving_status(_isvc("True", URL), name="ucf-serve", runtime="autox", served=BEST),
+        kserve_missing_status(name="ucf-serve", runtime="triton", served="s3://runs/ucf/export/"),
+    ):
+        crd_schemas.validate({**body, "status": {"phase": "Succeeded", "serving": serving}})
+    missing = kserve_missing_status(name="ucf-serve", runtime="autox", served=BEST)
+    assert missing["reason"] == "KServeNotServed" and "install KServe (serving.kserve.io/v1beta1" in missing["message"]
+
+
+def test_nested_diff_removes_stale_keys() -> None:
+    ready = {"inferenceService": "x", "ready": True, "url": URL}
+    assert nested_diff({"ready": False, "reason": "NotReady", "message": "m"}, ready) == {
+        **ready,
+        "reason": None,
+        "message": None,
+    }
+    assert nested_diff(ready, None) is None
+
+
+def test_only_a_succeeded_job_with_serving_has_serving_to_do() -> None:
+    assert wants_serving({"serving": {}}, {"phase": "Succeeded"})  # `serving: {}`: every default
+    assert wants_serving({"serving": {"enabled": False}}, {"phase": "Succeeded"})  # to delete what it served
+    assert not wants_serving({"serving": {"enabled": True}}, {"phase": "Running"})
+    assert wants_serving({}, {"phase": "Succeeded", "serving": {"inferenceService": "x"}})  # left over: to delete
+    assert not wants_serving({}, {"phase": "Succeeded"})
+
+
+def test_spec_bounds(crd_schemas: SchemaSet) -> None:
+    assert _spec().serving is not None and _spec().serving.runtime == "autox"  # type: ignore[union-attr]
+    for bad in ({"minReplicas": -1}, {"maxReplicas": 0}, {"runtime": "tensorrt"}, {"resources": {"gpus": -1}}):
+        with pytest.raises(ValidationError):
+            _spec(**bad)
+        body = {"apiVersion": "autox.io/v1alpha1", "kind": "VideoTrainingJob", "metadata": {"name": "x"}}
+        raw = _spec().model_dump(by_alias=True, exclude_none=True)
+        raw["serving"].update(bad)
+        assert crd_schemas.errors({**body, "spec": raw}), bad
+    with pytest.raises(ValidationError, match="maxReplicas 1 is below minReplicas 2"):
+        _spec(minReplicas=2, maxReplicas=1)
+
+
+def test_the_crd_carries_the_replicas_rule_and_the_url_column() -> None:
+    crd = yaml.safe_load((ROOT / "crds" / "autox.io_videotrainingjobs.yaml").read_text())
+    (version,) = crd["spec"]["versions"]
+    serving = version["schema"]["openAPIV3Schema"]["properties"]["spec"]["properties"]["serving"]
+    rules = [r["rule"] for r in serving["x-kubernetes-validations"]]
+    assert any("self.maxReplicas >= self.minReplicas" in r for r in rules)
+    assert {"name": "URL", "type": "string", "jsonPath": ".status.serving.url"}.items() <= next(
+        c for c in version["additionalPrinterColumns"] if c["name"] == "URL"
+    ).items()
