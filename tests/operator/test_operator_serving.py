@@ -219,3 +219,18 @@ def test_the_crd_carries_the_replicas_rule_and_the_url_column() -> None:
     assert {"name": "URL", "type": "string", "jsonPath": ".status.serving.url"}.items() <= next(
         c for c in version["additionalPrinterColumns"] if c["name"] == "URL"
     ).items()
+
+
+EXAMPLES = [p for p in sorted((ROOT / "examples").glob("videotrainingjob*.yaml")) if "serving:" in p.read_text()]
+
+
+@pytest.mark.parametrize("path", EXAMPLES, ids=lambda p: p.name)
+@pytest.mark.parametrize("runtime", ["autox", "triton"])
+def test_every_serving_example_builds_a_valid_inference_service(
+    path: Path, runtime: str, kserve_schema: SchemaSet
+) -> None:
+    doc = yaml.safe_load(path.read_text())
+    doc["spec"]["serving"]["runtime"] = runtime
+    spec = VideoTrainingJobSpec.model_validate(doc["spec"])
+    owner = Owner(kind="VideoTrainingJob", name=doc["metadata"]["name"], namespace="ns", uid="uid")
+    kserve_schema.validate(build_inference_service(owner, spec, checkpoint=BEST, settings=SETTINGS))

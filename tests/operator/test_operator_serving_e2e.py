@@ -192,3 +192,26 @@ def test_without_kserve_the_job_still_trains_and_serving_waits_saying_what_to_in
         assert cluster.status(VTJ, namespace, "ucf")["phase"] == "Succeeded"
         wait_for(lambda: "KServeNotServed" in cluster.event_reasons(namespace, "ucf"), what="the warning Event")
         crd_schemas.validate(cluster.get(VTJ, namespace, "ucf"))
+
+
+@pytest.mark.parametrize("cluster", ["kserve"], indirect=True)
+def test_someone_elses_inference_service_of_that_name_is_left_alone(
+    cluster: Cluster, namespace: str, operator_s3: S3, run_operator: Any, kserve_schema: SchemaSet
+) -> None:
+    foreign = {
+        "apiVersion": f"{KS_GROUP}/{KS_VERSION}",
+        "kind": "InferenceService",
+        "metadata": {"name": "mine-serve", "namespace": namespace},
+        "spec": {"predictor": {"model": {"modelFormat": {"name": "sklearn"}, "storageUri": "s3://models/sk/"}}},
+    }
+    kserve_schema.validate(foreign)
+    cluster.custom.create_namespaced_custom_object(KS_GROUP, KS_VERSION, namespace, ISVC, foreign)
+    bucket = setup_storage(cluster, namespace, operator_s3)
+    with run_operator():
+        cluster.create(training_job(namespace, "mine", bucket, operator_s3.endpoint_url, serving={}))
+        _succeed(cluster, namespace, operator_s3, bucket, "mine")
+        serving = _serving(cluster, namespace, "mine", reason="NameConflict", ready=False)
+        assert "InferenceService 'mine-serve' already exists and belongs to another owner" in serving["message"]
+        isvc = _isvc(cluster, namespace, "mine-serve")
+        assert isvc is not None and isvc["spec"] == foreign["spec"] and not isvc["metadata"].get("ownerReferences")
+        assert cluster.status(VTJ, namespace, "mine")["phase"] == "Succeeded"
