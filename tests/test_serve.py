@@ -11,7 +11,6 @@ from typing import Any
 
 import numpy as np
 import pytest
-from conftest import S3_KEY, S3_REGION, S3_SECRET
 from exportutil import decoded, random_checkpoint
 from netutil import free_port
 from servutil import Server, metric, outputs, uri_input, video_input
@@ -19,6 +18,9 @@ from tinyrun import make_tiny_dataset
 
 from autox_video.data.demo import make_timeline_video, write_truncated_video
 
+# The moto server fixture's credentials (tests/conftest.py): `from conftest import` is ambiguous here.
+S3_KEY = S3_SECRET = "testing"
+S3_REGION = "us-east-1"
 NAMES = ["move_left", "move_right", "grow"]
 MAX_SECONDS = 2.0
 
