@@ -16,6 +16,7 @@ from autox_video.spec.common import CamelModel, sub
 
 Sampler = Literal["tpe", "random", "grid"]
 Pruner = Literal["asha", "none"]
+Objective = Literal["top1", "latency", "throughput"]
 
 
 class Domain(CamelModel):
@@ -108,6 +109,40 @@ class Budget(CamelModel):
     hours: float | None = Field(None, gt=0, description="Wall-clock hours of the search (summed over resumes).")
 
 
+class LatencyConfig(CamelModel):
+    """How each trial's model is timed for the latency/throughput objective: measured, on the trial's own device."""
+
+    model_config = {
+        **CamelModel.model_config,
+        "json_schema_extra": {
+            "x-kubernetes-validations": [
+                {
+                    "rule": "!(has(self.maxMs) && has(self.minVideosPerS))",
+                    "message": "give max_ms or min_videos_per_s, not both",
+                }
+            ]
+        },
+    }
+
+    batch_size: int = Field(1, ge=1, description="Videos per timed batch (1: the latency of one request).")
+    runtime: Literal["onnx", "torch"] = Field("onnx", description="onnx (the exported model, as served) or torch.")
+    precision: Literal["fp32", "fp16"] = Field("fp32", description="fp32, or fp16 (GPU only).")
+    warmup: int = Field(3, ge=0, description="Untimed batches before timing.")
+    repeats: int = Field(10, ge=1, description="Timed batches; the figure is their median.")
+    max_ms: float | None = Field(
+        None, gt=0, description="Constraint: the promoted model's latency per batch must be at most this (ms)."
+    )
+    min_videos_per_s: float | None = Field(
+        None, gt=0, description="Constraint: the promoted model must process at least this many videos per second."
+    )
+
+    @model_validator(mode="after")
+    def _one_constraint(self) -> LatencyConfig:
+        if self.max_ms is not None and self.min_videos_per_s is not None:
+            raise ValueError("give max_ms or min_videos_per_s, not both")
+        return self
+
+
 class SearchConfig(CamelModel):
     """`search:` in config.yaml: a budgeted search over config keys with early stopping."""
 
@@ -121,10 +156,38 @@ class SearchConfig(CamelModel):
     )
     reduction_factor: int = Field(3, ge=2, description="ASHA keeps the top 1/reduction_factor at each rung.")
     seed: int | None = Field(None, description="Sampler seed (default: the config's seed).")
+    objectives: list[Objective] = Field(
+        default_factory=lambda: ["top1"],
+        min_length=1,
+        max_length=2,
+        description="[top1] (default), or [top1, latency] / [top1, throughput]: a multi-objective study "
+        "whose Pareto front is reported.",
+        json_schema_extra={
+            "x-kubernetes-validations": [
+                {
+                    "rule": "self[0] == 'top1' && (size(self) == 1 || self[1] != 'top1')",
+                    "message": "objectives: [top1], [top1, latency] or [top1, throughput]",
+                }
+            ]
+        },
+    )
+    latency: LatencyConfig = sub(LatencyConfig, "How trials are timed, and the optional latency/throughput limit.")
     space: dict[str, Domain] | None = Field(
         None,
         description="Config key -> domain; omitted or 'auto': the default space for the device (printed at start).",
     )
+
+    @field_validator("objectives")
+    @classmethod
+    def _objectives(cls, value: list[str]) -> list[str]:
+        if value[0] != "top1" or len(set(value)) != len(value):
+            raise ValueError("objectives: [top1], [top1, latency] or [top1, throughput]")
+        return value
+
+    @property
+    def speed_objective(self) -> str | None:
+        """latency or throughput when the study has a second objective, else None."""
+        return self.objectives[1] if len(self.objectives) > 1 else None
 
     @field_validator("space", mode="before")
     @classmethod
