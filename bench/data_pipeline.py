@@ -33,7 +33,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from record import headlines, record, table  # noqa: E402
+from record import publish, table  # noqa: E402
 from sources import FORMATS, SourceSpec, default_cache_dir, ensure_sources  # noqa: E402
 
 
@@ -185,11 +185,7 @@ def main(argv: list[str] | None = None) -> int:
         "pipeline_ratio_720p": rate("720p", None, "ours", False) / rate("720p", None, "mmaction", False),
         "prepared_ratio_720p": rate("720p", None, "ours", True) / rate("720p", None, "mmaction", False),
     }
-    print(text)
-    print(headlines(heads))
-    if args.record:
-        path = record("cpu", "Data pipeline" + (" (quick)" if args.quick else ""), text + "\n" + headlines(heads))
-        print(f"recorded in {path}", file=sys.stderr)
+    publish(text, heads, title="Data pipeline" + (" (quick)" if args.quick else ""), record_it=args.record)
     return 0
 
 

@@ -22,7 +22,7 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from models import VideoList, batch, pick_device_and_shape, recognizer, sync  # noqa: E402
-from record import headlines, machine, record, table  # noqa: E402
+from record import machine, publish, table  # noqa: E402
 from sources import default_cache_dir  # noqa: E402
 from train_step import Variant, make_step, optimizer  # noqa: E402
 
@@ -158,16 +158,7 @@ def main(argv: list[str] | None = None) -> int:
         f"demo data {len(items)} videos {size}x{size}; pin_memory={cuda}, persistent workers, prefetch 4\n"
         + table(["loop", "clips/s", "input wait share", "GPU idle share"], rows)
     )
-    print(text)
-    print(headlines(heads))
-    if args.record:
-        path = record(
-            "gpu" if cuda else "cpu",
-            "End to end" + (" (small)" if small else ""),
-            text + "\n" + headlines(heads),
-            device=device,
-        )
-        print(f"recorded in {path}", file=sys.stderr)
+    publish(text, heads, title="End to end" + (" (small)" if small else ""), record_it=args.record, device=device)
     return 0
 
 

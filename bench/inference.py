@@ -26,7 +26,7 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from models import VideoList, batch, pick_device_and_shape, recognizer, sync  # noqa: E402
-from record import headlines, machine, record, table  # noqa: E402
+from record import machine, publish, table  # noqa: E402
 from sources import SourceSpec, default_cache_dir, ensure_sources  # noqa: E402
 
 
@@ -165,16 +165,7 @@ def main(argv: list[str] | None = None) -> int:
         "inference_speedup": ours_v / seed_v,
         "tuned_batch_size": float(bs),
     }
-    print(text)
-    print(headlines(heads))
-    if args.record:
-        path = record(
-            "gpu" if cuda else "cpu",
-            "Inference" + (" (small)" if small else ""),
-            text + "\n" + headlines(heads),
-            device=device,
-        )
-        print(f"recorded in {path}", file=sys.stderr)
+    publish(text, heads, title="Inference" + (" (small)" if small else ""), record_it=args.record, device=device)
     return 0
 
 

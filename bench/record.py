@@ -92,3 +92,15 @@ def record(kind: str, title: str, text: str, *, device: str = "cpu", note: str =
     head, tail = current.split(marker, 1)
     RESULTS.write_text(f"{head}{marker}\n\n{entry.rstrip()}\n\n{tail.lstrip()}", encoding="utf-8")
     return RESULTS
+
+
+def publish(
+    text: str, heads: dict[str, float], *, title: str, record_it: bool, device: str = "cpu", note: str = ""
+) -> None:
+    """Print a benchmark's table and headlines; with record_it, add them to RESULTS.md (GPU section for cuda)."""
+    print(text)
+    print(headlines(heads))
+    if record_it:
+        kind = "gpu" if device.startswith("cuda") else "cpu"
+        path = record(kind, title, text + "\n" + headlines(heads), device=device, note=note)
+        print(f"recorded in {path}", file=sys.stderr)

@@ -29,7 +29,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from record import headlines, machine, record, table  # noqa: E402
+from record import machine, publish, table  # noqa: E402
 
 LEVELS = (1, 4, 16)
 
@@ -172,11 +172,7 @@ def main(argv: list[str] | None = None) -> int:
             heads[f"{runtime}_p95_ms_c{c}"] = levels[c]["p95_ms"]
     top = LEVELS[-1]
     heads["onnx_vs_torch_rps"] = results["onnx"][top]["rps"] / results["torch"][top]["rps"]
-    print(text)
-    print(headlines(heads))
-    if args.record:
-        path = record("cpu", "Serving" + (" (quick)" if args.quick else ""), text + "\n" + headlines(heads))
-        print(f"recorded in {path}", file=sys.stderr)
+    publish(text, heads, title="Serving" + (" (quick)" if args.quick else ""), record_it=args.record)
     return 0
 
 

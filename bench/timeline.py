@@ -23,7 +23,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from record import headlines, machine, record, table  # noqa: E402
+from record import machine, publish, table  # noqa: E402
 from sources import default_cache_dir, encode, frame_stream  # noqa: E402
 
 
@@ -119,12 +119,7 @@ def main(argv: list[str] | None = None) -> int:
         "timeline_video_s_per_s": duration / timeline_s,
         "decode_video_s_per_s": duration / decode_s,
     }
-    print(text)
-    print(headlines(heads))
-    if args.record:
-        path_md = record("cpu", "Timeline" + (" (quick)" if args.quick else ""), text + "\n" + headlines(heads),
-                         note=args.note)  # fmt: skip
-        print(f"recorded in {path_md}", file=sys.stderr)
+    publish(text, heads, title="Timeline" + (" (quick)" if args.quick else ""), record_it=args.record, note=args.note)
     return 0
 
 

@@ -43,7 +43,7 @@ from models import (  # noqa: E402
     pick_device_and_shape,
     sync,
 )
-from record import headlines, machine, record, table  # noqa: E402
+from record import machine, publish, table  # noqa: E402
 
 from autox_video import families  # noqa: E402
 
@@ -199,12 +199,7 @@ def print_complexity(models: list[str], device: str, record_it: bool) -> int:
         "torch.utils.flop_counter.FlopCounterMode = 2 x multiply-adds (mmaction2's tables count multiply-adds)\n"
         + table(["model", "clip", "params M", "GFLOPs fwd"], rows)
     )
-    print(text)
-    print(headlines(heads))
-    if record_it:
-        kind = "gpu" if device.startswith("cuda") else "cpu"
-        path = record(kind, "Model complexity", text + "\n" + headlines(heads), device=device)
-        print(f"recorded in {path}", file=sys.stderr)
+    publish(text, heads, title="Model complexity", record_it=record_it, device=device)
     return 0
 
 
@@ -304,12 +299,7 @@ def main(argv: list[str] | None = None) -> int:
         f"MFU vs measured {'bf16' if peak_dtype == torch.bfloat16 else 'fp32'} matmul peak {peak:.2f} TFLOP/s\n"
         + table(header, rows)
     )
-    print(text)
-    print(headlines(heads))
-    if args.record:
-        kind = "gpu" if device.startswith("cuda") else "cpu"
-        path = record(kind, "Train step" + (" (small)" if small else ""), text + "\n" + headlines(heads), device=device)
-        print(f"recorded in {path}", file=sys.stderr)
+    publish(text, heads, title="Train step" + (" (small)" if small else ""), record_it=args.record, device=device)
     return 0
 
 

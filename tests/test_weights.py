@@ -114,6 +114,14 @@ def _serve(server: FileServer, data: bytes, name: str) -> str:
     return server.url("/w/" + name)
 
 
+@pytest.fixture()
+def served_micro(server: FileServer, real_checkpoint: tuple[bytes, str]) -> tuple[bytes, str, str, str]:
+    """The real checkpoint on the loopback server under its hash-named file: (bytes, sha256, file name, URL)."""
+    data, sha = real_checkpoint
+    name = f"micro-{sha[:8]}.pth"
+    return data, sha, name, _serve(server, data, name)
+
+
 def test_registry_holds_every_full_size_backbone_with_its_hash_prefix() -> None:
     for name in families.NAMES:
         m = families.model(name)
@@ -171,11 +179,9 @@ def test_auto_looks_in_checkpoints_first_and_tiny_or_none_mean_random_init(
 
 
 def test_a_cut_connection_resumes_with_a_range_request(
-    server: FileServer, cache: Path, real_checkpoint: tuple[bytes, str]
+    server: FileServer, cache: Path, served_micro: tuple[bytes, str, str, str]
 ) -> None:
-    data, sha = real_checkpoint
-    name = f"micro-{sha[:8]}.pth"
-    url = _serve(server, data, name)
+    data, sha, name, url = served_micro
     server.cut_once.add("/w/" + name)
     dest = cache / "weights" / name
     assert download(url, dest, sha256_prefix=hash_prefix_of(name)) == sha
@@ -356,13 +362,11 @@ def test_training_records_where_its_weights_came_from(
 
 
 def test_ranks_starting_together_download_once(
-    server: FileServer, cache: Path, real_checkpoint: tuple[bytes, str]
+    server: FileServer, cache: Path, served_micro: tuple[bytes, str, str, str]
 ) -> None:
     from concurrent.futures import ThreadPoolExecutor
 
-    data, sha = real_checkpoint
-    name = f"micro-{sha[:8]}.pth"
-    url = _serve(server, data, name)
+    data, sha, name, url = served_micro
     with ThreadPoolExecutor(4) as pool:  # each call opens its own lock file description, as processes do
         digests = list(pool.map(lambda _: download(url, cache / "weights" / name, sha256_prefix=sha[:8]), range(4)))
     assert digests == [sha] * 4 and len(server.requests) == 1
