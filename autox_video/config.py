@@ -109,6 +109,11 @@ class Config(BaseModel):
         description="Also log to: tensorboard (work_dir/tensorboard/) and/or mlflow (MLFLOW_TRACKING_URI, "
         "default work_dir/mlruns).",
     )
+    export: list[Literal["onnx"]] = Field(
+        default_factory=list,
+        description="After training, export best.pth into work_dir/export/: onnx = model.onnx, model.json and a "
+        "Triton model repository (as `autox-video export`; needs the serve extra).",
+    )
     results_format: ResultsFormat = Field(
         "default",
         description="results.json layout: default or seed; vertex also writes Vertex AI's predictions.jsonl beside it.",
@@ -180,7 +185,7 @@ class Config(BaseModel):
     def _pretrained(cls, v: Any) -> Any:
         return "auto" if v is None else v  # null (the CRD's and the API's "not set") is the default
 
-    @field_validator("loggers", mode="before")
+    @field_validator("loggers", "export", mode="before")
     @classmethod
     def _loggers(cls, v: Any) -> Any:
         return [] if v is None else [v] if isinstance(v, str) else v  # `loggers: mlflow` means [mlflow]

@@ -14,6 +14,7 @@ from typing import Any
 from autox_video import families
 from autox_video.config import Config
 from autox_video.errors import ConfigError
+from autox_video.storage import atomic
 
 FORMAT_VERSION = 1
 INPUT_NAME = "clips"
@@ -54,8 +55,8 @@ class Contract:
         return Config(**self.config)
 
     def write(self, path: Path) -> None:
-        """model.json, indented."""
-        path.write_text(json.dumps(asdict(self), indent=2) + "\n")
+        """model.json, indented (atomically: a reader never sees half of it)."""
+        atomic.write_text(path, json.dumps(asdict(self), indent=2) + "\n")
 
 
 def input_shape(cfg: Config) -> list[int]:

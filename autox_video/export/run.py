@@ -13,13 +13,14 @@ from autox_video import families, storage
 from autox_video.errors import ConfigError, ExportError
 from autox_video.export import checkpoint, contract, onnx_export, triton
 from autox_video.export.network import ProbabilityNet
+from autox_video.spec.serving import MODEL_JSON, TRITON_MODEL
 
 log = logging.getLogger("autox_video")
 
 FORMATS = ("onnx",)
 # What the `serve` extra installs (pyproject.toml); export needs all but kserve.
 EXTRA_MODULES = ("onnx", "onnxscript", "onnxruntime", "tritonclient", "kserve")
-DEFAULT_NAME = "autox_video"
+DEFAULT_NAME = TRITON_MODEL
 
 
 @dataclass
@@ -106,12 +107,14 @@ def export_checkpoint(
             exporter=onnx_export.exporter_version(),
         )
         spec.verified = {"max_abs_diff": diff, "tolerance": tol, "input": "random pixels, batch 2"}
-        spec.write(stage / "model.json")
         config = triton.write_repository(stage / "triton", name, onnx_file, spec)
         triton.parse(config)  # Triton's own parser: a repository it would refuse is not written out
+        # model.json last, locally and in S3: its presence means the whole export is there (a kill
+        # before it leaves an export that readers, and the next training run, treat as missing).
+        spec.write(stage / MODEL_JSON)
         files = sorted(p.relative_to(stage).as_posix() for p in stage.rglob("*") if p.is_file())
         if storage.is_s3(target):
-            for rel in files:
+            for rel in sorted(files, key=lambda r: r == MODEL_JSON):
                 storage.upload(stage / rel, storage.join(target, rel))
     log.info("export: %s (ONNX Runtime vs torch: max abs diff %.2g)", target, diff)
     return ExportResult(target, files, diff, spec)

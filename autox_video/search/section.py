@@ -33,6 +33,7 @@ NOT_SEARCHABLE: dict[str, str] = {
     "s3_endpoint_url": "not a hyperparameter",
     "s3_region": "not a hyperparameter",
     "results_format": "not a hyperparameter",
+    "export": "not a hyperparameter",
     "log_interval": "not a hyperparameter",
     "keep_checkpoints": "not a hyperparameter",
 }

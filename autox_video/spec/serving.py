@@ -11,6 +11,18 @@ from autox_video.spec.common import NAME_PATTERN, CamelModel, Quantity, _quantit
 # autox: our `autox-video serve` on the checkpoint; triton: the ONNX export on Triton, `serve` as transformer.
 ServingRuntime = Literal["autox", "triton"]
 
+# The export a training run writes under its output (`export` config key), read by runtime triton.
+EXPORT_DIR = "export/"
+TRITON_DIR = "triton/"
+TRITON_MODEL = "autox_video"  # the model's name in the Triton repository
+MODEL_JSON = "model.json"
+
+
+def export_files(name: str = TRITON_MODEL) -> list[str]:
+    """The files of an export, relative to its folder; model.json last (its presence means the rest is there)."""
+    return ["model.onnx", f"{TRITON_DIR}{name}/config.pbtxt", f"{TRITON_DIR}{name}/labels.txt",
+            f"{TRITON_DIR}{name}/1/model.onnx", MODEL_JSON]  # fmt: skip
+
 
 class ServingResources(CamelModel):
     """Compute of each serving pod (the predictor; a triton transformer gets the CPU and memory, no GPU)."""

@@ -55,7 +55,11 @@ def training_values(spec: VideoTrainingJobSpec, *, default_endpoint: str | None 
         for k, v in spec.training.model_dump().items()
         if k not in FAMILY_KEYS or (k in given and (v is not None or k == "grad_clip"))
     }
+    # Runtime triton serves output/export/: the trainer writes it once the best checkpoint is final.
+    serving = spec.serving
+    exports = {"export": ["onnx"]} if serving is not None and serving.enabled and serving.runtime == "triton" else {}
     return {
+        **exports,
         "data_root": ds.videos,
         "ann_file_train": ds.train,
         "ann_file_val": ds.val,

@@ -164,6 +164,10 @@ def fit(cfg: Config, *, local_inputs: Any = None, publisher: Any = None) -> Trai
     from autox_video.storage.lock import hold_work_dir
     from autox_video.training.inputs import check_lists, check_training_locations
 
+    if cfg.export:  # before hours of training, not after them
+        from autox_video.export.run import EXTRA_MODULES, require_extra
+
+        require_extra("export: onnx", EXTRA_MODULES[:-1])
     cuda = distributed.setup()
     distributed.local_rank0_first(lambda: check_lists(cfg, "train"))  # a refused run touches nothing
     distributed.local_rank0_first(lambda: check_training_locations(cfg) and None)
@@ -233,7 +237,13 @@ def _fit(cfg: Config, cuda: bool, local_inputs: Any, publisher: Any) -> TrainRes
         raise
     skipped = sum(len(s.problems) for s in (plan.train, plan.val) if s is not None)
     # Only rank 0 wrote progress.json (other nodes may not share its disk): its summary goes to all.
-    return distributed.on_rank0_then_broadcast(lambda: _result(work, plan, skipped))
+    result = distributed.on_rank0_then_broadcast(lambda: _result(work, plan, skipped))
+    if cfg.export and distributed.rank() == 0:
+        # After the summary's broadcast: the other ranks exit instead of waiting (and timing out) here.
+        from autox_video.export.after_training import export_trained
+
+        export_trained(work, inputs.output_uri, list(cfg.export))
+    return result
 
 
 def settle_lr(cfg: Config, resume_from: Path | None, processes: int) -> Config:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from autox_video.spec import serving as serving_spec
 from autox_video.spec.common import GROUP, VERSION
 
 # Our custom resources, as (group, version, plural) for kopf and the API client.
@@ -88,6 +89,8 @@ SERVING_SUFFIX = "-serve"
 SERVE_COMMAND = "autox-video"  # the CLI, not autox-entrypoint (torchrun): one server process per pod
 SERVE_PORT = 8080
 KSERVE_CONTAINER = "kserve-container"  # the container name KServe expects in a custom predictor/transformer
-EXPORT_DIR = "export/"  # `autox-video export` output under spec.output: model.json, triton/<name>/config.pbtxt
-TRITON_DIR = "triton/"
+# The training's export under spec.output (the `export` config key): model.json, triton/<name>/config.pbtxt.
+EXPORT_DIR = serving_spec.EXPORT_DIR
+TRITON_DIR = serving_spec.TRITON_DIR
+MODEL_JSON = serving_spec.MODEL_JSON
 ANNOTATION_SERVING_HASH = f"{GROUP}/serving-hash"  # what the operator last applied: a changed spec.serving patches

@@ -31,6 +31,7 @@ from autox_operator.builders import (
 from autox_operator.children import ENGINES, Engine, child_of_status, engine_of_status, get_engine
 from autox_operator.children.inferenceservice import build_inference_service, isvc_name, served_uri, update_patch
 from autox_operator.children.trainjob import runtime_name, trainer_status_patch
+from autox_operator.exports import ensure_export
 from autox_operator.joblock import job_lock
 from autox_operator.kube import Kube
 from autox_operator.prerequisites import (
@@ -361,6 +362,22 @@ def wants_serving(spec: Mapping[str, Any] | None, status: Mapping[str, Any] | No
     return succeeded and ((spec or {}).get("serving") is not None or bool((status or {}).get("serving")))
 
 
+def _wait_for_export(
+    kube: Kube,
+    namespace: str,
+    spec: VideoTrainingJobSpec,
+    status: Mapping[str, Any],
+    checkpoint: str,
+    settings: OperatorSettings,
+) -> None:
+    """Waiting until output/export/ is there (a search's best trial's export copied there first)."""
+    best_trial = status.get("bestTrial") if spec.search is not None else None
+    if best_trial is None and not settings.read_secrets:
+        return  # the operator may not look; the trainer exported before the job could succeed
+    access = storage_access(kube, namespace, spec.storage, settings)
+    ensure_export(access, spec.output, best_trial, checkpoint)
+
+
 def _serving_desired(body: Mapping[str, Any], kube: Kube, settings: OperatorSettings) -> dict[str, Any] | None:
     spec = VideoTrainingJobSpec.model_validate(body["spec"])
     status = body.get("status") or {}
@@ -378,6 +395,8 @@ def _serving_desired(body: Mapping[str, Any], kube: Kube, settings: OperatorSett
     desired = build_inference_service(owner, spec, checkpoint=checkpoint, settings=settings)
     existing = kube.get_inference_service(namespace, name)
     if existing is None:
+        if serving.runtime == "triton":
+            _wait_for_export(kube, namespace, spec, status, checkpoint, settings)
         existing = kube.create_inference_service(desired)
     check_child_owner(C.ISVC_KIND, existing.get("metadata") or {}, owner)
     patch = update_patch(existing, desired)

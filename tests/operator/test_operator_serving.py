@@ -234,3 +234,59 @@ def test_every_serving_example_builds_a_valid_inference_service(
     spec = VideoTrainingJobSpec.model_validate(doc["spec"])
     owner = Owner(kind="VideoTrainingJob", name=doc["metadata"]["name"], namespace="ns", uid="uid")
     kserve_schema.validate(build_inference_service(owner, spec, checkpoint=BEST, settings=SETTINGS))
+
+
+@pytest.mark.parametrize(
+    ("serving", "export"),
+    [
+        ({"runtime": "triton"}, ["onnx"]),
+        ({"runtime": "triton", "enabled": False}, []),
+        ({"runtime": "autox"}, []),
+        (None, []),
+    ],
+    ids=["triton", "triton disabled", "autox", "no serving"],
+)
+def test_runtime_triton_tells_the_trainer_to_export(serving: dict[str, Any] | None, export: list[str]) -> None:
+    from autox_operator.builders import build_training_config
+
+    spec = _spec(**serving) if serving is not None else _spec().model_copy(update={"serving": None})
+    assert build_training_config(spec, SETTINGS).export == export
+
+
+def test_a_searchs_best_trial_export_is_copied_to_output_export_once(operator_s3: Any) -> None:
+    import json
+
+    from autox_operator import s3
+    from autox_operator.exports import ensure_export
+    from autox_operator.prerequisites import Waiting
+
+    from autox_video.spec.serving import export_files
+
+    access = s3.S3Access(operator_s3.endpoint_url, "us-east-1", "testing", "testing")
+    bucket = operator_s3.new_bucket()
+    output = f"s3://{bucket}/runs/ucf"
+    with pytest.raises(Waiting) as missing:  # the best trial has not exported (yet)
+        ensure_export(access, output, 2, f"{output}/best.pth")
+    assert missing.value.reason == "ExportMissing"
+    assert f"no export at {output}/trials/0002/export/" in missing.value.message
+    for number, sha in ((1, "aaa"), (2, "bbb")):
+        trial = f"{output}/trials/{number:04d}/export/"
+        for rel in export_files():
+            body = json.dumps({"checkpoint_sha256": sha}) if rel == "model.json" else f"{rel} of trial {number}"
+            operator_s3.put_text(f"{trial}{rel}", body)
+
+    assert ensure_export(access, output, 2, f"{output}/best.pth") == f"{output}/export/"
+    client = operator_s3.client
+    read = lambda key: client.get_object(Bucket=bucket, Key=f"runs/ucf/export/{key}")["Body"].read().decode()  # noqa: E731
+    assert read("triton/autox_video/1/model.onnx") == "triton/autox_video/1/model.onnx of trial 2"
+    assert json.loads(read("model.json")) == {"checkpoint_sha256": "bbb"}
+    # Already there for that checkpoint: nothing copied again (a marker left in the target stays).
+    operator_s3.put_text(f"{output}/export/model.onnx", "kept")
+    ensure_export(access, output, 2, f"{output}/best.pth")
+    assert read("model.onnx") == "kept"
+    # Another best trial: its export replaces the first's.
+    ensure_export(access, output, 1, f"{output}/best.pth")
+    assert read("model.onnx") == "model.onnx of trial 1"
+    assert json.loads(read("model.json")) == {"checkpoint_sha256": "aaa"}
+    # A plain job: only output/export/model.json's presence counts.
+    assert ensure_export(access, output, None, f"{output}/best.pth") == f"{output}/export/"

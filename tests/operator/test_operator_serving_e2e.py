@@ -11,11 +11,14 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 from k8s_cluster import PYTORCHJOB_RESOURCES, Cluster, KmockThread, wait_for
 from k8s_schemas import SchemaSet, our_crd_paths
 from kubernetes.client.rest import ApiException
 from ops3 import S3
 from test_operator_e2e import progress, setup_storage, training_job
+
+from autox_video.spec.serving import export_files
 
 VTJ, PJ = "videotrainingjobs", "pytorchjobs"
 KS_GROUP, KS_VERSION, ISVC = "serving.kserve.io", "v1beta1", "inferenceservices"
@@ -215,3 +218,34 @@ def test_someone_elses_inference_service_of_that_name_is_left_alone(
         isvc = _isvc(cluster, namespace, "mine-serve")
         assert isvc is not None and isvc["spec"] == foreign["spec"] and not isvc["metadata"].get("ownerReferences")
         assert cluster.status(VTJ, namespace, "mine")["phase"] == "Succeeded"
+
+
+@pytest.mark.parametrize("cluster", ["kserve"], indirect=True)
+def test_triton_serving_waits_for_the_trainers_export_then_serves_it(
+    cluster: Cluster, namespace: str, operator_s3: S3, run_operator: Any, kserve_schema: SchemaSet
+) -> None:
+    bucket = setup_storage(cluster, namespace, operator_s3)
+    vtj = training_job(namespace, "ucf", bucket, operator_s3.endpoint_url, serving={"runtime": "triton"})
+    with run_operator():
+        cluster.create(vtj)
+        # The trainer is told to export (config.yaml's `export`), since Triton serves output/export/.
+        config = wait_for(lambda: cluster.configmap(namespace, "ucf-config"), what="the ConfigMap")
+        assert yaml.safe_load(config["config.yaml"])["export"] == ["onnx"]
+        _succeed(cluster, namespace, operator_s3, bucket, "ucf")
+
+        # Succeeded without an export (e.g. trained before runtime triton was set): nothing points at nothing.
+        export = f"s3://{bucket}/runs/ucf/export/"
+        waiting = _serving(cluster, namespace, "ucf", reason="ExportMissing", ready=False)
+        assert (
+            f"no export at {export}" in waiting["message"] and "autox-video export --checkpoint" in waiting["message"]
+        )
+        assert _isvc(cluster, namespace, "ucf-serve") is None
+
+        # The export arrives (model.json last, as the trainer writes it): the InferenceService follows.
+        for rel in export_files():
+            operator_s3.put_text(f"{export}{rel}", "x")
+        isvc = wait_for(lambda: _isvc(cluster, namespace, "ucf-serve"), what="the InferenceService on Triton")
+        kserve_schema.validate(isvc)
+        assert isvc["spec"]["predictor"]["model"]["storageUri"] == f"{export}triton/"
+        served = _serving(cluster, namespace, "ucf", runtime="triton", checkpoint=export)
+        assert served["reason"] == "NotReady"  # the InferenceService exists; KServe has yet to make it Ready
