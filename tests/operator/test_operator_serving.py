@@ -27,8 +27,18 @@ S3_ENV = [
     {"name": "AWS_ENDPOINT_URL", "value": "http://minio.minio:9000"},
     {"name": "AWS_ACCESS_KEY_ID", "valueFrom": {"secretKeyRef": {"name": "s3", "key": "AWS_ACCESS_KEY_ID"}}},
     {"name": "AWS_SECRET_ACCESS_KEY", "valueFrom": {"secretKeyRef": {"name": "s3", "key": "AWS_SECRET_ACCESS_KEY"}}},
+    {"name": "AUTOX_CACHE_DIR", "value": "/data/cache"},
+    {"name": "TMPDIR", "value": "/data"},
     {"name": "PYTHONUNBUFFERED", "value": "1"},
 ]
+RESTRICTED_CONTAINER = {"allowPrivilegeEscalation": False, "capabilities": {"drop": ["ALL"]}}
+RESTRICTED_POD = {
+    "runAsNonRoot": True,
+    "runAsUser": 10001,
+    "runAsGroup": 10001,
+    "fsGroup": 10001,
+    "seccompProfile": {"type": "RuntimeDefault"},
+}
 
 
 def _spec(**serving: Any) -> VideoTrainingJobSpec:
@@ -63,12 +73,16 @@ def test_autox_runtime_is_a_custom_predictor_serving_the_best_checkpoint(kserve_
             "args": ["serve", "--checkpoint", BEST, "--port", "8080"],
             "ports": [{"containerPort": 8080, "protocol": "TCP"}],
             "env": S3_ENV,
+            "volumeMounts": [{"name": "scratch", "mountPath": "/data"}],
+            "securityContext": RESTRICTED_CONTAINER,
             "resources": {
                 "requests": {"cpu": "4", "memory": "8Gi"},
                 "limits": {"memory": "8Gi", "nvidia.com/gpu": "1"},
             },
         }
     ]
+    assert predictor["securityContext"] == RESTRICTED_POD
+    assert predictor["volumes"] == [{"name": "scratch", "emptyDir": {}}]
 
 
 def test_triton_runtime_serves_the_export_with_serve_as_transformer(kserve_schema: SchemaSet) -> None:
@@ -85,8 +99,10 @@ def test_triton_runtime_serves_the_export_with_serve_as_transformer(kserve_schem
             "modelFormat": {"name": "triton"},
             "protocolVersion": "v2",
             "storageUri": "s3://runs/ucf/export/triton/",
+            "securityContext": {**RESTRICTED_CONTAINER, "runAsNonRoot": True},  # Triton's image keeps its user
             "resources": {"requests": {"memory": "4Gi"}, "limits": {"memory": "4Gi", "nvidia.com/gpu": "1"}},
         },
+        "securityContext": {"runAsNonRoot": True, "seccompProfile": {"type": "RuntimeDefault"}},
     }
     (container,) = transformer["containers"]
     assert container["args"] == ["serve", "--model", "s3://runs/ucf/export/", "--port", "8080"]
@@ -290,3 +306,82 @@ def test_a_searchs_best_trial_export_is_copied_to_output_export_once(operator_s3
     assert json.loads(read("model.json")) == {"checkpoint_sha256": "aaa"}
     # A plain job: only output/export/model.json's presence counts.
     assert ensure_export(access, output, None, f"{output}/best.pth") == f"{output}/export/"
+
+
+def _component_pods(isvc: dict[str, Any]) -> list[tuple[str, dict[str, Any]]]:
+    """Each InferenceService component as the pod spec KServe makes of it: its own pod fields, and its
+    containers (a `model` predictor's container is the model spec, merged into the runtime's container)."""
+    pods = []
+    for name, component in isvc["spec"].items():
+        pod = {k: v for k, v in component.items() if k != "model"}
+        if "model" in component:
+            model = component["model"]
+            pod["containers"] = [{"name": "kserve-container", **{k: v for k, v in model.items() if k != "modelFormat"}}]
+        pods.append((name, pod))
+    return pods
+
+
+@pytest.mark.parametrize("runtime", ["autox", "triton"])
+@pytest.mark.parametrize(
+    "serving",
+    [{}, {"resources": {"gpus": 1, "cpu": 2, "memory": "8Gi"}, "minReplicas": 0}, {"serviceAccountName": "serve"}],
+    ids=["defaults", "gpus", "account"],
+)
+def test_every_inference_service_pod_satisfies_pod_security_restricted(
+    runtime: str, serving: dict[str, Any], kserve_schema: SchemaSet
+) -> None:
+    from pod_security import assert_restricted, restricted_violations
+
+    isvc = build_inference_service(OWNER, _spec(runtime=runtime, **serving), checkpoint=BEST, settings=SETTINGS)
+    kserve_schema.validate(isvc)  # every field set is one KServe's schema has, where it has it
+    pods = _component_pods(isvc)
+    assert [n for n, _ in pods] == (["predictor"] if runtime == "autox" else ["predictor", "transformer"])
+    for _, pod in pods:
+        assert_restricted(pod)
+        # The pod-level part is needed: without it the containers run unconfined by seccomp.
+        bare = {k: v for k, v in pod.items() if k != "securityContext"}
+        assert "seccomp" in restricted_violations(bare)
+    ours = [pod for _, pod in pods if "volumes" in pod]  # our image: writable scratch for downloads and uploads
+    for pod in ours:
+        (container,) = pod["containers"]
+        assert pod["securityContext"]["runAsUser"] == 10001 and container["volumeMounts"][0]["mountPath"] == "/data"
+
+
+@pytest.mark.parametrize("runtime", ["autox", "triton"])
+@pytest.mark.parametrize(
+    ("job_account", "serving_account", "expected"),
+    [
+        (None, None, None),
+        ("train-sa", None, "train-sa"),
+        ("train-sa", "serve-sa", "serve-sa"),
+        (None, "serve-sa", "serve-sa"),
+    ],
+    ids=["none", "the job's", "serving's over the job's", "serving's"],
+)
+def test_the_serving_pods_run_under_the_jobs_service_account_unless_serving_names_one(
+    runtime: str, job_account: str | None, serving_account: str | None, expected: str | None
+) -> None:
+    serving: dict[str, Any] = {
+        "runtime": runtime,
+        **({"serviceAccountName": serving_account} if serving_account else {}),
+    }
+    spec = _spec(**serving).model_copy(update={"service_account_name": job_account})
+    isvc = build_inference_service(OWNER, spec, checkpoint=BEST, settings=SETTINGS)
+    for name, component in isvc["spec"].items():
+        assert component.get("serviceAccountName") == expected, name
+
+
+def test_switching_runtime_drops_the_other_runtimes_security_fields_too() -> None:
+    autox = build_inference_service(OWNER, _spec(), checkpoint=BEST, settings=SETTINGS)
+    triton = build_inference_service(OWNER, _spec(runtime="triton"), checkpoint=BEST, settings=SETTINGS)
+    patch = update_patch(autox, triton)
+    assert patch is not None
+    # Merge-patching leaves keys it does not null: the Triton pod must not keep our image's uid or volumes.
+    assert patch["spec"]["predictor"]["securityContext"] == {
+        "runAsUser": None,
+        "runAsGroup": None,
+        "fsGroup": None,
+        "runAsNonRoot": True,
+        "seccompProfile": {"type": "RuntimeDefault"},
+    }
+    assert patch["spec"]["predictor"]["volumes"] is None and patch["spec"]["predictor"]["containers"] is None

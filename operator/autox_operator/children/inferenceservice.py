@@ -13,11 +13,21 @@ from collections.abc import Mapping
 from typing import Any
 
 from autox_operator import constants as C
-from autox_operator.children.base import Owner, child_metadata, child_name, quantity, s3_env
+from autox_operator.children.base import (
+    Owner,
+    child_metadata,
+    child_name,
+    container_security_context,
+    pod_security_context,
+    quantity,
+    s3_env,
+)
 from autox_operator.settings import OperatorSettings
-from autox_video.spec.serving import ServingResources, ServingSpec
+from autox_video.spec.serving import ServingResources
 from autox_video.spec.trainer_config import normalise_prefix
 from autox_video.spec.training import VideoTrainingJobSpec
+
+SCRATCH = "scratch"  # the serve container's writable emptyDir (downloads, request videos)
 
 
 def isvc_name(owner_name: str) -> str:
@@ -59,7 +69,15 @@ def _serve_container(
         "command": [C.SERVE_COMMAND],
         "args": ["serve", *args, "--port", str(C.SERVE_PORT)],
         "ports": [{"containerPort": C.SERVE_PORT, "protocol": "TCP"}],
-        "env": [*s3_env(spec.storage, settings), {"name": "PYTHONUNBUFFERED", "value": "1"}],
+        "env": [
+            *s3_env(spec.storage, settings),
+            # Downloads (the checkpoint, s3:// videos) and request videos go to the scratch emptyDir, not the image.
+            {"name": "AUTOX_CACHE_DIR", "value": C.CACHE_DIR},
+            {"name": "TMPDIR", "value": C.DATA_DIR},
+            {"name": "PYTHONUNBUFFERED", "value": "1"},
+        ],
+        "volumeMounts": [{"name": SCRATCH, "mountPath": C.DATA_DIR}],
+        "securityContext": container_security_context(),
     }
     resources = _resources(spec.serving.resources, gpus=gpus)
     if resources:
@@ -67,13 +85,28 @@ def _serve_container(
     return container
 
 
-def _scaling(serving: ServingSpec) -> dict[str, Any]:
+def _component(spec: VideoTrainingJobSpec, *, ours: bool) -> dict[str, Any]:
+    """A predictor's or transformer's pod fields: replicas, identity and Pod Security "restricted" (our image's
+    user and a scratch emptyDir when `ours`; the Triton runtime's container keeps its own non-root user)."""
+    serving = spec.serving
+    assert serving is not None
     out: dict[str, Any] = {"minReplicas": serving.min_replicas}
     if serving.max_replicas is not None:
         out["maxReplicas"] = serving.max_replicas
-    if serving.service_account_name:
-        out["serviceAccountName"] = serving.service_account_name
+    # spec.serving.serviceAccountName, else the job's own (workload identity reads the checkpoint / export).
+    account = serving.service_account_name or spec.service_account_name
+    if account:
+        out["serviceAccountName"] = account
+    if ours:
+        out["securityContext"] = pod_security_context()
+        out["volumes"] = [{"name": SCRATCH, "emptyDir": {}}]
+    else:
+        out["securityContext"] = {"runAsNonRoot": True, "seccompProfile": {"type": "RuntimeDefault"}}
     return out
+
+
+# The restricted profile for a KServe runtime's container (its image's own non-root user stays).
+MODEL_SECURITY_CONTEXT = {**container_security_context(), "runAsNonRoot": True}
 
 
 def isvc_spec(spec: VideoTrainingJobSpec, checkpoint: str, settings: OperatorSettings) -> dict[str, Any]:
@@ -82,21 +115,23 @@ def isvc_spec(spec: VideoTrainingJobSpec, checkpoint: str, settings: OperatorSet
     assert serving is not None
     if serving.runtime == "autox":
         container = _serve_container(spec, settings, ["--checkpoint", checkpoint], gpus=True)
-        return {"predictor": {**_scaling(serving), "containers": [container]}}
+        return {"predictor": {**_component(spec, ours=True), "containers": [container]}}
     export = export_uri(spec.output)
     model: dict[str, Any] = {
         "modelFormat": {"name": "triton"},
         "protocolVersion": "v2",
         "storageUri": f"{export}{C.TRITON_DIR}",
+        "securityContext": MODEL_SECURITY_CONTEXT,
     }
     resources = _resources(serving.resources)
     if resources:
         model["resources"] = resources
-    # The transformer decodes videos on CPU and forwards tensors to Triton (KServe passes --predictor_host).
+    # The transformer decodes videos on CPU and sends the clips to Triton: KServe's controller appends
+    # --model_name <isvc> --predictor_host <predictor>.<namespace> --http_port 8080 to these args.
     transformer = _serve_container(spec, settings, ["--model", export], gpus=False)
     return {
-        "predictor": {**_scaling(serving), "model": model},
-        "transformer": {**_scaling(serving), "containers": [transformer]},
+        "predictor": {**_component(spec, ours=False), "model": model},
+        "transformer": {**_component(spec, ours=True), "containers": [transformer]},
     }
 
 
@@ -127,9 +162,19 @@ def update_patch(existing: Mapping[str, Any], desired: Mapping[str, Any]) -> dic
     wanted = desired["metadata"]["annotations"][C.ANNOTATION_SERVING_HASH]
     if annotations.get(C.ANNOTATION_SERVING_HASH) == wanted:
         return None
-    current = existing.get("spec") or {}
-    spec: dict[str, Any] = {key: None for key in current if key not in desired["spec"]}
-    for key, part in desired["spec"].items():
-        old = current.get(key) or {}
-        spec[key] = {**{k: None for k in old if k not in part}, **part}
-    return {"metadata": {"annotations": {C.ANNOTATION_SERVING_HASH: wanted}}, "spec": spec}
+    return {
+        "metadata": {"annotations": {C.ANNOTATION_SERVING_HASH: wanted}},
+        "spec": _merge_patch(existing.get("spec") or {}, desired["spec"]),
+    }
+
+
+def _merge_patch(old: Mapping[str, Any], new: Mapping[str, Any]) -> dict[str, Any]:
+    """The JSON merge patch (RFC 7386) turning `old` into `new`: keys `new` lacks are nulled, at every depth
+    (a runtime change drops the other runtime's securityContext fields too, not only its containers)."""
+    patch: dict[str, Any] = {key: None for key in old if key not in new}
+    for key, value in new.items():
+        before = old.get(key)
+        patch[key] = (
+            _merge_patch(before, value) if isinstance(before, Mapping) and isinstance(value, Mapping) else value
+        )
+    return patch
