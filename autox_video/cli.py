@@ -278,6 +278,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
             max_batch=args.max_batch,
             batch_wait_ms=args.batch_wait_ms,
             decode_workers=args.decode_workers,
+            predictor_host=args.predictor_host,
         )
     )
 
@@ -362,9 +363,15 @@ def build_parser() -> argparse.ArgumentParser:
     src.add_argument("--model", default=None, help="a folder written by `autox-video export`")
     p.add_argument("--runtime", default=None, choices=["onnx", "torch"],
                    help="onnx (default with --model) or torch (default with --checkpoint)")  # fmt: skip
-    p.add_argument("--port", type=int, default=8080, help="HTTP port")
+    # KServe's controller appends --model_name, --predictor_host, --http_port (and --workers) to a transformer.
+    p.add_argument("--port", "--http_port", dest="port", type=int, default=8080, help="HTTP port")
     p.add_argument("--host", default="0.0.0.0", help="address to listen on (127.0.0.1: this machine only)")
-    p.add_argument("--name", default="autox-video", help="model name in the v2 routes (/v2/models/NAME/infer)")
+    p.add_argument("--name", "--model_name", dest="name", default="autox-video",
+                   help="model name in the v2 routes (/v2/models/NAME/infer)")  # fmt: skip
+    p.add_argument("--predictor_host", "--predictor-host", dest="predictor_host", default=None,
+                   help="a KServe transformer: decode here, run the network on this v2 predictor (Triton) "
+                   "with --model the export folder")  # fmt: skip
+    p.add_argument("--workers", type=int, default=1, help="accepted from KServe; one process serves (add replicas)")
     p.add_argument("--max-bytes", type=int, default=200 * 1024 * 1024, help="largest video accepted, in bytes")
     p.add_argument("--max-seconds", type=float, default=600.0, help="longest video accepted, in seconds")
     p.add_argument(

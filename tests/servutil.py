@@ -19,10 +19,12 @@ REPO = Path(__file__).resolve().parents[1]
 
 
 class Server:
-    """`python -m autox_video serve ARGS` on a free loopback port; `post`/`get` talk to it."""
+    """`python -m autox_video serve ARGS` on a free loopback port (`{port}` in ARGS stands for it); `post`/`get`
+    talk to it."""
 
     def __init__(self, *args: str, env: dict[str, str] | None = None, name: str = "autox-video") -> None:
         self.port = free_port()
+        args = tuple(a.replace("{port}", str(self.port)) for a in args)
         self.name = name
         self.url = f"http://127.0.0.1:{self.port}"
         self.log = open(os.devnull, "w")  # noqa: SIM115 - lives as long as the server

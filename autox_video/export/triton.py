@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import importlib.util
 import shutil
+import sys
 from pathlib import Path
+from typing import Any
 
 from autox_video.export.contract import Contract
 
@@ -57,9 +60,27 @@ def write_repository(root: Path, name: str, onnx_file: Path, contract: Contract)
     return config
 
 
+def model_config_pb2() -> Any:
+    """tritonclient's model-config protobuf module, loaded without the tritonclient.grpc package: that
+    package also registers Triton's GRPC service protos, whose names clash with KServe's (same package
+    `inference`), so it cannot be imported in a process that serves with KServe."""
+    name = "tritonclient.grpc.model_config_pb2"
+    if name in sys.modules:
+        return sys.modules[name]
+    found = importlib.util.find_spec("tritonclient")
+    if found is None or not found.submodule_search_locations:
+        raise ModuleNotFoundError("tritonclient")
+    path = Path(next(iter(found.submodule_search_locations))) / "grpc" / "model_config_pb2.py"
+    spec = importlib.util.spec_from_file_location(name, path)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    sys.modules[name] = module
+    return module
+
+
 def parse(path: Path) -> object:
     """config.pbtxt read with Triton's own model-config protobuf (raises when Triton would not load it)."""
     from google.protobuf import text_format
-    from tritonclient.grpc import model_config_pb2
 
-    return text_format.Parse(path.read_text(), model_config_pb2.ModelConfig())
+    return text_format.Parse(path.read_text(), model_config_pb2().ModelConfig())

@@ -11,3 +11,12 @@ class BadInput(AutoXError):
     def __init__(self, message: str, reason: str) -> None:
         super().__init__(message)
         self.reason = reason  # one word for the errors counter: not_a_video, too_large, ...
+
+
+class PredictorError(AutoXError):
+    """The predictor a transformer forwards to failed: 503 when unreachable, 502 when it answered an error."""
+
+    def __init__(self, message: str, status: int) -> None:
+        super().__init__(message)
+        self.status = status
+        self.reason = "predictor_unreachable" if status == 503 else "predictor_error"

@@ -15,7 +15,7 @@ import numpy as np
 from autox_video.serving import inputs, metrics
 from autox_video.serving.batcher import Batcher
 from autox_video.serving.decode import Decoder
-from autox_video.serving.errors import BadInput
+from autox_video.serving.errors import BadInput, PredictorError
 from autox_video.serving.runtimes import Runtime
 from autox_video.serving.sdk import InferOutput, InferRequest, InferResponse, InvalidInput, kserve
 
@@ -45,8 +45,10 @@ class VideoModel(kserve.Model):  # type: ignore[misc]
         self.batcher = Batcher(runtime.run, self.model_pool, max_batch=max_batch, wait_s=batch_wait_s)
 
     def load(self) -> bool:
-        """Ready once a forward pass has run (the first request does not pay for warm-up)."""
-        self.runtime.run(np.zeros((1, *self.runtime.contract.input_shape), np.float32))
+        """Ready once a forward pass has run (the first request does not pay for warm-up); a transformer's
+        predictor warms itself, and may start after it (KServe starts both at once)."""
+        if self.runtime.kind != "remote":
+            self.runtime.run(np.zeros((1, *self.runtime.contract.input_shape), np.float32))
         self.ready = True
         return self.ready
 
@@ -77,6 +79,10 @@ class VideoModel(kserve.Model):  # type: ignore[misc]
             metrics.REQUESTS.labels("bad_input").inc()
             metrics.ERRORS.labels(err.reason).inc()
             raise InvalidInput(str(err)) from None
+        except PredictorError as err:  # answered 503/502 with its message (server.py); the next may work
+            metrics.REQUESTS.labels("predictor_error").inc()
+            metrics.ERRORS.labels(err.reason).inc()
+            raise
         except Exception:
             metrics.REQUESTS.labels("error").inc()
             metrics.ERRORS.labels("internal").inc()

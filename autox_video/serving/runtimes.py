@@ -19,7 +19,7 @@ from autox_video.export.contract import Contract
 class Runtime:
     """`run(batch)`: [N, *input_shape] float pixels -> [N, classes] probabilities (float32)."""
 
-    kind: str  # onnx | torch
+    kind: str  # onnx | torch | remote (serving/remote.py: a predictor over v2 REST)
     contract: Contract
     run: Callable[[np.ndarray], np.ndarray]
 

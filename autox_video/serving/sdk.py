@@ -8,8 +8,8 @@ _argv, sys.argv = sys.argv, sys.argv[:1]
 try:
     import kserve
     from kserve.errors import InvalidInput
-    from kserve.protocol.infer_type import InferOutput, InferRequest, InferResponse
+    from kserve.protocol.infer_type import InferInput, InferOutput, InferRequest, InferResponse, RequestedOutput
 finally:
     sys.argv = _argv
 
-__all__ = ["InferOutput", "InferRequest", "InferResponse", "InvalidInput", "kserve"]
+__all__ = ["InferInput", "InferOutput", "InferRequest", "InferResponse", "InvalidInput", "RequestedOutput", "kserve"]
