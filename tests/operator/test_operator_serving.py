@@ -70,7 +70,7 @@ def test_autox_runtime_is_a_custom_predictor_serving_the_best_checkpoint(kserve_
             "image": "registry.test/trainer:1",
             "imagePullPolicy": "IfNotPresent",
             "command": ["autox-video"],
-            "args": ["serve", "--checkpoint", BEST, "--port", "8080"],
+            "args": ["serve", "--checkpoint", BEST, "--name", "ucf-serve", "--port", "8080"],  # /v2/models/ucf-serve
             "ports": [{"containerPort": 8080, "protocol": "TCP"}],
             "env": S3_ENV,
             "volumeMounts": [{"name": "scratch", "mountPath": "/data"}],

@@ -133,7 +133,8 @@ def test_a_succeeded_job_is_served_its_url_reported_and_spec_serving_changes_app
         predictor = isvc["spec"]["predictor"]
         (container,) = predictor["containers"]
         assert container["image"] == "registry.test/autox-video-trainer:e2e" and container["command"] == ["autox-video"]
-        assert container["args"] == ["serve", "--checkpoint", f"s3://{bucket}/runs/ucf/best.pth", "--port", "8080"]
+        best = f"s3://{bucket}/runs/ucf/best.pth"
+        assert container["args"] == ["serve", "--checkpoint", best, "--name", "ucf-serve", "--port", "8080"]
         env = {e["name"]: e for e in container["env"]}
         assert env["AWS_ENDPOINT_URL"]["value"] == operator_s3.endpoint_url
         assert env["AWS_ACCESS_KEY_ID"]["valueFrom"]["secretKeyRef"] == {

@@ -109,12 +109,15 @@ def _component(spec: VideoTrainingJobSpec, *, ours: bool) -> dict[str, Any]:
 MODEL_SECURITY_CONTEXT = {**container_security_context(), "runAsNonRoot": True}
 
 
-def isvc_spec(spec: VideoTrainingJobSpec, checkpoint: str, settings: OperatorSettings) -> dict[str, Any]:
-    """The InferenceService's spec for spec.serving, serving `checkpoint` (autox) or the export (triton)."""
+def isvc_spec(spec: VideoTrainingJobSpec, checkpoint: str, settings: OperatorSettings, name: str) -> dict[str, Any]:
+    """The InferenceService `name`'s spec for spec.serving, serving `checkpoint` (autox) or the export (triton);
+    either way the model's v2 routes are /v2/models/<name>/..."""
     serving = spec.serving
     assert serving is not None
     if serving.runtime == "autox":
-        container = _serve_container(spec, settings, ["--checkpoint", checkpoint], gpus=True)
+        # KServe passes a custom predictor no arguments: the model's name is ours to set (a transformer's
+        # comes from KServe's --model_name, the same InferenceService name).
+        container = _serve_container(spec, settings, ["--checkpoint", checkpoint, "--name", name], gpus=True)
         return {"predictor": {**_component(spec, ours=True), "containers": [container]}}
     export = export_uri(spec.output)
     model: dict[str, Any] = {
@@ -144,7 +147,7 @@ def build_inference_service(
     owner: Owner, spec: VideoTrainingJobSpec, *, checkpoint: str, settings: OperatorSettings
 ) -> dict[str, Any]:
     """The InferenceService <job>-serve for spec.serving, owned by the job (deleted with it)."""
-    body = isvc_spec(spec, checkpoint, settings)
+    body = isvc_spec(spec, checkpoint, settings, isvc_name(owner.name))
     metadata = child_metadata(owner, isvc_name(owner.name))
     metadata["annotations"] = {C.ANNOTATION_SERVING_HASH: spec_hash(body)}
     return {
