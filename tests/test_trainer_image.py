@@ -58,7 +58,8 @@ def test_base_image_torch_matches_the_pyproject_pins() -> None:
 
 def test_the_package_is_installed_from_pyproject_with_the_base_pins() -> None:
     # Every other pin (mmaction2, mmengine, mmcv-lite, decord, ...) comes from pyproject itself.
-    assert 'pip install --constraint /tmp/base-pins.txt ".[train,loggers]"' in DOCKERFILE
+    # serve: the InferenceService pods run `autox-video serve` in this image, and runtime triton's training exports.
+    assert 'pip install --constraint /tmp/base-pins.txt ".[train,loggers,serve]"' in DOCKERFILE
     assert "COPY pyproject.toml README.md ./" in DOCKERFILE
 
 
