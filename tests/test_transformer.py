@@ -182,3 +182,28 @@ def test_predictor_host_needs_an_export_folder(setup: Setup) -> None:
     run = cli("serve", "--checkpoint", str(setup.export.parent / "best.pth"), "--predictor_host", "127.0.0.1:1")
     assert run.returncode != 0
     assert "--predictor_host: pass --model" in run.stderr and "Traceback" not in run.stderr
+
+
+def test_a_transformer_reads_its_export_from_s3_as_in_a_pod(setup: Setup, local: Server, s3_server: Any) -> None:
+    client = s3_server.client()
+    bucket = f"transformer-{free_port()}"
+    client.create_bucket(Bucket=bucket)
+    for path in setup.export.rglob("*"):
+        if path.is_file():
+            client.upload_file(str(path), bucket, f"runs/ucf/export/{path.relative_to(setup.export).as_posix()}")
+    env = {
+        "AWS_ENDPOINT_URL": s3_server.endpoint_url, "AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing",
+        "AWS_DEFAULT_REGION": "us-east-1", "AWS_EC2_METADATA_DISABLED": "true", "AUTOX_S3_RETRY_SECONDS": "5",
+    }  # fmt: skip
+    if setup.predictor.proc is None:
+        setup.predictor.start()
+    srv = Server("--model", f"s3://{bucket}/runs/ucf/export/", "--predictor_host",
+                 f"127.0.0.1:{setup.predictor.port}", "--model_name", ISVC, env=env, name=ISVC)  # fmt: skip
+    try:
+        srv.wait_ready()
+        video = [video_input(setup.videos[1].read_bytes())]
+        got, want = srv.infer(video), local.infer(video)
+        assert got[0] == want[0] == 200, got
+        _same(got[1], want[1])
+    finally:
+        srv.stop()
