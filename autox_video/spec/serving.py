@@ -52,8 +52,9 @@ class ServingSpec(CamelModel):
     runtime: ServingRuntime = Field(
         "autox",
         description=(
-            "autox: `autox-video serve` on the best checkpoint (trainer image); triton: the ONNX export under "
-            "output/export/ on KServe's Triton runtime, with `autox-video serve` as transformer (video decoding)."
+            "autox: `autox-video serve` on the best checkpoint (trainer image); triton: the ONNX export the "
+            "training writes under output/export/ on KServe's Triton runtime, with `autox-video serve` as "
+            "transformer (video decoding)."
         ),
     )
     min_replicas: int = Field(1, ge=0, description="Fewest predictor pods (0 scales to zero when idle).")
@@ -64,8 +65,8 @@ class ServingSpec(CamelModel):
         max_length=253,
         pattern=NAME_PATTERN,
         description=(
-            "ServiceAccount of the serving pods; runtime triton: the one whose Secret KServe's storage "
-            "initializer reads the export with (see KServe's S3 docs)."
+            "ServiceAccount of the serving pods (default: spec.serviceAccountName); runtime triton: the one "
+            "whose Secret KServe's storage initializer reads the export with (see KServe's S3 docs)."
         ),
     )
 
