@@ -7,9 +7,11 @@ the input tensor's name, type and shape from the export's Triton repository (tri
 
 from __future__ import annotations
 
+import json
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -19,6 +21,9 @@ from autox_video.export import contract as contract_mod
 from autox_video.serving.errors import PredictorError
 from autox_video.serving.runtimes import Runtime
 from autox_video.spec.serving import MODEL_JSON, TRITON_DIR
+
+if TYPE_CHECKING:
+    import httpx
 
 INFERENCE_HEADER = "inference-header-content-length"  # the v2 binary tensor extension (Triton, KServe)
 TIMEOUT_S = 120.0
@@ -102,7 +107,8 @@ def remote_runtime(model_dir: str, predictor_host: str, timeout: float = TIMEOUT
         try:
             answer = client.post(url, content=body if isinstance(body, bytes) else _json(body), headers=headers)
         except httpx.HTTPError as err:
-            raise PredictorError(f"predictor {url} unreachable ({type(err).__name__}: {err}); retry", 503) from None
+            detail = (str(err).splitlines() or [""])[0][:300]
+            raise PredictorError(f"predictor {url} unreachable ({type(err).__name__}: {detail}); retry", 503) from None
         if not answer.is_success:
             raise PredictorError(f"predictor {url} answered {answer.status_code}: {_error_text(answer)}", 502)
         try:
@@ -121,16 +127,14 @@ def remote_runtime(model_dir: str, predictor_host: str, timeout: float = TIMEOUT
 
 
 def _json(body: object) -> bytes:
-    import json
-
     return json.dumps(body).encode()
 
 
-def _error_text(answer: object) -> str:
+def _error_text(answer: httpx.Response) -> str:
     """The predictor's one-line error message (its v2 `error`), else the start of its body."""
     try:
-        data = answer.json()  # type: ignore[attr-defined]
+        data = answer.json()
         text = str(data.get("error") or data.get("detail") or data) if isinstance(data, dict) else str(data)
     except ValueError:
-        text = answer.text  # type: ignore[attr-defined]
+        text = answer.text
     return (text.splitlines() or [""])[0][:300]
