@@ -144,17 +144,22 @@ def trainer_env(storage: StorageSpec, settings: OperatorSettings, *, job_name: s
     return env
 
 
-def container_resources(res: ResourcesSpec) -> dict[str, Any]:
-    """requests/limits of one pod (node): CPU, memory, nvidia.com/gpu."""
+def compute_resources(cpu: Any, memory: Any, gpus: int) -> dict[str, Any]:
+    """requests/limits of one container: CPU requested, memory requested and limited, nvidia.com/gpu limited."""
     requests: dict[str, str] = {}
     limits: dict[str, str] = {}
-    if res.cpu is not None:
-        requests["cpu"] = quantity(res.cpu)
-    if res.memory is not None:
-        requests["memory"] = limits["memory"] = quantity(res.memory)
-    if res.gpus_per_replica:
-        limits["nvidia.com/gpu"] = str(res.gpus_per_replica)
+    if cpu is not None:
+        requests["cpu"] = quantity(cpu)
+    if memory is not None:
+        requests["memory"] = limits["memory"] = quantity(memory)
+    if gpus:
+        limits["nvidia.com/gpu"] = str(gpus)
     return {k: v for k, v in (("requests", requests), ("limits", limits)) if v}
+
+
+def container_resources(res: ResourcesSpec) -> dict[str, Any]:
+    """requests/limits of one pod (node): CPU, memory, nvidia.com/gpu."""
+    return compute_resources(res.cpu, res.memory, res.gpus_per_replica)
 
 
 def shm_volume(res: ResourcesSpec) -> dict[str, Any]:

@@ -17,9 +17,9 @@ from autox_operator.children.base import (
     Owner,
     child_metadata,
     child_name,
+    compute_resources,
     container_security_context,
     pod_security_context,
-    quantity,
     s3_env,
 )
 from autox_operator.settings import OperatorSettings
@@ -47,15 +47,7 @@ def served_uri(spec: VideoTrainingJobSpec, checkpoint: str) -> str:
 
 
 def _resources(res: ServingResources, *, gpus: bool = True) -> dict[str, Any]:
-    requests: dict[str, str] = {}
-    limits: dict[str, str] = {}
-    if res.cpu is not None:
-        requests["cpu"] = quantity(res.cpu)
-    if res.memory is not None:
-        requests["memory"] = limits["memory"] = quantity(res.memory)
-    if gpus and res.gpus:
-        limits["nvidia.com/gpu"] = str(res.gpus)
-    return {k: v for k, v in (("requests", requests), ("limits", limits)) if v}
+    return compute_resources(res.cpu, res.memory, res.gpus if gpus else 0)
 
 
 def _serve_container(
