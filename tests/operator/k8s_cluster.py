@@ -18,6 +18,8 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any, TypeVar
 
+import aiohttp.test_utils
+import aiohttp.web
 import attrs
 import kmock
 import kopf
@@ -114,15 +116,31 @@ class ApiServer(kmock.KubernetesEmulator):
         return response
 
 
+class _CrashableServer(aiohttp.test_utils.RawTestServer):
+    """aiohttp's test server, but closing it cuts open watch streams at once (as a crashed API server
+    does) instead of waiting up to 60 s for their handlers to finish."""
+
+    async def _make_runner(self, debug: bool = True, **kwargs: Any) -> aiohttp.web.ServerRunner:
+        server = aiohttp.web.Server(self._handler, loop=self._loop, debug=debug, **kwargs)
+        return aiohttp.web.ServerRunner(server, debug=debug, shutdown_timeout=0.2, **kwargs)
+
+
 class KmockThread:
-    """The emulated API server on 127.0.0.1:<free port>, served from its own thread and event loop."""
+    """The emulated API server on 127.0.0.1:<free port>, served from its own thread and event loop.
+
+    `go_down()` closes the port and cuts every connection (watch streams included), `come_back()`
+    serves again on the same port with every object kept: a real API server's restart (etcd survives)."""
 
     def __init__(self, extra: dict[str, dict[str, Any]] | None = None) -> None:
         """Serves our resources plus `extra` (default: PyTorchJob, the Training Operator v1)."""
         self.resources = {**RESOURCES, **(PYTORCHJOB_RESOURCES if extra is None else extra)}
         self.url = ""
+        self.port: int | None = None
         self._ready = threading.Event()
+        self._down = threading.Event()  # set while the port is closed
         self._stop: asyncio.Event | None = None
+        self._to_down: asyncio.Event | None = None
+        self._to_up: asyncio.Event | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._error: BaseException | None = None
         self._thread = threading.Thread(target=self._run, name="kmock", daemon=True)
@@ -136,13 +154,28 @@ class KmockThread:
 
     async def _serve(self) -> None:
         self._loop = asyncio.get_running_loop()
-        self._stop = asyncio.Event()
-        async with ApiServer() as server, kmock.Server(server) as http:
+        self._stop, self._to_down, self._to_up = asyncio.Event(), asyncio.Event(), asyncio.Event()
+        async with ApiServer() as server:
             for key, info in self.resources.items():
                 server.resources[key] = kmock.ResourceInfo(verbs=VERBS, **info)
-            self.url = str(http.url).rstrip("/")
-            self._ready.set()
-            await self._stop.wait()
+            while not self._stop.is_set():
+                async with kmock.Server(server, port=self.port, server_cls=_CrashableServer) as http:
+                    self.port = http.port  # the first time a free one; the same one after an outage
+                    self.url = str(http.url).rstrip("/")
+                    self._down.clear()
+                    self._ready.set()
+                    await self._first(self._to_down)
+                self._down.set()
+                await self._first(self._to_up)
+
+    async def _first(self, event: asyncio.Event) -> None:
+        """Until `event` or stop is set (`event` is cleared again for the next time)."""
+        assert self._stop is not None
+        waits = [asyncio.ensure_future(e.wait()) for e in (event, self._stop)]
+        await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
+        for w in waits:
+            w.cancel()
+        event.clear()
 
     def start(self) -> KmockThread:
         self._thread.start()
@@ -155,6 +188,21 @@ class KmockThread:
         if self._loop is not None and self._stop is not None:
             self._loop.call_soon_threadsafe(self._stop.set)
         self._thread.join(10)
+
+    def go_down(self) -> None:
+        """Close the port and every open connection; the objects stay (wait until it is down)."""
+        assert self._loop is not None and self._to_down is not None
+        self._ready.clear()
+        self._loop.call_soon_threadsafe(self._to_down.set)
+        if not self._down.wait(10):
+            raise RuntimeError("kmock did not go down within 10s")
+
+    def come_back(self) -> None:
+        """Serve again on the same port, with the objects it had (wait until it listens)."""
+        assert self._loop is not None and self._to_up is not None
+        self._loop.call_soon_threadsafe(self._to_up.set)
+        if not self._ready.wait(10) or self._error is not None:
+            raise RuntimeError(f"kmock did not come back on port {self.port}: {self._error!r}")
 
     def write_kubeconfig(self, path: Path) -> Path:
         path.write_text(
