@@ -12,7 +12,7 @@ from typing import Any, cast
 import kopf
 
 from autox_operator import constants as C
-from autox_operator import metrics, reconcile, search
+from autox_operator import metrics, outages, reconcile, search
 from autox_operator.children import ENGINES, child_of_status, engine_of_status
 from autox_operator.kube import Kube, connection_info, load_configuration
 from autox_operator.prerequisites import Invalid, Waiting
@@ -46,13 +46,17 @@ def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> Non
     settings.watching.client_timeout = 330
     memo.settings = OperatorSettings.from_env()
     memo.kube = Kube.from_environment()
+    # An unreachable API server or S3 endpoint: one line when it goes and one when it is back, not one per retry.
+    memo.quiet = outages.install(memo.kube.server, memo.kube.ping)
     metrics.start(memo.settings.metrics_port)
 
 
 @kopf.on.cleanup()
-def cleanup(**_: Any) -> None:
-    """Stop serving /metrics (the port is free for the next start)."""
+def cleanup(memo: kopf.Memo, **_: Any) -> None:
+    """Stop serving /metrics (the port is free for the next start); log as before."""
     metrics.stop()
+    if memo.get("quiet") is not None:
+        outages.uninstall(memo.quiet)
 
 
 @kopf.on.login()
@@ -226,12 +230,13 @@ def _following(status: Mapping[str, Any], **_: Any) -> bool:
     return reconcile.is_started(status) and not reconcile.is_finished(status)
 
 
-@kopf.timer(*TRAINING, interval=SYNC_INTERVAL, when=_following)
+# A pass that failed (the API server away) is tried again at the next tick, not after kopf's default 60 s.
+@kopf.timer(*TRAINING, interval=SYNC_INTERVAL, backoff=SYNC_INTERVAL, when=_following)
 def follow_training(namespace: str | None, name: str, memo: kopf.Memo, **_: Any) -> None:
     _sync(C.TRAINING_PLURAL, namespace, name, memo)
 
 
-@kopf.timer(*INFERENCE, interval=SYNC_INTERVAL, when=_following)
+@kopf.timer(*INFERENCE, interval=SYNC_INTERVAL, backoff=SYNC_INTERVAL, when=_following)
 def follow_inference(namespace: str | None, name: str, memo: kopf.Memo, **_: Any) -> None:
     _sync(C.INFERENCE_PLURAL, namespace, name, memo)
 
@@ -257,7 +262,7 @@ def _serving(spec: Mapping[str, Any], status: Mapping[str, Any], **_: Any) -> bo
     return reconcile.wants_serving(spec, status)
 
 
-@kopf.timer(*TRAINING, interval=SYNC_INTERVAL, when=_serving)
+@kopf.timer(*TRAINING, interval=SYNC_INTERVAL, backoff=SYNC_INTERVAL, when=_serving)
 def serve_training(namespace: str | None, name: str, memo: kopf.Memo, **_: Any) -> None:
     """A succeeded job with spec.serving: its InferenceService created, kept up to date, its URL and readiness read."""
     _serve(namespace, name, memo)

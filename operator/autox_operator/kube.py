@@ -14,7 +14,7 @@ import kubernetes.config
 from kubernetes.client.rest import ApiException
 
 from autox_operator import constants as C
-from autox_operator import metrics
+from autox_operator import metrics, outages
 from autox_operator.children import Engine
 
 
@@ -48,6 +48,26 @@ def connection_info(config: kubernetes.client.Configuration) -> dict[str, Any]:
     }
 
 
+class ApiClient(kubernetes.client.ApiClient):
+    """The official client; every call tells the outage log whether the API server answered."""
+
+    def call_api(self, *args: Any, **kwargs: Any) -> Any:
+        try:
+            result = super().call_api(*args, **kwargs)
+        except ApiException as err:
+            if err.status not in outages.UNAVAILABLE_STATUSES:
+                outages.TRACKER.api_up()  # an answer (404, 409, ...) is the API server's own
+            else:
+                outages.TRACKER.api_down(err)
+            raise
+        except Exception as err:
+            if outages.unreachable(err) == "api":
+                outages.TRACKER.api_down(err)
+            raise
+        outages.TRACKER.api_up()
+        return result
+
+
 class Kube:
     """Typed-enough access to our resources, their children (PyTorchJobs, TrainJobs), ConfigMaps and Secrets."""
 
@@ -58,7 +78,21 @@ class Kube:
 
     @classmethod
     def from_environment(cls) -> Kube:
-        return cls(kubernetes.client.ApiClient(load_configuration()))
+        return cls(ApiClient(load_configuration()))
+
+    @property
+    def server(self) -> str:
+        """The API server's URL."""
+        return str(self.api_client.configuration.host)
+
+    def ping(self) -> None:
+        """GET /version: raises while the API server cannot be reached or is unavailable (the outage probe)."""
+        try:
+            kubernetes.client.VersionApi(self.api_client).get_code(_request_timeout=3)
+        except ApiException as err:
+            if err.status in outages.UNAVAILABLE_STATUSES:
+                raise  # a load balancer in front of no API server, or one still starting
+            # Any other answer comes from the API server itself: it is reachable.
 
     # --- our custom resources ---
 

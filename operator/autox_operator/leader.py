@@ -126,10 +126,15 @@ class Elector:
             log.warning("could not release Lease %s: %s", cfg.name, err.reason)
 
     def _attempt(self) -> bool:
+        from autox_operator import outages
+
         try:
             return self.try_acquire_or_renew()
         except Exception as err:  # the API server unreachable: a standby waits, a holder's deadline decides
-            log.warning("Lease %s/%s: %s", self.config.namespace, self.config.name, err)
+            if outages.unreachable(err) == "api":
+                outages.TRACKER.api_down(err)  # one line per outage, not one per look
+            else:
+                log.warning("Lease %s/%s: %s", self.config.namespace, self.config.name, err)
             return False
 
     def wait_until_leader(self, stop: threading.Event | None = None) -> bool:
@@ -193,15 +198,21 @@ def run_as_leader(config: LeaseConfig, run: Callable[[], None], *, health_port: 
     """
     import kubernetes.client
 
-    from autox_operator.kube import load_configuration
+    from autox_operator import outages
+    from autox_operator.kube import ApiClient, load_configuration
 
-    if not log.handlers:  # kopf sets up logging only once it runs: a standby says what it waits for
-        handler = logging.StreamHandler()
-        handler.setFormatter(logging.Formatter("[%(asctime)s] %(name)s [%(levelname)s] %(message)s"))
-        log.addHandler(handler)
-        log.setLevel(logging.INFO)
-        log.propagate = False
-    api = kubernetes.client.CoordinationV1Api(kubernetes.client.ApiClient(load_configuration()))
+    for logger in (log, outages.log):
+        if not logger.handlers:  # kopf sets up logging only once it runs: a standby says what it waits for
+            handler = logging.StreamHandler()
+            handler.setFormatter(logging.Formatter("[%(asctime)s] %(name)s [%(levelname)s] %(message)s"))
+            logger.addHandler(handler)
+            logger.setLevel(logging.INFO)
+            logger.propagate = False
+    # urllib3 says "Retrying ..." per refused connection; the outage line says it once.
+    logging.getLogger("urllib3.connectionpool").addFilter(outages.QuietRetries())
+    configuration = load_configuration()
+    outages.TRACKER.api = outages.api_label(str(configuration.host))
+    api = kubernetes.client.CoordinationV1Api(ApiClient(configuration))
     elector = Elector(api, config)
     health = serve_health(health_port) if health_port else None
     elector.wait_until_leader()

@@ -229,7 +229,7 @@ def start_inference(body: Mapping[str, Any], kube: Kube, settings: OperatorSetti
 def _observe_training(
     body: Mapping[str, Any], pytorchjob: dict[str, Any] | None, kube: Kube, settings: OperatorSettings
 ) -> dict[str, Any]:
-    progress, readable, spec = None, True, None
+    progress, readable, spec, outage = None, True, None, None
     try:
         spec = VideoTrainingJobSpec.model_validate(body["spec"])
         access = storage_access(kube, body["metadata"]["namespace"], spec.storage, settings)
@@ -237,7 +237,17 @@ def _observe_training(
     except (ValidationError, Blocked, s3.S3Error) as err:
         readable = False  # keep what status has; the child's part still updates
         metrics.error(C.TRAINING_KIND, error_reason(err))
+        if isinstance(err, s3.S3Error) and err.transient:
+            outage = err
     current = body.get("status") or {}
+    if outage is not None and (pytorchjob is None or job_status(pytorchjob).get("phase") in TERMINAL_PHASES):
+        # The run ended while S3 is away: finishing now would freeze the last epoch and best checkpoint
+        # read before the outage (a finished job is no longer followed). Stay, and finish once it is read.
+        return (
+            {}
+            if is_finished(current)
+            else {"message": f"the run ended; reading progress.json failed, retrying: {outage}"}
+        )
     if pytorchjob is None:
         if is_finished(current):  # nothing to decide
             return without_stale_eta({**progress_fields(progress), "phase": current.get("phase")})

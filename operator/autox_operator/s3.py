@@ -8,7 +8,7 @@ import json
 from collections.abc import Callable
 from typing import Any, TypeVar
 
-from autox_operator import metrics
+from autox_operator import metrics, outages
 from autox_video.errors import S3Error
 from autox_video.storage import s3core
 from autox_video.storage.s3client import ClientPolicy, S3Access
@@ -38,24 +38,35 @@ def policy(access: S3Access) -> s3core.Policy:
     return s3core.Policy(access, REQUESTS, retry_seconds=0.0, hints=HINTS)
 
 
-def _timed(operation: str, run: Callable[[], T]) -> T:
+def _timed(access: S3Access, operation: str, run: Callable[[], T]) -> T:
+    """Run one S3 call, timed; an outage of its endpoint is logged once (outages), not per failed call."""
+    where = access.describe()
     with metrics.s3_call(operation):
-        return run()
+        try:
+            result = run()
+        except S3Error as err:
+            if err.transient:
+                outages.TRACKER.storage_down(where, err)
+            else:  # S3 answered (no such key, access denied): it is reachable
+                outages.TRACKER.storage_up(where)
+            raise
+    outages.TRACKER.storage_up(where)
+    return result
 
 
 def check_bucket(access: S3Access, uri: str) -> None:
     """Raise S3Error unless the bucket of `uri` exists and these credentials may use it."""
-    _timed("head_bucket", lambda: s3core.check_bucket(policy(access), uri))
+    _timed(access, "head_bucket", lambda: s3core.check_bucket(policy(access), uri))
 
 
 def exists(access: S3Access, uri: str) -> bool:
     """Whether the object at `uri` exists (S3Error when its bucket does not, or S3 says no)."""
-    return _timed("head_object", lambda: s3core.stat(policy(access), uri)) is not None
+    return _timed(access, "head_object", lambda: s3core.stat(policy(access), uri)) is not None
 
 
 def _get(access: S3Access, uri: str) -> bytes | None:
     try:
-        return _timed("get_object", lambda: s3core.read_bytes(policy(access), uri))
+        return _timed(access, "get_object", lambda: s3core.read_bytes(policy(access), uri))
     except S3Error as err:
         if err.reason in (Kind.OBJECT_NOT_FOUND.reason, Kind.BUCKET_NOT_FOUND.reason):
             return None  # not written yet
@@ -90,9 +101,9 @@ def read_jsonl(access: S3Access, uri: str) -> list[dict[str, Any]]:
 
 def put_text(access: S3Access, uri: str, text: str) -> None:
     """Write a small object (one PUT: readers see the old object or the new one)."""
-    _timed("put_object", lambda: s3core.write_bytes(policy(access), uri, text.encode()))
+    _timed(access, "put_object", lambda: s3core.write_bytes(policy(access), uri, text.encode()))
 
 
 def copy(access: S3Access, source: str, target: str) -> None:
     """Server-side copy (no bytes through the operator); S3Error if `source` does not exist."""
-    _timed("copy_object", lambda: s3core.copy(policy(access), source, target))
+    _timed(access, "copy_object", lambda: s3core.copy(policy(access), source, target))
