@@ -3,10 +3,9 @@ standby takes over, reconciles from the cluster's state and creates no second ch
 
 from __future__ import annotations
 
-import os
+import json
 import signal
 import subprocess
-import sys
 import time
 import urllib.request
 from pathlib import Path
@@ -18,11 +17,12 @@ import pytest
 from autox_operator.leader import Elector, LeaseConfig
 from k8s_cluster import Cluster, wait_for
 from kubernetes.client.rest import ApiException
+from opproc import spawn_operator, stop_all
 from ops3 import S3
 from prom import free_port
+from test_operator_chaos import jobs, play_trial
 from test_operator_e2e import PJ, VTJ, progress, setup_storage, training_job
 
-ROOT = Path(__file__).resolve().parents[2]
 LEASE = "autox-operator"
 
 
@@ -93,26 +93,18 @@ def test_a_write_based_on_a_stale_read_loses(cluster: Cluster, namespace: str) -
 
 
 def _operator(cluster: Cluster, namespace: str, name: str, health: int, logs: Path) -> subprocess.Popen[bytes]:
-    env = {
-        **os.environ,
-        "PYTHONPATH": f"{ROOT}{os.pathsep}{ROOT / 'operator'}",
-        "KUBECONFIG": str(cluster.kubeconfig),
-        "AUTOX_LEADER_ELECTION": LEASE,
-        "POD_NAMESPACE": namespace,
-        "POD_NAME": name,
-        "AUTOX_LEASE_DURATION": "4",  # the chart's 15 s, shortened to keep the test short
-        "AUTOX_LEASE_RENEW": "1",
-        "AUTOX_LEASE_RETRY": "0.5",
-        "AUTOX_LIVENESS": f"http://127.0.0.1:{health}/healthz",
-        "AUTOX_METRICS_PORT": "0",
-        "AUTOX_RETRY_DELAY": "1",
-        "AUTOX_SYNC_INTERVAL": "0.5",
-        "AUTOX_TRAINER_IMAGE": "registry.test/autox-video-trainer:e2e",
-    }
-    env.pop("AUTOX_S3_ENDPOINT", None)
-    out = (logs / f"{name}.log").open("wb")
-    cmd = [sys.executable, "-m", "autox_operator.main", f"--namespace={namespace}"]
-    return subprocess.Popen(cmd, env=env, stdout=out, stderr=subprocess.STDOUT)
+    return spawn_operator(
+        cluster.kubeconfig,
+        namespace,
+        logs / f"{name}.log",
+        AUTOX_LEADER_ELECTION=LEASE,
+        POD_NAMESPACE=namespace,
+        POD_NAME=name,
+        AUTOX_LEASE_DURATION="4",  # the chart's 15 s, shortened to keep the test short
+        AUTOX_LEASE_RENEW="1",
+        AUTOX_LEASE_RETRY="0.5",
+        AUTOX_LIVENESS=f"http://127.0.0.1:{health}/healthz",
+    )
 
 
 def _healthy(port: int) -> bool:
@@ -185,13 +177,76 @@ def test_the_standby_takes_over_when_the_active_operator_is_killed_mid_training(
         assert _owned(_configmaps(cluster, namespace), owner_uid) == configmaps
         assert procs["op-b"].poll() is None and "leader: op-b holds Lease" in (tmp_path / "op-b.log").read_text()
     finally:
-        for proc in procs.values():
-            if proc.poll() is None:
-                proc.send_signal(signal.SIGTERM)
-        for proc in procs.values():
-            try:
-                proc.wait(20)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
+        stop_all(procs.values())
     assert _holder(api, namespace) == ""  # op-b stopped gracefully: it released the Lease
+
+
+def _two_replicas(cluster: Cluster, namespace: str, tmp_path: Path) -> dict[str, subprocess.Popen[bytes]]:
+    """op-a leading, op-b a healthy standby."""
+    api = _leases(cluster)
+    ports = {"op-a": free_port(), "op-b": free_port()}
+    procs = {"op-a": _operator(cluster, namespace, "op-a", ports["op-a"], tmp_path)}
+    wait_for(lambda: _holder(api, namespace) == "op-a" or None, timeout=60, what="op-a to lead")
+    procs["op-b"] = _operator(cluster, namespace, "op-b", ports["op-b"], tmp_path)
+    wait_for(lambda: _healthy(ports["op-b"]) or None, timeout=60, what="op-b's standby /healthz")
+    return procs
+
+
+def _trials(cluster: Cluster, namespace: str) -> list[tuple[int, str, dict[str, Any]]]:
+    trials = cluster.status(VTJ, namespace, "hpo").get("trials") or []
+    return [(t["number"], t["state"], t["params"]) for t in trials]
+
+
+def test_the_standby_takes_over_when_the_active_operator_is_killed_mid_search(
+    cluster: Cluster, namespace: str, operator_s3: S3, tmp_path: Path
+) -> None:
+    api = _leases(cluster)
+    bucket = setup_storage(cluster, namespace, operator_s3)
+    out = f"s3://{bucket}/runs/hpo/"
+    procs = _two_replicas(cluster, namespace, tmp_path)
+    try:
+        _, search = jobs(bucket, operator_s3.endpoint_url, namespace)
+        cluster.create(search)
+        owner_uid = cluster.get(VTJ, namespace, "hpo")["metadata"]["uid"]
+        wait_for(lambda: len(_owned(cluster.pytorchjobs(namespace), owner_uid)) == 2, what="two trials")
+        for name in ("hpo-t0000", "hpo-t0001"):
+            cluster.set_pytorchjob_status(namespace, name, "Created", "Running")
+        play_trial(operator_s3, out, 0, [0.5])
+        wait_for(
+            lambda: (
+                [(n, s) for n, s, _ in _trials(cluster, namespace)] == [(0, "running"), (1, "running")]
+                and cluster.status(VTJ, namespace, "hpo")["trials"][0].get("epochs") == 1
+            ),
+            what="trial 0 at epoch 1",
+        )
+        trials = _trials(cluster, namespace)
+        children = _owned(cluster.pytorchjobs(namespace), owner_uid)
+        configmaps = _owned(_configmaps(cluster, namespace), owner_uid)
+        assert [n for n, _ in children] == ["hpo-t0000", "hpo-t0001"]
+        assert [n for n, _ in configmaps] == ["hpo-t0000-config", "hpo-t0001-config"]
+
+        procs["op-a"].send_signal(signal.SIGKILL)  # mid-search: two trials in flight
+        procs["op-a"].wait(10)
+        wait_for(lambda: _holder(api, namespace) == "op-b" or None, timeout=30, what="op-b to take over")
+
+        # op-b drives the same search on: trial 0 ends, trial 2 (and only it) starts, all three end.
+        play_trial(operator_s3, out, 0, [0.5, 0.6, 0.7], done=True)
+        cluster.set_pytorchjob_status(namespace, "hpo-t0000", "Created", "Succeeded")
+        wait_for(lambda: cluster.get(PJ, namespace, "hpo-t0002"), what="trial 2")
+        for number, top1 in ((1, [0.5, 0.6, 0.8]), (2, [0.4, 0.5, 0.6])):
+            play_trial(operator_s3, out, number, top1, done=True)
+            cluster.set_pytorchjob_status(namespace, f"hpo-t{number:04d}", "Created", "Succeeded")
+        status = cluster.wait_status(VTJ, namespace, "hpo", phase="Succeeded")
+        assert status["trialCounts"] == {"total": 3, "running": 0, "succeeded": 3, "pruned": 0, "failed": 0}
+        assert status["bestTrial"] == 1
+        # The trials and children are exactly those one operator makes: the first two kept, one added.
+        assert [(n, p) for n, _, p in _trials(cluster, namespace)][:2] == [(n, p) for n, _, p in trials]
+        after = _owned(cluster.pytorchjobs(namespace), owner_uid)
+        assert after[:2] == children and [n for n, _ in after] == ["hpo-t0000", "hpo-t0001", "hpo-t0002"]
+        assert _owned(_configmaps(cluster, namespace), owner_uid)[:2] == configmaps
+        ledger = operator_s3.client.get_object(Bucket=bucket, Key="runs/hpo/trials.jsonl")["Body"].read().decode()
+        assert [json.loads(line)["number"] for line in ledger.splitlines()] == [0, 1, 2]
+        assert procs["op-b"].poll() is None
+    finally:
+        stop_all(procs.values())
+    assert _holder(api, namespace) == ""
