@@ -44,6 +44,9 @@ def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> Non
     settings.scanning.disabled = True  # no list/watch on CRDs and namespaces: least privilege
     settings.watching.server_timeout = 300
     settings.watching.client_timeout = 330
+    # An API server that does not answer a connection (a restart behind a load balancer, a partition)
+    # is retried after 10 s, not after the 5 min request timeout kopf uses for connecting by default.
+    settings.networking.connect_timeout = 10
     memo.settings = OperatorSettings.from_env()
     memo.kube = Kube.from_environment()
     # An unreachable API server or S3 endpoint: one line when it goes and one when it is back, not one per retry.

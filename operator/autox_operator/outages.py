@@ -147,8 +147,8 @@ def _chain(err: BaseException) -> Iterator[BaseException]:
 
 
 def unreachable(err: BaseException) -> str | None:
-    """ "s3" when `err` is an S3 outage (the s3 module reports those itself), "api" when the API server could
-    not be reached, None for anything else (a real error, logged as it is)."""
+    """Which dependency `err` says is unreachable: "s3" (the s3 module reports those itself), "api" (the API
+    server), or None for anything else (a real error, logged as it is)."""
     from autox_video.errors import S3Error
 
     errors = list(_chain(err))
