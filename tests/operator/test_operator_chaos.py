@@ -5,7 +5,8 @@ port with its objects kept, as a real API server restarts over etcd; the moto se
 starts again on the same port with its buckets kept. After each outage every job reaches the phase
 it would have reached, with the same children (no duplicate, none re-created) and the same trials,
 and the operator's log says one line when the dependency goes away and one when it is back: no
-traceback per retry.
+traceback per retry. Under leader election an API server outage longer than the Lease's renew
+deadline stops the active replica, and the standby finishes the job once the API server is back.
 """
 
 from __future__ import annotations
@@ -397,3 +398,51 @@ def test_an_s3_outage_mid_training_and_mid_search_loses_nothing_and_fails_no_job
     assert "Traceback" not in text, text
     assert len(down.findall(text)) == 1 and len(back.findall(text)) == 1, text
     assert sum(s3.endpoint_url in line for line in text.splitlines()) == 2, text  # no line per retry
+
+
+def test_an_api_server_restart_under_two_replicas_hands_over_with_one_line_per_replica(
+    api: KmockThread, cluster_of: Cluster, s3: S3, tmp_path: Path
+) -> None:
+    """Longer than the Lease's renew deadline: the active replica stops (it cannot renew, so it may not act),
+    the standby takes over once the API server is back and finishes the job; each says the outage once."""
+    cluster = cluster_of
+    bucket = setup_storage(cluster, NAMESPACE, s3)
+    lease = {"AUTOX_LEADER_ELECTION": "autox-operator", "POD_NAMESPACE": NAMESPACE, "AUTOX_LEASE_DURATION": "4"}
+    lease.update(AUTOX_LEASE_RENEW="1", AUTOX_LEASE_RETRY="0.5")
+    procs, logs, health = {}, {}, {}
+    try:
+        for name in ("op-a", "op-b"):
+            health[name], logs[name] = free_port(), tmp_path / f"{name}.log"
+            liveness = f"http://127.0.0.1:{health[name]}/healthz"
+            procs[name] = spawn_operator(
+                cluster.kubeconfig, NAMESPACE, logs[name], POD_NAME=name, AUTOX_LIVENESS=liveness, **lease
+            )
+            wait_for(lambda name=name: _healthy(health[name]), timeout=60, what=f"{name}'s /healthz")
+        assert "leader: op-a holds" in logs["op-a"].read_text()
+        train, _ = jobs(bucket, s3.endpoint_url)
+        cluster.create(train)
+        wait_for(lambda: cluster.get(PJ, NAMESPACE, "ucf"), what="the PyTorchJob")
+        cluster.set_pytorchjob_status(NAMESPACE, "ucf", "Created", "Running")
+        cluster.wait_status(VTJ, NAMESPACE, "ucf", phase="Running")
+        children = _children(cluster, "ucf")
+
+        api.go_down()
+        assert procs["op-a"].wait(30) == 1  # it could not renew the Lease: it stopped
+        api.come_back()
+        wait_for(lambda: "leader: op-b holds" in logs["op-b"].read_text(), what="op-b to take over")
+        s3.put_json(
+            f"s3://{bucket}/runs/ucf/progress.json",
+            progress(bucket, "ucf", phase="succeeded", epoch=3, best=0.9, best_epoch=3),
+        )
+        cluster.set_pytorchjob_status(NAMESPACE, "ucf", "Created", "Succeeded")
+        cluster.wait_status(VTJ, NAMESPACE, "ucf", phase="Succeeded", epoch=3, bestTop1=0.9)
+        assert _children(cluster, "ucf") == children
+    finally:
+        api.come_back()
+        stop_all(procs.values())
+    active, standby = logs["op-a"].read_text(), logs["op-b"].read_text()
+    assert "lost Lease" in active and "Traceback" not in active + standby, active + standby
+    assert len(API_DOWN.findall(active)) == 1, active
+    # The standby looked every 0.5 s while the API server was away: one line for it all, and one when back.
+    assert len(API_DOWN.findall(standby)) == 1 and len(API_BACK.findall(standby)) == 1, standby
+    assert sum(str(api.port) in line for line in standby.splitlines()) == 2, standby  # no line per look
