@@ -48,10 +48,18 @@ def connection_info(config: kubernetes.client.Configuration) -> dict[str, Any]:
     }
 
 
+# (connect, read) seconds of a call that names no timeout: a handler never hangs on an API server that
+# accepts connections but does not answer (one restarting behind a load balancer, a half-open connection).
+REQUEST_TIMEOUT = (10.0, 30.0)
+
+
 class ApiClient(kubernetes.client.ApiClient):
-    """The official client; every call tells the outage log whether the API server answered."""
+    """The official client, with a timeout on every call; each call tells the outage log whether the API
+    server answered."""
 
     def call_api(self, *args: Any, **kwargs: Any) -> Any:
+        if kwargs.get("_request_timeout") is None:  # the generated API methods always pass it, None by default
+            kwargs["_request_timeout"] = REQUEST_TIMEOUT
         try:
             result = super().call_api(*args, **kwargs)
         except ApiException as err:

@@ -35,6 +35,9 @@ _UNREACHABLE_NAMES = frozenset(
         "ClientOSError",
         "ClientConnectionResetError",
         "ServerDisconnectedError",
+        "ClientPayloadError",
+        "ContentLengthError",
+        "TransferEncodingError",
         "ServerTimeoutError",
         "ConnectionTimeoutError",
         "SocketTimeoutError",
@@ -158,9 +161,25 @@ def unreachable(err: BaseException) -> str | None:
         status = getattr(e, "status", None)
         if type(e).__name__ in ("ApiException", "APIServerError") and status in UNAVAILABLE_STATUSES:
             return "api"
-        if isinstance(e, (ConnectionError, TimeoutError)) or type(e).__name__ in _UNREACHABLE_NAMES:
+        if isinstance(e, _unreachable_types()) or type(e).__name__ in _UNREACHABLE_NAMES:
             return "api"
     return None
+
+
+def _unreachable_types() -> tuple[type[BaseException], ...]:
+    """Connection errors of the clients the operator uses: refused, reset, cut off mid-response, timed out."""
+    import aiohttp  # kopf's client
+    import urllib3.exceptions  # the kubernetes client's
+
+    return (
+        ConnectionError,
+        TimeoutError,
+        aiohttp.ClientConnectionError,
+        aiohttp.ClientPayloadError,  # the server went away in the middle of a response
+        urllib3.exceptions.NewConnectionError,
+        urllib3.exceptions.ProtocolError,
+        urllib3.exceptions.TimeoutError,
+    )
 
 
 def _detail(err: BaseException) -> str:

@@ -20,6 +20,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import aiohttp
 import pytest
 from autox_operator import outages
 from k8s_cluster import PJ_PLURAL, Cluster, KmockThread, wait_for
@@ -140,6 +141,7 @@ def test_real_errors_keep_their_traceback_and_other_waits_their_line(quiet_log: 
     )
     _failed(logger, S3Error("s3://b/k: cannot reach S3 at http://minio:9000", "StorageUnreachable", transient=True))
     _failed(logger, ApiException(status=503, reason="Service Unavailable"))  # the API server restarting
+    _failed(logger, aiohttp.ClientPayloadError("Response payload is not completed"))  # cut off mid-response
     assert lines.lines == [
         "S3 at http://minio:9000 is unreachable (EndpointConnectionError): retrying quietly until it is back",
         *["Timer 'follow_training' failed with an exception and will try again in 15 seconds +traceback"] * 3,
@@ -147,6 +149,39 @@ def test_real_errors_keep_their_traceback_and_other_waits_their_line(quiet_log: 
         "the Kubernetes API server at https://10.0.0.1:443 is unreachable (ApiException: (503)): "
         "retrying quietly until it is back",
     ]
+
+
+def test_an_api_server_that_accepts_but_never_answers_fails_the_call_instead_of_hanging_it(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A half-open API server (one restarting behind a load balancer): the operator's call gives up and
+    says the API server is unreachable; without a timeout its handler thread would wait forever."""
+    import socket
+    import threading
+
+    import kubernetes.client
+    from autox_operator.kube import ApiClient, Kube
+
+    monkeypatch.setattr("autox_operator.kube.REQUEST_TIMEOUT", (1.0, 0.3))
+    with socket.socket() as listener:
+        listener.bind(("127.0.0.1", 0))
+        listener.listen(16)  # accepts (the kernel does), never answers
+        config = kubernetes.client.Configuration(host=f"http://127.0.0.1:{listener.getsockname()[1]}")
+        kube = Kube(ApiClient(config))
+        outcome: list[BaseException | dict[str, Any] | None] = []
+
+        def call() -> None:
+            try:
+                outcome.append(kube.get_job(VTJ, NAMESPACE, "ucf"))
+            except Exception as err:
+                outcome.append(err)
+
+        caller = threading.Thread(target=call, daemon=True)
+        caller.start()
+        caller.join(60)
+        assert not caller.is_alive(), "the call hung on an API server that does not answer"
+    (err,) = outcome
+    assert isinstance(err, Exception) and outages.unreachable(err) == "api", repr(err)
 
 
 @pytest.fixture()
