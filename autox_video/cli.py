@@ -149,9 +149,12 @@ def cmd_report(args: argparse.Namespace) -> int:
 
 def cmd_tune(args: argparse.Namespace) -> int:
     """Search the config's `search:` space (or auto); resumes a search found in work_dir."""
-    from autox_video.search.tune import tune
+    from autox_video.search.tune import pick, tune
 
     cfg = _config(args, required=True)
+    if args.pick is not None:  # no training: promote (and export) that trial of the search in work_dir
+        pick(cfg, args.pick)
+        return 0
     tune(cfg, trials=args.trials, parallel=args.parallel, nproc=args.trial_nproc)
     return 0
 
@@ -309,6 +312,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--trials", type=int, default=None, help="most trials (overrides search.trials)")
     p.add_argument("--parallel", type=int, default=None, help="trials at once (overrides search.parallel)")
     p.add_argument("--nproc", dest="trial_nproc", type=int, default=None, help="processes (GPUs) per trial")
+    p.add_argument(
+        "--pick", type=int, default=None, metavar="N", help="promote trial N of the search in work_dir (and export it)"
+    )
     _add_verbose_flag(p)
     p.set_defaults(func=cmd_tune)
     p = sub.add_parser("run", help="run a VideoTrainingJob/VideoInferenceJob manifest here, no cluster; resumable")

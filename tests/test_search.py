@@ -37,7 +37,7 @@ from autox_video.spec.search import SearchConfig
         ({"space": {"lr": {"low": 0, "high": 0.1, "log": True}}}, "search.space.lr: log scale needs low > 0"),
         ({"space": {"epoch": [2, 4]}}, "search.space.epoch: epoch cannot be searched"),
         ({"sampler": "grid", "space": {"lr": {"low": 1e-4, "high": 1e-2}}}, "sampler grid needs choices or a step"),
-        ({"sampler": "bayes"}, "search.sampler='bayes': Input should be 'tpe', 'random' or 'grid'"),
+        ({"sampler": "bayes"}, "search.sampler='bayes': Input should be 'tpe', 'random', 'grid' or 'nsga2'"),
         ({"trials": 0}, "search.trials=0: Input should be greater than or equal to 1"),
     ],
 )

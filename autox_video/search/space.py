@@ -177,7 +177,8 @@ def rungs(search: SearchConfig, cfg: Config) -> Rungs:
 
 
 def sampler(search: SearchConfig, space: Mapping[str, Domain], seed: int) -> optuna.samplers.BaseSampler:
-    """Optuna's sampler for `search.sampler` (TPE: multivariate; constant liar when trials run in parallel)."""
+    """Optuna's sampler for `search.sampler` (TPE: multivariate, multi-objective with two objectives; constant
+    liar when trials run in parallel). Every one reads the trials' constraint values (`search.latency`'s limit)."""
     import warnings
 
     import optuna
@@ -186,6 +187,8 @@ def sampler(search: SearchConfig, space: Mapping[str, Domain], seed: int) -> opt
         return optuna.samplers.RandomSampler(seed=seed)
     if search.sampler == "grid":
         return _grid_sampler(grid_values(space), seed)
+    if search.sampler == "nsga2":  # multi-objective genetic search; generations of population_size trials
+        return optuna.samplers.NSGAIISampler(seed=seed, population_size=max(4, min(50, search.trials // 4)))
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
         # Fewer random start-up trials than Optuna's 10 for small searches, so that TPE gets to model.

@@ -4,8 +4,15 @@ work_dir/
   study.db            the Optuna study (SQLite): what makes a killed `tune` resume by the same command
   trials.jsonl        one line per trial (number, params, state, epochs, best top-1, seconds, reason)
   trials/NNNN/        each trial's own work dir (config.yaml, checkpoints, metrics.jsonl, trial.json)
-  best.pth            the best trial's weights; best_config.yaml its resolved config; search.json a summary
-  search.png          each trial's validation top-1 by epoch (redrawn as each trial ends)
+  best.pth            the promoted trial's weights; best_config.yaml its resolved config; search.json a summary
+  search.png          each trial's validation top-1 by epoch (redrawn as each trial ends); with measured
+                      trials also the accuracy/latency plane, the Pareto front joined, the promoted one marked
+  export/             the promoted model exported (when trials are measured): what `serve` loads
+
+With a speed objective (`search.objectives: [top1, latency]` or `[top1, throughput]`) the study is
+multi-objective (Optuna's TPE), each trial measures its own best weights on its own device (worker.py),
+ASHA still prunes on top-1 alone, and the promoted trial is the most accurate one meeting
+`search.latency`'s limit (`front.promotion`); `tune --pick N` promotes trial N afterwards.
 
 A RUNNING trial found at start (the last `tune` was killed) runs again with its number and params in its
 own dir, where fit() resumes it from its checkpoint, and is told to the study when it ends.
@@ -28,16 +35,18 @@ from typing import Any
 from autox_video import terminal
 from autox_video.config import Config
 from autox_video.errors import ConfigError
-from autox_video.search import ledger
+from autox_video.search import front, ledger
 from autox_video.search import space as sp
+from autox_video.search.measure import wanted
 from autox_video.search.plot import try_draw_search
 from autox_video.search.section import grid_values
-from autox_video.search.worker import read_result
+from autox_video.search.worker import MEASURE_ATTR, read_result
 from autox_video.spec.search import SearchConfig
 from autox_video.storage import atomic
 
 STUDY = "autox-video"
 STUDY_FILE = "study.db"
+LIMITS = {"max_ms", "min_videos_per_s"}
 
 
 @dataclass
@@ -51,6 +60,8 @@ class SearchResult:
     best_checkpoint: Path | None
     best_config: Path | None
     table: str = ""
+    front: list[int] = field(default_factory=list)  # Pareto-optimal trials (top-1 vs speed), most accurate first
+    export_dir: Path | None = None  # the promoted model's export/ (when trials are measured)
 
 
 @dataclass
@@ -156,10 +167,15 @@ def _check_trainable(cfg: Config) -> None:
         )
 
 
-def _signature(dists: dict[str, Any], cfg: Config) -> str:
+def _signature(dists: dict[str, Any], cfg: Config, search: SearchConfig | None = None) -> str:
     from optuna.distributions import distribution_to_json
 
-    return json.dumps({"epoch": cfg.epoch, "space": {k: distribution_to_json(v) for k, v in sorted(dists.items())}})
+    sig: dict[str, Any] = {"epoch": cfg.epoch, "space": {k: distribution_to_json(v) for k, v in sorted(dists.items())}}
+    if search is not None and wanted(search.objectives, search.latency):  # a top-1 search keeps its old signature
+        # The limit is not in it: choosing it after the search (the same command, another max_ms) is the point
+        # of a front; only what the figures were measured with is.
+        sig.update(objectives=search.objectives, latency=search.latency.model_dump(exclude=LIMITS))
+    return json.dumps(sig)
 
 
 class Search:
@@ -186,14 +202,26 @@ class Search:
         self.storage_url = f"sqlite:///{self.work / STUDY_FILE}"
         self.work.mkdir(parents=True, exist_ok=True)
         storage = optuna.storages.RDBStorage(self.storage_url, engine_kwargs={"connect_args": {"timeout": 60}})
-        self.study = optuna.create_study(
-            storage=storage,
-            study_name=STUDY,
-            direction="maximize",
-            sampler=sp.sampler(search, self.space, seed),
-            pruner=sp.pruner(search, cfg),
-            load_if_exists=True,
-        )
+        self.objectives = list(search.objectives)
+        self.measured = wanted(self.objectives, search.latency)
+        self.constraint = search.latency if front.has_constraint(search.latency) else None
+        try:
+            self.study = optuna.create_study(
+                storage=storage,
+                study_name=STUDY,
+                directions=ledger.directions(self.objectives),
+                sampler=sp.sampler(search, self.space, seed),
+                pruner=sp.pruner(search, cfg),
+                load_if_exists=True,
+            )
+        except ValueError as err:  # the stored study has other directions
+            where = self.work / STUDY_FILE
+            raise ConfigError(f"{where}: {err}; restore search.objectives or use a new work_dir") from None
+        if len(self.study.directions) != len(self.objectives):
+            raise ConfigError(
+                f"{self.work / STUDY_FILE} holds a search with {len(self.study.directions)} objective(s), "
+                f"search.objectives has {len(self.objectives)}: restore them to resume it, or use a new work_dir"
+            )
         self.running: dict[int, Running] = {}
         self.session_start = time.time()
         self.elapsed_before = float(self.study.user_attrs.get("elapsed_s", 0.0))
@@ -227,7 +255,10 @@ class Search:
             "pruner",
             {"kind": self.search.pruner, "min_epochs": rung.min_epochs, "reduction_factor": rung.reduction_factor},
         )
-        signature = _signature(self.dists, self.cfg)
+        self.study.set_user_attr(
+            MEASURE_ATTR, {"objectives": self.objectives, "latency": self.search.latency.model_dump()}
+        )
+        signature = _signature(self.dists, self.cfg, self.search)
         saved = self.study.user_attrs.get("signature")
         if saved is None:
             self.study.set_user_attr("signature", signature)
@@ -329,12 +360,15 @@ class Search:
         for key in ("epochs", "seconds", "reason"):
             if res.get(key) is not None:
                 trial.set_user_attr(key, res[key])
+        if state in ("succeeded", "pruned") and self.measured:
+            ledger.record_figures(trial, res, self.constraint)  # before tell: the sampler reads the constraint
+        speed = _speed_words(res) if self.measured else ""
         if state == "succeeded" and res.get("best_top1") is not None:
-            self.study.tell(number, float(res["best_top1"]))
-            what = f"succeeded: best top-1 {res['best_top1']:.4f}"
+            self.study.tell(number, ledger.objective_values(res["best_top1"], res, self.objectives))
+            what = f"succeeded: best top-1 {res['best_top1']:.4f}{speed}"
         elif state == "pruned":
             self.study.tell(number, state=optuna.trial.TrialState.PRUNED)
-            what = f"pruned after {res.get('epochs')} of {self.cfg.epoch} epochs"
+            what = f"pruned after {res.get('epochs')} of {self.cfg.epoch} epochs{speed}"
         else:
             if state == "succeeded":
                 trial.set_user_attr("reason", "no validation top-1")
@@ -344,7 +378,7 @@ class Search:
         self.echo(f"trial {number} {what}")
         self.bar.update(1)
         self._show_best()
-        try_draw_search(self.work, self.write_ledger())
+        try_draw_search(self.work, self.write_ledger(), self.search.speed_objective)
 
     def _reap(self, run: Running) -> None:
         rc = run.proc.returncode
@@ -370,10 +404,10 @@ class Search:
         """The bar's postfix: the best top-1 so far and its trial."""
         import optuna
 
-        done = [t for t in self._trials() if t.state == optuna.trial.TrialState.COMPLETE and t.value is not None]
+        done = [t for t in self._trials() if t.state == optuna.trial.TrialState.COMPLETE and t.values]
         if done:
-            best = max(done, key=lambda t: (t.value, -t.number))
-            self.bar.set_postfix(best=f"{best.value:.4f} (trial {best.number})")
+            best = max(done, key=lambda t: (t.values[0], -t.number))
+            self.bar.set_postfix(best=f"{best.values[0]:.4f} (trial {best.number})")
 
     def run(self) -> None:
         """Start trials while slots, trials and budget allow; reap them; until nothing is left to run."""
@@ -434,23 +468,35 @@ class Search:
         self.study.set_user_attr("elapsed_s", self._elapsed())
         self.write_ledger()
 
-    def promote(self) -> tuple[Any, Path | None, Path | None]:
-        """Copy the best trial's best.pth and resolved config to the search's work dir (atomically)."""
-        import optuna
 
-        done = [t for t in self._trials() if t.state == optuna.trial.TrialState.COMPLETE and t.value is not None]
-        if not done:
-            return None, None, None
-        best = max(done, key=lambda t: (t.value, -t.number))  # the first of equal ones
-        tdir = self.work / ledger.trial_dir_name(best.number)
-        weights = config = None
-        if (tdir / "best.pth").is_file():
-            weights = self.work / "best.pth"
-            atomic.copy_file(tdir / "best.pth", weights)
-        if (tdir / "config.yaml").is_file():
-            config = self.work / "best_config.yaml"
-            atomic.copy_file(tdir / "config.yaml", config)
-        return best, weights, config
+def promote_trial(work: Path, number: int) -> tuple[Path | None, Path | None]:
+    """Copy trial `number`'s best.pth and resolved config to the search's work dir (atomically)."""
+    tdir = work / ledger.trial_dir_name(number)
+    weights = config = None
+    if (tdir / "best.pth").is_file():
+        weights = work / "best.pth"
+        atomic.copy_file(tdir / "best.pth", weights)
+    if (tdir / "config.yaml").is_file():
+        config = work / "best_config.yaml"
+        atomic.copy_file(tdir / "config.yaml", config)
+    return weights, config
+
+
+def export_promoted(weights: Path, echo: Callable[[str], None]) -> Path | None:
+    """Export the promoted best.pth into export/ beside it (autox_video.export); a failure is said, not raised."""
+    import shutil
+
+    from autox_video.errors import AutoXError
+    from autox_video.export.run import export_checkpoint
+
+    out = weights.parent / "export"
+    shutil.rmtree(out, ignore_errors=True)  # no file of an earlier promoted model is left beside the new one
+    try:
+        export_checkpoint(str(weights), str(out))
+    except AutoXError as err:
+        echo(f"the promoted model is not exported: {err}")
+        return None
+    return out
 
 
 def _die_with_parent() -> None:
@@ -473,6 +519,35 @@ def _last_line(tdir: Path) -> str:
     except OSError:
         return ""
     return f": {lines[-1].strip()[:300]}" if lines else ""
+
+
+def _speed_words(res: dict[str, Any]) -> str:
+    if res.get("latency_ms") is None:
+        return f"; not measured ({res['measure_error']})" if res.get("measure_error") else ""
+    return f"; {res['latency_ms']:.2f} ms, {res['videos_per_s']:.1f} videos/s"
+
+
+def front_table(rows: list[dict[str, Any]], numbers: list[int], promoted: int | None = None) -> str:
+    """The Pareto-optimal trials: trial, top-1, latency, videos/s, GFLOPs, backbone, img size (promoted: *)."""
+    by = {r["number"]: r for r in rows}
+    head = ["trial", "top-1", "latency ms", "videos/s", "GFLOPs", "params", "backbone", "img size"]
+    body = []
+    for n in numbers:
+        r, over = by[n], by[n].get("overrides") or {}
+        body.append(
+            [
+                f"{n}{' *' if n == promoted else ''}",
+                f"{r['best_top1']:.4f}",
+                f"{r['latency_ms']:.2f}" if r.get("latency_ms") is not None else "-",
+                f"{r['videos_per_s']:.1f}" if r.get("videos_per_s") is not None else "-",
+                f"{r['gflops']:.3g}" if r.get("gflops") is not None else "-",
+                f"{r['model_params'] / 1e6:.2f}M" if r.get("model_params") is not None else "-",
+                str(over.get("backbone", "(config)")),
+                str(over.get("img_size", "(config)")),
+            ]
+        )
+    widths = [max(len(x[c]) for x in [head, *body]) for c in range(len(head))]
+    return "\n".join("  ".join(x[c].ljust(widths[c]) for c in range(len(head))).rstrip() for x in [head, *body])
 
 
 def _show(overrides: dict[str, Any]) -> str:
@@ -543,21 +618,75 @@ def tune(
             s.stop()
             raise
         rows = s.write_ledger()
-        try_draw_search(s.work, rows)
-        best, weights, config = s.promote()
-        summary = {
-            "best_trial": best.number if best else None,
-            "best_top1": best.value if best else None,
-            "best_checkpoint": str(weights) if weights else None,
-            "trials": {state: sum(r["state"] == state for r in rows) for state in ledger.STATES},
-        }
-        atomic.write_json(s.work / "search.json", summary)
         table = ranked_table(rows)
         echo(table)
-        if best is not None:
-            echo(f"best: trial {best.number}, top-1 {best.value:.4f}; weights {weights}, config {config}")
-        else:
-            echo("no trial finished with a validation top-1")
-    return SearchResult(
-        s.work, rows, best.number if best else None, best.value if best else None, weights, config, table
-    )
+        result = finish(s.work, rows, search, echo=echo)
+    result.table = table
+    return result
+
+
+def finish(
+    work: Path, rows: list[dict[str, Any]], search: SearchConfig, *, pick: int | None = None, echo: Callable = print
+) -> SearchResult:
+    """Promote (the trial `front.promotion` chooses, or `pick`), export it when trials are measured, print the
+    front, draw search.png and write search.json."""
+    measured = wanted(search.objectives, search.latency)
+    numbers = front.pareto_front(rows, search.speed_objective) if measured else []
+    if pick is None:
+        chosen, why = front.promotion(rows, search)
+    else:
+        chosen, why = pick, "picked with --pick"
+    by = {r["number"]: r for r in rows}
+    weights = config = export_dir = None
+    if chosen is not None:
+        weights, config = promote_trial(work, chosen)
+        if measured and weights is not None:
+            export_dir = export_promoted(weights, echo)
+    try_draw_search(work, rows, search.speed_objective, chosen)
+    top1 = by[chosen]["best_top1"] if chosen is not None else None
+    summary = {
+        "best_trial": chosen,
+        "best_top1": top1,
+        "best_checkpoint": str(weights) if weights else None,
+        "promotion": why,
+        "objectives": list(search.objectives),
+        "trials": {state: sum(r["state"] == state for r in rows) for state in ledger.STATES},
+    }
+    if measured:
+        summary.update(
+            pareto=[
+                {"trial": n, "top1": by[n]["best_top1"], **{k: by[n].get(k) for k in ledger.FIGURES}} for n in numbers
+            ],  # noqa: E501
+            limit=front.describe_limit(search.latency) or None,
+            export=str(export_dir) if export_dir else None,
+        )
+    atomic.write_json(work / "search.json", summary)
+    if measured:
+        echo(f"Pareto front (top-1 vs {search.speed_objective or 'latency'}; * promoted):")
+        echo(front_table(rows, numbers, chosen) if numbers else "  (no measured trial succeeded)")
+    if chosen is not None:
+        ms = by[chosen].get("latency_ms")
+        speed = f", {ms:.2f} ms" if ms is not None else ""
+        where = f"; export {export_dir}" if export_dir else ""
+        echo(f"best: trial {chosen} ({why}), top-1 {top1:.4f}{speed}; weights {weights}, config {config}{where}")
+    else:
+        echo("no trial finished with a validation top-1")
+    return SearchResult(work, rows, chosen, top1, weights, config, "", numbers, export_dir)
+
+
+def pick(cfg: Config, number: int, *, echo: Callable[[str], None] = terminal.say) -> SearchResult:
+    """`tune --pick N`: promote trial N of the search in cfg.work_dir (its best.pth, config, export)."""
+    from autox_video.storage.lock import hold_work_dir
+
+    search = resolve_search(cfg)
+    work = _local_work_dir(cfg)
+    rows = ledger.read(work / ledger.LEDGER)
+    if not rows:
+        raise ConfigError(f"{work / ledger.LEDGER}: no search here; run `autox-video tune` first")
+    row = next((r for r in rows if r["number"] == number), None)
+    if row is None:
+        raise ConfigError(f"--pick {number}: no trial {number} in {work / ledger.LEDGER} (trials 0..{len(rows) - 1})")
+    if row["state"] != "succeeded" or not (work / ledger.trial_dir_name(number) / "best.pth").is_file():
+        raise ConfigError(f"--pick {number}: trial {number} is {row['state']} with no best.pth; pick a succeeded one")
+    with hold_work_dir(work, "autox-video tune --pick"):
+        return finish(work, rows, search, pick=number, echo=echo)

@@ -5,7 +5,10 @@ torchrun when the trial uses several processes). A process per trial keeps a cra
 a leaked GPU context of one trial out of the search; a trial dir holding a checkpoint resumes.
 After each validated epoch rank 0 reports its top-1 (metrics.jsonl) to the trial and asks the
 pruner; a pruned trial raises at once. The outcome goes to `TRIAL_DIR/trial.json`, which the search
-reads when the process ends and then tells the study.
+reads when the process ends and then tells the study. When the search weighs speed (`search.objectives`
+or a limit in `search.latency`, kept in the study's user attr `measure`), the trial then measures its own
+best weights on its own device (`autox_video.search.measure`): trial.json gains `latency_ms`,
+`videos_per_s`, `gflops` and `model_params`, and the trial's export/ holds the exported model.
 """
 
 from __future__ import annotations
@@ -22,6 +25,7 @@ from typing import Any
 from autox_video.storage import atomic
 
 RESULT = "trial.json"
+MEASURE_ATTR = "measure"  # study user attr: {"objectives": [...], "latency": search.latency as a dict}
 PRUNED_EXIT = 3  # non-zero, so that torchrun stops the other ranks of a pruned trial at once
 
 
@@ -75,6 +79,23 @@ class Reporter:
             self._trial = optuna.trial.Trial(study, frozen._trial_id)
         return self._trial
 
+    def _should_prune(self, trial: Any) -> bool:
+        from autox_video.search import ledger
+
+        if len(trial.study.directions) == 1:
+            return bool(trial.should_prune())
+        return ledger.should_prune(trial.study, self.number)  # on top-1 alone, through a shadow study
+
+    def measure_spec(self) -> dict[str, Any] | None:
+        """The search's `measure` user attr when trials are measured (None: they are not)."""
+        from autox_video.search.measure import wanted
+        from autox_video.spec.search import LatencyConfig
+
+        spec = self.trial().study.user_attrs.get(MEASURE_ATTR)
+        if not spec:
+            return None
+        return spec if wanted(spec["objectives"], LatencyConfig(**spec["latency"])) else None
+
     def save(self, work: Path, **update: Any) -> None:
         """Write trial.json with this attempt's time added."""
         self.result.update(update, seconds=round(self.result.get("seconds_before", 0.0) + time.time() - self.start, 1))
@@ -86,17 +107,18 @@ class Reporter:
             return
         import optuna
 
+        from autox_video.search import ledger
         from autox_video.training.hooks import read_metrics
 
         trial = self.trial()
-        done = set(trial.storage.get_trial(trial._trial_id).intermediate_values)
+        done = set(ledger.top1_by_epoch(trial.storage.get_trial(trial._trial_id)))
         new = [
             r for r in read_metrics(work / "metrics.jsonl") if r.get("epoch") not in done and r.get("top1") is not None
         ]
         for row in new:
-            trial.report(float(row["top1"]), int(row["epoch"]))
+            ledger.report_top1(trial, int(row["epoch"]), float(row["top1"]))
         self.save(work, epochs=epoch)
-        if new and epoch < self.total_epochs and trial.should_prune():
+        if new and epoch < self.total_epochs and self._should_prune(trial):
             raise optuna.TrialPruned(f"pruned at epoch {epoch} of {self.total_epochs} (top-1 {new[-1]['top1']:.4f})")
 
 
@@ -140,6 +162,7 @@ def run(trial_dir: Path, storage: str, study_name: str, number: int) -> int:
         if rank0:
             _set_phase(trial_dir, "pruned", str(err))
             reporter.save(trial_dir, state="pruned", reason=str(err), epochs=_epochs(trial_dir))
+            measure(trial_dir, reporter)  # a pruned trial's speed still tells the sampler where the fast models are
         print(f"autox-video: trial {number}: {err}", file=sys.stderr)
         return PRUNED_EXIT
     except KeyboardInterrupt:
@@ -154,10 +177,33 @@ def run(trial_dir: Path, storage: str, study_name: str, number: int) -> int:
             reporter.save(trial_dir, state="failed", reason=reason, epochs=_epochs(trial_dir))
         print(f"autox-video: trial {number} failed: {reason}", file=sys.stderr)
         return 1
-    if rank0:
-        reporter.save(trial_dir, state="succeeded", best_top1=out.best_top1, epochs=out.epochs)
     distributed.teardown()
+    if rank0:
+        reporter.save(trial_dir, best_top1=out.best_top1, epochs=out.epochs)
+        measure(trial_dir, reporter)
+        reporter.save(trial_dir, state="succeeded")  # last: a trial killed while measuring runs again
     return 0
+
+
+def measure(trial_dir: Path, reporter: Reporter) -> None:
+    """Time the trial's best weights when the search weighs speed (figures into trial.json; a failure is noted)."""
+    spec = reporter.measure_spec()
+    best = trial_dir / "best.pth"
+    if spec is None or not best.is_file():
+        return
+    from autox_video.search.ledger import FIGURES
+    from autox_video.search.measure import measure_checkpoint
+    from autox_video.spec.search import LatencyConfig
+
+    try:
+        figures = measure_checkpoint(best, LatencyConfig(**spec["latency"]), trial_dir / "export")
+    except Exception as err:  # an unexportable model still has its top-1; it is just never on the front
+        reason = (str(err).splitlines() or [type(err).__name__])[0][:300]
+        print(f"autox-video: trial {reporter.number}: not measured: {reason}", file=sys.stderr)
+        reporter.save(trial_dir, measure_error=reason)
+        return
+    extra = {k: v for k, v in figures.items() if k not in FIGURES}
+    reporter.save(trial_dir, **{k: figures.get(k) for k in FIGURES}, measured=extra)
 
 
 def _epochs(trial_dir: Path) -> int:

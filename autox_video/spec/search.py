@@ -14,7 +14,7 @@ from pydantic import Field, field_validator, model_validator
 
 from autox_video.spec.common import CamelModel, sub
 
-Sampler = Literal["tpe", "random", "grid"]
+Sampler = Literal["tpe", "random", "grid", "nsga2"]
 Pruner = Literal["asha", "none"]
 Objective = Literal["top1", "latency", "throughput"]
 
@@ -149,7 +149,11 @@ class SearchConfig(CamelModel):
     trials: int = Field(20, ge=1, description="Most trials to run (the default config is trial 0 when in the space).")
     parallel: int = Field(1, ge=1, description="Trials run at once (one GPU each; on CPU the cores are divided).")
     budget: Budget = sub(Budget, "Caps in trial-epochs and/or hours.")
-    sampler: Sampler = Field("tpe", description="tpe (default), random, or grid (every key needs choices or a step).")
+    sampler: Sampler = Field(
+        "tpe",
+        description="tpe (default; multi-objective with two objectives), random, grid (every key needs choices "
+        "or a step), or nsga2 (Optuna's NSGA-II, for two objectives).",
+    )
     pruner: Pruner = Field("asha", description="asha: successive halving on validation top-1; none: no stopping.")
     min_epochs: int | None = Field(
         None, ge=1, description="ASHA's first rung in epochs (default: epoch / 9, at least one validation interval)."
