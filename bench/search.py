@@ -9,6 +9,13 @@ the same budget and up to three times as many trials, since the pruned ones give
 
 asha_epoch_fraction = epochs TPE + ASHA trained / epochs its trials would have trained unpruned.
 Targets (issue 11): tpe_asha_top1 >= random_top1 >= default_top1 and asha_epoch_fraction <= 0.6.
+
+`--objectives top1,latency` (or top1,throughput; issue 27) compares instead, at an equal number of trials
+over a space of tiny Swin sizes and input sizes: the default config alone (measured: its latency sets the
+limit, default latency x 0.5, or twice its videos/s), a top-1-only TPE search (its trials measured
+afterwards, the same way), and the multi-objective TPE search with that limit. Headlines: pareto_points
+(the multi-objective search's front), constrained_top1 (its promoted trial's top-1, 0 when that trial
+misses the limit) against top1_only_constrained_top1 (the top-1-only search's best trial that meets it).
 """
 
 from __future__ import annotations
@@ -53,6 +60,12 @@ SPACE: dict[str, Any] = {
 
 
 STRATEGIES = ("default", "random", "tpe", "tpe_asha")
+# The accuracy/latency comparison: input sizes and two Swin sizes, the default the slowest but one.
+PARETO_SPACE: dict[str, Any] = {
+    "backbone": ["swin_micro", "swin_mini"],
+    "img_size": [32, 48, 64],
+    "lr": {"low": 1e-3, "high": 1e-2, "log": True},
+}
 
 
 def run_search(name: str, cfg_dict: dict[str, Any], search: dict[str, Any], root: Path) -> dict[str, Any]:
@@ -71,12 +84,128 @@ def run_search(name: str, cfg_dict: dict[str, Any], search: dict[str, Any], root
     trained = sum(int(r["epochs"]) for r in result.rows)
     return {
         "name": name,
+        "rows": result.rows,
+        "best_trial": result.best_trial,
         "top1": result.best_top1 or 0.0,
         "trials": len(result.rows),
         "pruned": sum(r["state"] == "pruned" for r in result.rows),
         "epochs": trained,
         "minutes": (time.time() - start) / 60,
     }
+
+
+def measured(work: Path, rows: list[dict[str, Any]], latency: dict[str, Any]) -> list[dict[str, Any]]:
+    """Rows of a search whose trials were not measured, with their figures measured now (as a trial would)."""
+    from autox_video.search import ledger
+    from autox_video.search.measure import measure_checkpoint
+    from autox_video.spec.search import LatencyConfig
+
+    out = []
+    for r in rows:
+        best = work / ledger.trial_dir_name(r["number"]) / "best.pth"
+        if r["state"] == "succeeded" and r.get("latency_ms") is None and best.is_file():
+            with contextlib.redirect_stdout(io.StringIO()):
+                r = {**r, **measure_checkpoint(best, LatencyConfig(**latency))}
+        out.append(r)
+    return out
+
+
+def pareto_bench(args: argparse.Namespace, objectives: list[str]) -> int:
+    """Default alone, top-1-only TPE, multi-objective TPE under the limit; the table and the headlines."""
+    from autox_video.data.demo import make_demo_dataset
+    from autox_video.search import front
+    from autox_video.spec.search import SearchConfig
+
+    epochs = args.epochs or (3 if args.quick else 8)
+    per_class = args.per_class or (6 if args.quick else 32)
+    trials = args.trials or (6 if args.quick else 12)
+    val, size, classes = (4 if args.quick else 16), 64, ["move_left", "move_right", "grow"]
+    root = args.cache_dir / f"search-pareto-{per_class}-{val}-{size}"
+    ds = make_demo_dataset(
+        root / "data",
+        num_per_class_train=per_class,
+        num_per_class_val=val,
+        num_per_class_test=1,
+        num_frames=16,
+        size=size,
+        classes=classes,
+        seed=args.seed,
+    )
+    cfg = dict(
+        BASE,
+        backbone="swin_micro",
+        img_size=64,
+        lr=2e-3,
+        data_root=str(ds.data_root),
+        ann_file_train=str(ds.train_list),
+        ann_file_val=str(ds.val_list),
+        class_names=str(ds.classes_file),
+        epoch=epochs,
+        seed=args.seed,
+    )
+    speed = objectives[1]
+    latency: dict[str, Any] = {"batch_size": 1, "runtime": "onnx", "warmup": 3, "repeats": 10}
+    common = dict(space=PARETO_SPACE, seed=args.seed, pruner="none", latency=latency)
+    default = run_search("default", cfg, dict(common, trials=1, objectives=objectives), root)
+    base = default["rows"][0]
+    if speed == "latency":
+        limit = {"max_ms": round(base["latency_ms"] * 0.5, 3)}
+    else:
+        limit = {"min_videos_per_s": round(base["videos_per_s"] * 2, 3)}
+    limited = dict(latency, **limit)
+    plain = run_search("top1_only", cfg, dict(common, trials=trials), root)
+    plain_rows = measured(root / "top1_only", plain["rows"], latency)
+    pareto = run_search("pareto", cfg, dict(common, trials=trials, objectives=objectives, latency=limited), root)
+    search = SearchConfig(objectives=objectives, latency=limited)
+    numbers = front.pareto_front(pareto["rows"], speed)
+    promoted = next((r for r in pareto["rows"] if r["number"] == pareto["best_trial"]), None)
+    ok = [r for r in plain_rows if r["state"] == "succeeded" and front.meets(r, search.latency)]
+    key = front.speed_key(speed)
+    heads = {
+        "pareto_points": float(len(numbers)),
+        "constrained_top1": promoted["best_top1"] if promoted and front.meets(promoted, search.latency) else 0.0,
+        "top1_only_constrained_top1": max((r["best_top1"] for r in ok), default=0.0),
+        "top1_only_best_top1": plain["top1"],
+        "pareto_best_top1": max((r["best_top1"] or 0.0 for r in pareto["rows"]), default=0.0),
+        f"default_{key}": base[key],
+        "limit": next(iter(limit.values())),
+    }
+    body = []
+    for name, rows in (("default", default["rows"]), ("top1_only", plain_rows), ("pareto", pareto["rows"])):
+        for r in rows:
+            over = r.get("overrides") or {}
+            mark = "front" if name == "pareto" and r["number"] in numbers else ""
+            if name == "pareto" and r["number"] == pareto["best_trial"]:
+                mark += " promoted"
+            body.append(
+                [f"{name} {r['number']}", r["state"], over.get("backbone", cfg["backbone"]),
+                 over.get("img_size", cfg["img_size"]), float(over.get("lr", cfg["lr"])), r.get("best_top1") or 0.0,
+                 r.get(key) if r.get(key) is not None else float("nan"), mark.strip()]
+            )  # fmt: skip
+    words = front.describe_limit(search.latency)
+    text = (
+        f"{len(classes)} demo classes, {per_class} train / {val} val videos each ({size}x{size}), {epochs} epochs "
+        f"per trial, {trials} trials per search (no pruning), seed {args.seed}; space: backbone "
+        f"{'/'.join(PARETO_SPACE['backbone'])}, img_size {'/'.join(map(str, PARETO_SPACE['img_size']))}, lr; "
+        f"default swin_micro 64 px; objectives {','.join(objectives)}; limit {words} (the default's x "
+        f"{'0.5' if speed == 'latency' else '2'}); {latency['runtime']} batch {latency['batch_size']}, median of "
+        f"{latency['repeats']}; minutes: default {default['minutes']:.1f}, top1_only {plain['minutes']:.1f}, "
+        f"pareto {pareto['minutes']:.1f}\n"
+        + table(["trial", "state", "backbone", "img", "lr", "val top-1", key, ""], body)
+    )
+    print(text)
+    print(headlines(heads))
+    if args.record:
+        note = (
+            "2 CPU cores shared with other people's jobs while it ran: latencies are noisy (each trial measured "
+            "once, top-1-only trials measured after their search)"
+            if args.shared
+            else ""
+        )
+        title = f"Search, accuracy against {speed}" + (" (quick)" if args.quick else "")
+        path = record("cpu", title, text + "\n" + headlines(heads), note=note)
+        print(f"recorded in {path}", file=sys.stderr)
+    return 0
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -96,7 +225,17 @@ def main(argv: list[str] | None = None) -> int:
         "--only", nargs="+", choices=STRATEGIES, default=None, help="run these strategies only (e.g. tpe_asha)"
     )
     ap.add_argument("--record", action="store_true", help="add the result to bench/RESULTS.md")
+    ap.add_argument(
+        "--objectives", default="top1", help="top1 (the strategies above), or top1,latency / top1,throughput"
+    )
+    ap.add_argument("--trials", type=int, default=None, help="trials per search with --objectives (quick 6, else 12)")
+    ap.add_argument("--shared", action="store_true", help="note in RESULTS.md that the cores were shared")
     args = ap.parse_args(argv)
+    objectives = [o.strip() for o in args.objectives.split(",") if o.strip()]
+    if objectives not in (["top1"], ["top1", "latency"], ["top1", "throughput"]):
+        ap.error(f"--objectives {args.objectives}: top1, top1,latency or top1,throughput")
+    if len(objectives) > 1:
+        return pareto_bench(args, objectives)
     from autox_video.data.demo import make_demo_dataset
 
     # 12 epochs: ASHA rungs at 3 and 6 (grace 3, factor 2) both come before the last epoch.

@@ -98,6 +98,23 @@ def test_search_runs_on_cpu(cache: Path) -> None:
     assert 0 < heads["asha_epoch_fraction"] <= 1
 
 
+def test_search_accuracy_against_latency_runs_on_cpu_and_records(cache: Path, tmp_path: Path) -> None:
+    results = tmp_path / "RESULTS.md"
+    results.write_text("# Results\n")
+    small = ("--trials", "2", "--epochs", "1", "--per-class", "2", "--record", "--shared")
+    heads = _run(
+        "search.py", "--objectives", "top1,latency", "--cache-dir", str(cache), *small,
+        env={"AUTOX_BENCH_RESULTS": str(results)},
+    )  # fmt: skip
+    _positive(heads, "pareto_points", "default_latency_ms", "limit")
+    assert heads["limit"] == pytest.approx(heads["default_latency_ms"] * 0.5, rel=1e-2)
+    for name in ("constrained_top1", "top1_only_constrained_top1", "top1_only_best_top1", "pareto_best_top1"):
+        assert 0 <= heads[name] <= 1, (name, heads)
+    text = results.read_text()
+    assert "Search, accuracy against latency (quick)" in text and "2 CPU cores shared" in text
+    assert "pareto_points: " in text
+
+
 def test_timeline_bench_measures_both_passes_and_records(cache: Path, tmp_path: Path) -> None:
     results = tmp_path / "RESULTS.md"
     results.write_text("# Results\n")

@@ -157,3 +157,37 @@ def test_single_objective_ledger_rows_carry_null_figures_and_keep_todays_study()
     assert rebuilt.best_value == 0.5 and rebuilt.trials[0].intermediate_values == {1: 0.4}
     assert ledger.objective_values(0.5, {}, ["top1", "latency"]) == [0.5, ledger.UNMEASURED_MS]
     assert ledger.objective_values(0.5, {}, ["top1", "throughput"]) == [0.5, 0.0]
+
+
+def test_a_multi_objective_trial_process_reports_top1_and_asha_prunes_it_on_top1_alone(tmp_path) -> None:
+    """worker.Reporter against a multi-objective study in SQLite (as `tune` keeps it): no Optuna refusal."""
+    from autox_video.search.worker import Reporter
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    storage = f"sqlite:///{tmp_path / 'study.db'}"
+    asha = optuna.pruners.SuccessiveHalvingPruner(min_resource=1, reduction_factor=2)
+    study = optuna.create_study(
+        storage=storage, study_name="s", directions=ledger.directions(["top1", "latency"]), pruner=asha
+    )
+    study.set_user_attr("pruner", {"kind": "asha", "min_epochs": 1, "reduction_factor": 2})
+    dists = {"lr": optuna.distributions.FloatDistribution(1e-4, 1e-1, log=True)}
+    for top1, ms in ((0.8, 50.0), (0.9, 90.0), (0.7, 5.0)):
+        trial = study.ask(dists)
+        ledger.report_top1(trial, 1, top1)
+        ledger.should_prune(study, trial.number)  # what each earlier trial's process asked: its rung recorded
+        study.tell(trial, [top1, ms])
+    for number, top1, pruned in ((3, 0.1, True), (4, 0.95, False)):
+        study.ask(dists)
+        work = tmp_path / f"t{number}"
+        work.mkdir()
+        (work / "metrics.jsonl").write_text(json.dumps({"epoch": 1, "top1": top1}) + "\n")
+        reporter = Reporter(storage, "s", number, total_epochs=3, result={})
+        if pruned:
+            with pytest.raises(optuna.TrialPruned):
+                reporter(work, 1, False)
+        else:
+            reporter(work, 1, False)
+        assert json.loads((work / "trial.json").read_text())["epochs"] == 1
+    rows = ledger.rows_of(optuna.load_study(study_name="s", storage=storage))
+    assert [r["top1_by_epoch"] for r in rows[3:]] == [{"1": 0.1}, {"1": 0.95}]
+    assert [r["best_top1"] for r in rows[3:]] == [0.1, 0.95]
