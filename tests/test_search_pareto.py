@@ -95,7 +95,7 @@ def test_the_limit_promotes_the_faster_trial_and_its_export_follows(tmp_path: Pa
     free = finish(work, rows, SearchConfig(objectives=["top1", "latency"]), echo=lines.append)
     assert free.best_trial == 0 and free.front == [0, 1]
     assert _same_file(work / "best.pth", work / "trials/0000/best.pth")
-    assert _model_json(work / "export")["input_shape"][0] == 3  # views: what the client sends per video
+    assert _model_json(work / "export")["input_shape"][-1] == 64
     assert (work / "search.png").stat().st_size > 0
     lines = "\n".join(lines).splitlines()
     assert "Pareto front (top-1 vs latency; * promoted):" in lines
