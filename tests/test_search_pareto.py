@@ -210,6 +210,32 @@ def test_two_presets_front_limit_promotion_export_and_a_killed_search_keeps_figu
     assert [{k: r[k] for k in FIGURES} for r in _rows(work)] == [{k: r[k] for k in FIGURES} for r in rows]
 
 
+@pytest.mark.slow
+def test_a_multi_objective_search_prunes_on_top1_in_the_trial_process_and_measures_the_pruned(
+    dataset, tmp_path: Path
+) -> None:
+    work = tmp_path / "search"
+    search = dict(
+        sampler="grid",
+        min_epochs=2,
+        objectives=["top1", "throughput"],
+        latency={"warmup": 1, "repeats": 3, "min_videos_per_s": 1e9},  # a limit no trial meets
+        space={"lr": [TINY["lr"], 10.0]},
+    )
+    config = write_config(tmp_path / "config.yaml", dataset, work, epoch=3, search=search)
+    run = cli("tune", "--config", str(config))
+    assert run.returncode == 0, run.stdout[-2000:] + run.stderr[-3000:]
+    good, chance = _rows(work)
+    assert good["state"] == "succeeded" and good["epochs"] == 3
+    # ASHA stopped the chance-level trial at its rung (epoch 2) on top-1 alone, in its own process.
+    assert chance["state"] == "pruned" and chance["epochs"] == 2 and chance["top1_by_epoch"].keys() == {"1", "2"}
+    assert all(r["videos_per_s"] > 0 and r["model_params"] > 0 for r in (good, chance))  # the pruned one too
+    assert "best: trial 0 (the most accurate: no trial has throughput >= 1e+09 videos/s)" in run.stdout
+    summary = json.loads((work / "search.json").read_text())
+    assert [p["trial"] for p in summary["pareto"]] == [0]  # a pruned trial is on no front
+    assert _model_json(work / "export")["input_shape"] == [1, 3, 8, 32, 32]
+
+
 def _yaml_after(text: str, marker: str) -> dict:
     start = text.index("```yaml", text.index(marker)) + len("```yaml")
     return yaml.safe_load(text[start : text.index("```", start)])

@@ -161,8 +161,8 @@ def run(trial_dir: Path, storage: str, study_name: str, number: int) -> int:
     except optuna.TrialPruned as err:
         if rank0:
             _set_phase(trial_dir, "pruned", str(err))
-            reporter.save(trial_dir, state="pruned", reason=str(err), epochs=_epochs(trial_dir))
             measure(trial_dir, reporter)  # a pruned trial's speed still tells the sampler where the fast models are
+            reporter.save(trial_dir, state="pruned", reason=str(err), epochs=_epochs(trial_dir))
         print(f"autox-video: trial {number}: {err}", file=sys.stderr)
         return PRUNED_EXIT
     except KeyboardInterrupt:
