@@ -152,6 +152,21 @@ class TrialStatus(CamelModel):
         None, json_schema_extra={"format": "date-time"}, description="When the operator saw the trial end."
     )
     reason: str | None = Field(None, description="Why a trial failed or was pruned.")
+    latency_ms: float | None = Field(
+        None, ge=0, description="Measured latency of the trial's model per batch (ms, median; spec.search.latency)."
+    )
+    videos_per_s: float | None = Field(None, ge=0, description="Measured throughput of the trial's model (videos/s).")
+    gflops: float | None = Field(None, ge=0, description="GFLOPs of one forward pass of the trial's model.")
+    model_params: int | None = Field(None, ge=0, description="Parameters of the trial's model.")
+
+
+class ParetoPoint(CamelModel):
+    """A Pareto-optimal trial of a multi-objective search: its number and its two figures."""
+
+    trial: int = Field(ge=0, description="Trial number.")
+    top1: float = Field(description="Best validation top-1 of the trial (0-1).")
+    latency_ms: float | None = Field(None, ge=0, description="Measured latency per batch (ms).")
+    videos_per_s: float | None = Field(None, ge=0, description="Measured throughput (videos/s).")
 
 
 class TrialCounts(CamelModel):
@@ -187,7 +202,22 @@ class VideoTrainingJobStatus(CommonStatus):
     trials: list[TrialStatus] | None = Field(None, description="A search's trials, by number.")
     trial_counts: TrialCounts | None = Field(None, description="A search's trials per state.")
     trials_summary: str | None = Field(None, description="A search's trials started / most trials, e.g. 3/20.")
-    best_trial: int | None = Field(None, description="Number of the search's best trial (promoted to best.pth).")
+    best_trial: int | None = Field(
+        None,
+        description="Number of the search's promoted trial (best.pth): the most accurate one (with "
+        "search.latency.maxMs or minVideosPerS: the most accurate that meets it, when one does).",
+    )
+    best_latency_ms: float | None = Field(
+        None, ge=0, description="Measured latency per batch of the promoted trial's model (ms)."
+    )
+    best_videos_per_s: float | None = Field(
+        None, ge=0, description="Measured throughput of the promoted trial's model (videos/s)."
+    )
+    pareto: list[ParetoPoint] | None = Field(
+        None,
+        description="A multi-objective search's Pareto front: the non-dominated succeeded trials with both "
+        "figures, most accurate first.",
+    )
     serving: ServingStatus | None = Field(None, description="The InferenceService of spec.serving, once created.")
 
 
@@ -204,7 +234,8 @@ TRAINING = ResourceInfo(
         PrinterColumn("Epoch", "integer", ".status.epoch", "Last finished epoch (a search: trial-epochs)."),
         PrinterColumn("Trials", "string", ".status.trialsSummary", "A search's trials started / most trials."),
         PrinterColumn("Progress", "integer", ".status.progressPercentage", "Percent of the epochs trained."),
-        PrinterColumn("Best-Top1", "number", ".status.bestTop1", "Best validation top-1 accuracy."),
+        PrinterColumn("Top-1", "number", ".status.bestTop1", "Best validation top-1 (a search: the promoted trial's)."),
+        PrinterColumn("Latency", "number", ".status.bestLatencyMs", "A search: the promoted trial's latency (ms)."),
         PrinterColumn("URL", "string", ".status.serving.url", "Endpoint of the InferenceService (spec.serving)."),
         PrinterColumn("Age", "date", ".metadata.creationTimestamp"),
     ),

@@ -76,6 +76,9 @@ LABEL_TRIAL = f"{GROUP}/trial"
 TRIAL_SUFFIX = "-t{number:04d}"
 LEDGER_FILE = "trials.jsonl"
 METRICS_FILE = "metrics.jsonl"
+# A search trial's measured figures of its model (latency_ms, videos_per_s, gflops, model_params), written by
+# the trial's trainer once it has timed its best weights (spec.search.latency).
+TRIAL_RESULT_FILE = "trial.json"
 BEST_FILE = "best.pth"
 BEST_CONFIG_FILE = "best_config.yaml"
 

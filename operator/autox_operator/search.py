@@ -40,12 +40,13 @@ from autox_operator.settings import OperatorSettings
 from autox_operator.status import now_iso, phase_of, status_diff
 from autox_operator.trials import (
     Trial,
-    best_trial,
     counts,
     from_row,
     from_status,
     observe,
+    pareto_status,
     parse_time,
+    promotion,
     pruned,
     search_conditions,
     search_phase,
@@ -147,10 +148,11 @@ def ledger_row(trial: Trial, plan: Plan) -> dict[str, Any]:
             "seconds": trial.seconds,
             "reason": trial.reason,
             "default": trial.default,
+            **trial.figures,
         },
     )
     frozen.number = trial.number
-    return ledger.row_of(frozen)
+    return {**ledger.row_of(frozen), **trial.figures}
 
 
 def build_study(plan: Plan, trials: list[Trial]) -> Any:
@@ -226,9 +228,15 @@ def load_trials(status: Mapping[str, Any], rows: list[dict[str, Any]]) -> list[T
     return [from_row(r) for _, r in sorted(by_number.items())]  # re-created job over the same output
 
 
-def _read_running(access: s3.S3Access, output: str, trial: Trial) -> tuple[dict[str, Any] | None, list[dict]]:
+def _read_running(
+    access: s3.S3Access, output: str, trial: Trial, child: Mapping[str, Any] | None
+) -> tuple[dict[str, Any] | None, list[dict], dict[str, Any] | None]:
+    """(progress.json, metrics.jsonl, the measured figures) of a running trial; the figures only once it ended."""
     prefix = trial_prefix(output, trial.number)
-    return s3.read_json(access, f"{prefix}{C.PROGRESS_FILE}"), s3.read_jsonl(access, f"{prefix}{C.METRICS_FILE}")
+    progress = s3.read_json(access, f"{prefix}{C.PROGRESS_FILE}")
+    ended = (progress or {}).get("phase") == "succeeded" or phase_of(child)[0] == "Succeeded"
+    result = s3.read_json(access, f"{prefix}{C.TRIAL_RESULT_FILE}") if ended else None
+    return progress, s3.read_jsonl(access, f"{prefix}{C.METRICS_FILE}"), result
 
 
 def _promote(access: s3.S3Access, spec: VideoTrainingJobSpec, best: Trial, config: Config) -> str | None:
@@ -281,8 +289,9 @@ def _observe_all(
         if t.finished:
             seen.append(t)
             continue
-        progress, metrics = _read_running(access, spec.output, t)
-        new = observe(t, pjs.get(trial_name(owner, t.number)), progress, metrics, now=now)
+        child = pjs.get(trial_name(owner, t.number))
+        progress, metrics, result = _read_running(access, spec.output, t, child)
+        new = observe(t, child, progress, metrics, now=now, result=result)
         if not new.finished and set(new.top1_by_epoch) - set(t.top1_by_epoch):
             asked.add(t.number)
         seen.append(new)
@@ -342,10 +351,10 @@ def desired_status(
     since = status.get("startTime") or (now if trials else None)
     phases = {t.number: phase_of(pjs.get(trial_name(owner, t.number)))[0] for t in trials}
     stop = stop_reason(plan, trials, now=now, started_at=since)
-    phase, message = search_phase(trials, phases, suspended=suspended, stop_reason=stop)
+    phase, message = search_phase(trials, phases, suspended=suspended, stop_reason=stop, search=plan.search)
     if queue and phase == "Pending" and any(phases[t.number] == "Suspended" for t in trials if not t.finished):
         phase, message = "Queued", f"waiting for Kueue to admit trials from LocalQueue {queue!r}; {message}"
-    best = best_trial(trials)
+    best, _ = promotion(trials, plan.search)
     cap = plan.search.budget.trial_epochs
     out = {
         "phase": phase,
@@ -360,8 +369,21 @@ def desired_status(
         "completionTime": (status.get("completionTime") or now) if phase in TERMINAL_PHASES else None,
     }
     if best is not None:
-        out.update(bestTrial=best.number, bestTop1=best.best_top1)
+        out.update(
+            bestTrial=best.number,
+            bestTop1=best.best_top1,
+            bestLatencyMs=best.latency_ms,
+            bestVideosPerS=best.videos_per_s,
+        )
+    if plan.search.speed_objective is not None:
+        out["pareto"] = pareto_status(trials, plan.search)
     return out
+
+
+def new_best_message(best: Trial, why: str | None) -> str:
+    """The NewBest Event's text: the promoted trial, its figures and which rule chose it."""
+    latency = f", {best.latency_ms:.3g} ms" if best.latency_ms is not None else ""
+    return f"trial {best.number} is the best so far: top-1 {best.best_top1:.4f}{latency}" + (f" ({why})" if why else "")
 
 
 def sync_search(namespace: str, name: str, kube: Kube, settings: OperatorSettings) -> Pass | None:
@@ -408,14 +430,12 @@ def _search_pass(
             queue=spec.queue_name,
         )
         events = trial_events(before, trials)
-        best = best_trial(trials)
+        best, why = promotion(trials, plan.search)
         if best is not None and (status.get("bestTrial") != best.number or not status.get("bestCheckpoint")):
             config = build_trial_config(spec, settings, best.number, best.overrides)
             desired["bestCheckpoint"] = _promote(access, spec, best, config)
             if status.get("bestTrial") != best.number:
-                events.append(
-                    ("Normal", "NewBest", f"trial {best.number} is the best so far: top-1 {best.best_top1:.4f}")
-                )
+                events.append(("Normal", "NewBest", new_best_message(best, why)))
     except (ValidationError, Blocked, s3.S3Error) as err:
         metrics.error(C.TRAINING_KIND, error_reason(err))
         text = err.message if isinstance(err, Blocked) else str(err).splitlines()[0]

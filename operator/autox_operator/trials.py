@@ -9,9 +9,13 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
 
+from autox_operator._front_standin import pareto_front, promoted_trial
 from autox_operator.status import condition, phase_of
+from autox_video.spec.search import SearchConfig
 
 FINISHED = ("succeeded", "pruned", "failed")
+# A trial's measured figures: ledger keys (snake_case) -> status.trials[] keys (camelCase).
+FIGURES = {"latency_ms": "latencyMs", "videos_per_s": "videosPerS", "gflops": "gflops", "model_params": "modelParams"}
 
 
 @dataclass(frozen=True)
@@ -29,6 +33,15 @@ class Trial:
     completion_time: str | None = None
     default: bool = False
     overrides: dict[str, Any] = field(default_factory=dict)
+    latency_ms: float | None = None
+    videos_per_s: float | None = None
+    gflops: float | None = None
+    model_params: int | None = None
+
+    @property
+    def figures(self) -> dict[str, float | int | None]:
+        """The measured figures, by ledger key (None where not measured)."""
+        return {k: getattr(self, k) for k in FIGURES}
 
     @property
     def finished(self) -> bool:
@@ -55,6 +68,18 @@ def _finite(value: Any) -> float | None:
     return float(value) if ok else None
 
 
+def figures_of(result: Mapping[str, Any] | None, keys: Mapping[str, str] | None = None) -> dict[str, Any]:
+    """The figures a result (a ledger row, the trainer's result; `keys`: their names there) holds, checked.
+
+    Non-finite or negative numbers are left out (a figure is measured or absent, never made up)."""
+    out: dict[str, Any] = {}
+    for key, name in (keys or {k: k for k in FIGURES}).items():
+        value = _finite((result or {}).get(name))
+        if value is not None and value >= 0:
+            out[key] = int(value) if key == "model_params" else value
+    return out
+
+
 def top1_by_epoch(metrics: Sequence[Mapping[str, Any]]) -> dict[int, float]:
     """Validation top-1 by epoch from metrics.jsonl rows (rows without both are skipped; last one wins)."""
     out: dict[int, float] = {}
@@ -78,8 +103,10 @@ def observe(
     metrics: Sequence[Mapping[str, Any]],
     *,
     now: str,
+    result: Mapping[str, Any] | None = None,
 ) -> Trial:
-    """A running trial updated from its PyTorchJob (None: not there) and its outputs in S3."""
+    """A running trial updated from its PyTorchJob (None: not there) and its outputs in S3 (`result`:
+    the trainer's measured figures of the trial's model, once written)."""
     if trial.finished:
         return trial
     by_epoch = top1_by_epoch(metrics) or trial.top1_by_epoch
@@ -87,7 +114,7 @@ def observe(
     best = max(by_epoch.values(), default=None)
     if best is None:
         best = _finite((progress or {}).get("best_top1"))
-    seen = replace(trial, epochs=epochs, top1_by_epoch=by_epoch, best_top1=best)
+    seen = replace(trial, epochs=epochs, top1_by_epoch=by_epoch, best_top1=best, **figures_of(result))
     if pytorchjob is None:
         if progress is None:
             return seen  # not created yet (or deleted before it wrote anything): the driver creates it
@@ -121,6 +148,58 @@ def best_trial(trials: Sequence[Trial]) -> Trial | None:
     return max(done, key=lambda t: (t.best_top1, -t.number)) if done else None
 
 
+def front_rows(trials: Sequence[Trial]) -> list[dict[str, Any]]:
+    """The trials as the ledger rows the front and the promotion read (number, state, top-1, figures)."""
+    return [
+        {"number": t.number, "state": t.state, "params": dict(t.params), "best_top1": t.best_top1, **t.figures}
+        for t in trials
+    ]
+
+
+def constraint_text(search: SearchConfig) -> str | None:
+    """search.latency's limit in words (None without one)."""
+    if search.latency.max_ms is not None:
+        return f"latency <= {search.latency.max_ms:g} ms"
+    if search.latency.min_videos_per_s is not None:
+        return f">= {search.latency.min_videos_per_s:g} videos/s"
+    return None
+
+
+def meets(trial: Trial, search: SearchConfig) -> bool:
+    """Whether the trial's measured figures meet search.latency's limit (True without one)."""
+    limit = search.latency
+    if limit.max_ms is not None:
+        return trial.latency_ms is not None and trial.latency_ms <= limit.max_ms
+    if limit.min_videos_per_s is not None:
+        return trial.videos_per_s is not None and trial.videos_per_s >= limit.min_videos_per_s
+    return True
+
+
+def promotion(trials: Sequence[Trial], search: SearchConfig) -> tuple[Trial | None, str | None]:
+    """(the trial to promote to best.pth, which rule chose it): the library's `promoted_trial`, explained."""
+    number = promoted_trial(front_rows(trials), search)
+    chosen = next((t for t in trials if t.number == number), None)
+    limit = constraint_text(search)
+    if chosen is None or limit is None:
+        return chosen, None
+    if meets(chosen, search):
+        return chosen, f"the most accurate with {limit}"
+    return chosen, f"no trial meets {limit}: the most accurate"
+
+
+def pareto_status(trials: Sequence[Trial], search: SearchConfig) -> list[dict[str, Any]] | None:
+    """status.pareto: the front's trials with their two figures, most accurate first (None: one objective)."""
+    if search.speed_objective is None:
+        return None
+    by_number = {t.number: t for t in trials}
+    points = []
+    for number in pareto_front(front_rows(trials), search.speed_objective):
+        t = by_number[number]
+        point = {"trial": number, "top1": t.best_top1, "latencyMs": t.latency_ms, "videosPerS": t.videos_per_s}
+        points.append({k: v for k, v in point.items() if v is not None})
+    return points
+
+
 def counts(trials: Sequence[Trial]) -> dict[str, int]:
     """status.trialCounts: trials started and per state."""
     out = {"total": len(trials), "running": 0, "succeeded": 0, "pruned": 0, "failed": 0}
@@ -142,6 +221,7 @@ def status_entry(trial: Trial, pytorchjob: str, engine: str = "pytorchjob") -> d
         "startTime": trial.start_time,
         "completionTime": trial.completion_time,
         "reason": trial.reason,
+        **{FIGURES[k]: v for k, v in trial.figures.items()},
     }
     return {k: v for k, v in entry.items() if v is not None}
 
@@ -162,13 +242,14 @@ def from_status(entry: Mapping[str, Any], row: Mapping[str, Any] | None) -> Tria
         completion_time=entry.get("completionTime"),
         default=bool(row.get("default", False)),
         overrides=dict(row.get("overrides") or {}),
+        **{**figures_of(row), **figures_of(entry, FIGURES)},
     )
 
 
 def from_row(row: Mapping[str, Any]) -> Trial:
     """A trial from a ledger row alone (a job re-created over an output that holds a search)."""
     entry = {"number": row["number"], "state": row["state"], "params": row.get("params"), "epochs": row.get("epochs")}
-    return replace(from_status({**entry, "bestTop1": row.get("best_top1"), "reason": row.get("reason")}, row))
+    return from_status({**entry, "bestTop1": row.get("best_top1"), "reason": row.get("reason")}, row)
 
 
 def search_phase(
@@ -177,11 +258,17 @@ def search_phase(
     *,
     suspended: bool,
     stop_reason: str | None,
+    search: SearchConfig | None = None,
 ) -> tuple[str, str]:
-    """(phase, message) of a searching job: Succeeded/Failed once nothing runs and no trial may start."""
+    """(phase, message) of a searching job: Succeeded/Failed once nothing runs and no trial may start.
+
+    `search`: the best trial is the one promoted under its objectives and limit (default: the most accurate)."""
     running = [t for t in trials if not t.finished]
-    best = best_trial(trials)
-    best_text = f"; best trial {best.number}, top-1 {best.best_top1:.4f}" if best and best.best_top1 is not None else ""
+    best, why = promotion(trials, search) if search is not None else (best_trial(trials), None)
+    best_text = ""
+    if best is not None and best.best_top1 is not None:
+        latency = f", {best.latency_ms:.3g} ms" if best.latency_ms is not None else ""
+        best_text = f"; best trial {best.number}, top-1 {best.best_top1:.4f}{latency}" + (f" ({why})" if why else "")
     if not running and stop_reason is not None:
         if best is None:
             return "Failed", f"search ended ({stop_reason}) with no succeeded trial: see status.trials[].reason"

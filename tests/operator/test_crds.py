@@ -52,7 +52,7 @@ def test_crd_metadata(name: str) -> None:
     assert version["subresources"] == {"status": {}}
     columns = [c["name"] for c in version["additionalPrinterColumns"]]
     if names["kind"] == "VideoTrainingJob":
-        assert columns == ["Phase", "Epoch", "Trials", "Progress", "Best-Top1", "URL", "Age"]
+        assert columns == ["Phase", "Epoch", "Trials", "Progress", "Top-1", "Latency", "URL", "Age"]
     assert columns[0] == "Phase" and columns[-1] == "Age"
 
 

@@ -192,6 +192,10 @@ def test_ledger_rows_are_the_local_ledger_format_and_rebuild_the_study() -> None
         "default": False,
         "dir": "trials/0001",
         "top1_by_epoch": {"1": 0.2, "3": 0.3},
+        "latency_ms": None,  # measured figures: null when not measured (no speed objective, or a pruned trial)
+        "videos_per_s": None,
+        "gflops": None,
+        "model_params": None,
     }
     study = ledger.study_from_ledger(rows, plan.dists)
     assert [t.state.name for t in study.trials] == ["COMPLETE", "PRUNED"] and study.best_value == 0.8
