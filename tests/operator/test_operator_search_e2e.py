@@ -9,6 +9,7 @@ import json
 from typing import Any
 
 import yaml
+from autox_operator.constants import TRIAL_RESULT_FILE
 from k8s_cluster import Cluster, wait_for
 from k8s_schemas import SchemaSet
 from ops3 import S3
@@ -29,14 +30,14 @@ SEARCH = {
 }
 
 
-def _running_trials(cluster: Cluster, namespace: str) -> list[str]:
+def _running_trials(cluster: Cluster, namespace: str, parallel: int = SEARCH["parallel"]) -> list[str]:
     """Names of the job's trial PyTorchJobs that have not ended; never more than `parallel`."""
     names = []
     for pj in owned_pytorchjobs(cluster, namespace, "hpo"):
         ended = {c["type"] for c in (pj.get("status") or {}).get("conditions", []) if c["status"] == "True"}
         if not ended & {"Succeeded", "Failed"}:
             names.append(pj["metadata"]["name"])
-    assert len(names) <= SEARCH["parallel"], names
+    assert len(names) <= parallel, names
     return sorted(names)
 
 
@@ -238,3 +239,90 @@ def test_suspend_stops_starting_trials_and_suspends_the_running_ones(
         pj = wait_for(lambda: cluster.get(PJ, namespace, "hpo-t0002"), what="trial 2 after resume")
         assert pj["spec"]["runPolicy"]["suspend"] is False
         wait_for(lambda: {"Suspending", "Resuming"} <= set(cluster.event_reasons(namespace, "hpo")), what="Events")
+
+
+PARETO_SEARCH = {
+    "trials": 3,
+    "parallel": 3,
+    "pruner": "none",
+    "seed": 5,
+    "objectives": ["top1", "latency"],
+    "latency": {"batchSize": 1, "runtime": "onnx", "maxMs": 20},
+    "space": {"backbone": {"choices": ["swin_t", "swin_s"]}, "lr": {"low": 1e-4, "high": 1e-2, "log": True}},
+}
+# What each trial's trainer measures (ms per batch, videos/s, GFLOPs, parameters) and its top-1: trial 0 (the
+# spec's own config) is the most accurate and too slow for maxMs 20; trial 1 is dominated by trial 2.
+FIGURES = {
+    0: (0.9, 45.0, 22.2, 282.0, 28_000_000),
+    1: (0.6, 30.0, 33.3, 140.0, 14_000_000),
+    2: (0.8, 12.0, 83.3, 70.0, 7_000_000),
+}
+
+
+def _measured(s3: S3, out: str, number: int) -> None:
+    """The trial's trainer after its last epoch: it timed its best weights and wrote the figures."""
+    top1, ms, vps, gflops, params = FIGURES[number]
+    _play(s3, out, number, [top1 - 0.1, top1, top1], done=True)
+    figures = {"latency_ms": ms, "videos_per_s": vps, "gflops": gflops, "model_params": params}
+    s3.put_json(f"{out}trials/{number:04d}/{TRIAL_RESULT_FILE}", {"state": "succeeded", "best_top1": top1, **figures})
+
+
+def test_a_two_objective_search_reports_the_front_and_promotes_the_trial_within_the_latency_limit(
+    cluster: Cluster, namespace: str, operator_s3: S3, run_operator: Any, crd_schemas: SchemaSet
+) -> None:
+    bucket = setup_storage(cluster, namespace, operator_s3)
+    out = f"s3://{bucket}/runs/hpo/"
+    vtj = training_job(
+        namespace,
+        "hpo",
+        bucket,
+        operator_s3.endpoint_url,
+        training={"epochs": 3, "evalInterval": 1, "lr": 0.001},
+        resources={"replicas": 1, "gpusPerReplica": 1},
+        search=PARETO_SEARCH,
+    )
+    crd_schemas.validate(vtj)
+    with run_operator():
+        cluster.create(vtj)
+        wait_for(lambda: len(_running_trials(cluster, namespace, 3)) == 3, what="three trials")
+        # Trial 0 (the most accurate, too slow) ends first: promoted for now, no trial meets the limit yet.
+        _measured(operator_s3, out, 0)
+        cluster.set_pytorchjob_status(namespace, "hpo-t0000", "Created", "Succeeded")
+        status = cluster.wait_status(VTJ, namespace, "hpo", bestTrial=0, bestCheckpoint=f"{out}best.pth")
+        assert (status["bestTop1"], status["bestLatencyMs"]) == (0.9, 45.0)
+        assert status["pareto"] == [{"trial": 0, "top1": 0.9, "latencyMs": 45.0, "videosPerS": 22.2}]
+        assert _trial(cluster, namespace, 0)["latencyMs"] == 45.0
+        _measured(operator_s3, out, 1)
+        cluster.set_pytorchjob_status(namespace, "hpo-t0001", "Created", "Succeeded")
+        wait_for(lambda: _trial(cluster, namespace, 1).get("state") == "succeeded", what="trial 1 succeeded")
+
+    # The operator is down while trial 2 ends; a fresh one keeps the figures it recorded and reads the new ones.
+    _measured(operator_s3, out, 2)
+    cluster.set_pytorchjob_status(namespace, "hpo-t0002", "Created", "Succeeded")
+    with run_operator():
+        status = cluster.wait_status(VTJ, namespace, "hpo", phase="Succeeded", bestTrial=2)
+        assert "(the most accurate with latency <= 20 ms)" in status["message"]
+        assert (status["bestTop1"], status["bestLatencyMs"], status["bestVideosPerS"]) == (0.8, 12.0, 83.3)
+        assert status["pareto"] == [
+            {"trial": 0, "top1": 0.9, "latencyMs": 45.0, "videosPerS": 22.2},
+            {"trial": 2, "top1": 0.8, "latencyMs": 12.0, "videosPerS": 83.3},
+        ]
+        assert [
+            (t["number"], t["latencyMs"], t["videosPerS"], t["gflops"], t["modelParams"]) for t in status["trials"]
+        ] == [(n, f[1], f[2], f[3], f[4]) for n, f in FIGURES.items()]
+        crd_schemas.validate(cluster.get(VTJ, namespace, "hpo"))
+        # The promoted weights are trial 2's; trials.jsonl carries each trial's figures beside its params.
+        wait_for(
+            lambda: (
+                operator_s3.client.get_object(Bucket=bucket, Key="runs/hpo/best.pth")["Body"].read()
+                == b"weights of trial 2"
+            ),
+            what="trial 2 promoted",
+        )
+        ledger = operator_s3.client.get_object(Bucket=bucket, Key="runs/hpo/trials.jsonl")["Body"].read().decode()
+        rows = [json.loads(line) for line in ledger.splitlines()]
+        assert [(r["number"], r["latency_ms"], r["model_params"]) for r in rows] == [
+            (n, f[1], f[4]) for n, f in FIGURES.items()
+        ]
+        assert all(set(r["params"]) == {"backbone", "lr"} for r in rows)
+        wait_for(lambda: "NewBest" in cluster.event_reasons(namespace, "hpo"), what="NewBest Event")
