@@ -55,7 +55,7 @@ from autox_operator.trials import (
 )
 from autox_video.config import Config
 from autox_video.errors import ConfigError
-from autox_video.search import ledger
+from autox_video.search import front, ledger
 from autox_video.search import space as sp
 from autox_video.search.section import grid_values, parse_search
 from autox_video.search.tune import why_not_start
@@ -152,20 +152,24 @@ def ledger_row(trial: Trial, plan: Plan) -> dict[str, Any]:
         },
     )
     frozen.number = trial.number
-    return {**ledger.row_of(frozen), **trial.figures}
+    return ledger.row_of(frozen)  # the figures: top-level keys, from the user attrs
 
 
 def build_study(plan: Plan, trials: list[Trial]) -> Any:
-    """The search's Optuna study (in memory) holding these trials."""
+    """The search's Optuna study (in memory) holding these trials: multi-objective with a speed objective,
+    each finished trial's constraint value with a limit in search.latency (the local search's study)."""
     import optuna
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)  # no "A new study created" line per pass
+    limit = plan.search.latency if front.has_constraint(plan.search.latency) else None
     return ledger.study_from_ledger(
         [ledger_row(t, plan) for t in trials],
         plan.dists,
         sampler=sp.sampler(plan.search, plan.space, plan.seed),
         pruner=sp.pruner(plan.search, plan.cfg),
         rung_epochs=plan.rung_epochs,
+        objectives=plan.search.objectives,
+        constraint=limit,
     )
 
 

@@ -9,8 +9,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from autox_operator._front_standin import pareto_front, promoted_trial
 from autox_operator.status import condition, phase_of
+from autox_video.search import front
 from autox_video.spec.search import SearchConfig
 
 FINISHED = ("succeeded", "pruned", "failed")
@@ -156,35 +156,12 @@ def front_rows(trials: Sequence[Trial]) -> list[dict[str, Any]]:
     ]
 
 
-def constraint_text(search: SearchConfig) -> str | None:
-    """search.latency's limit in words (None without one)."""
-    if search.latency.max_ms is not None:
-        return f"latency <= {search.latency.max_ms:g} ms"
-    if search.latency.min_videos_per_s is not None:
-        return f">= {search.latency.min_videos_per_s:g} videos/s"
-    return None
-
-
-def meets(trial: Trial, search: SearchConfig) -> bool:
-    """Whether the trial's measured figures meet search.latency's limit (True without one)."""
-    limit = search.latency
-    if limit.max_ms is not None:
-        return trial.latency_ms is not None and trial.latency_ms <= limit.max_ms
-    if limit.min_videos_per_s is not None:
-        return trial.videos_per_s is not None and trial.videos_per_s >= limit.min_videos_per_s
-    return True
-
-
 def promotion(trials: Sequence[Trial], search: SearchConfig) -> tuple[Trial | None, str | None]:
-    """(the trial to promote to best.pth, which rule chose it): the library's `promoted_trial`, explained."""
-    number = promoted_trial(front_rows(trials), search)
+    """(the trial to promote to best.pth, which rule chose it when search.latency sets a limit): the local
+    search's own choice (`front.promotion`: the most accurate meeting the limit, else the most accurate)."""
+    number, why = front.promotion(front_rows(trials), search)
     chosen = next((t for t in trials if t.number == number), None)
-    limit = constraint_text(search)
-    if chosen is None or limit is None:
-        return chosen, None
-    if meets(chosen, search):
-        return chosen, f"the most accurate with {limit}"
-    return chosen, f"no trial meets {limit}: the most accurate"
+    return chosen, why if chosen is not None and front.has_constraint(search.latency) else None
 
 
 def pareto_status(trials: Sequence[Trial], search: SearchConfig) -> list[dict[str, Any]] | None:
@@ -193,7 +170,7 @@ def pareto_status(trials: Sequence[Trial], search: SearchConfig) -> list[dict[st
         return None
     by_number = {t.number: t for t in trials}
     points = []
-    for number in pareto_front(front_rows(trials), search.speed_objective):
+    for number in front.pareto_front(front_rows(trials), search.speed_objective):
         t = by_number[number]
         point = {"trial": number, "top1": t.best_top1, "latencyMs": t.latency_ms, "videosPerS": t.videos_per_s}
         points.append({k: v for k, v in point.items() if v is not None})

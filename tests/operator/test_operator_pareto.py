@@ -5,11 +5,20 @@ columns, and the multi-objective study the stateless driver rebuilds each pass."
 from __future__ import annotations
 
 import math
+from dataclasses import replace
 from typing import Any
 
 import pytest
 import yaml
-from autox_operator.search import desired_status, ledger_row, make_plan, new_best_message
+from autox_operator.search import (
+    build_study,
+    desired_status,
+    ledger_row,
+    make_plan,
+    new_best_message,
+    next_params,
+    to_prune,
+)
 from autox_operator.settings import OperatorSettings
 from autox_operator.trials import Trial, figures_of, from_row, from_status, observe, promotion, status_entry
 from k8s_schemas import ROOT, SchemaSet
@@ -154,3 +163,91 @@ def test_status_pareto_and_the_printer_columns_show_the_promoted_trial(crd_schem
     unmeasured = [Trial(0, "succeeded", {"backbone": "x3d_s", "lr": 0.001}, epochs=3, best_top1=0.7)]
     status = desired_status(plan, unmeasured, {}, "hpo", {}, suspended=False, now=NOW)
     assert status["pareto"] == [] and status["bestTrial"] == 0 and status["bestLatencyMs"] is None
+
+
+def _figures(params: dict[str, Any]) -> tuple[float, dict[str, Any]]:
+    """A made-up but consistent trainer: swin_t more accurate and slower; lr near 1e-3 best."""
+    slow = params["backbone"] == "swin_t"
+    top1 = (0.85 if slow else 0.7) - 0.05 * abs(math.log10(params["lr"]) + 3)
+    ms = (40.0 if slow else 10.0) * (1 + params["lr"])
+    return top1, {"latency_ms": ms, "videos_per_s": 1000 / ms, "gflops": ms / 2, "model_params": 1000 if slow else 100}
+
+
+def _lived_in_memory(plan: Any, n: int) -> tuple[Any, list[Trial]]:
+    """A multi-objective study the trials were asked from and told to (the local search's way, through the
+    library's own helpers), and the same trials as the operator records them (status.trials + ledger)."""
+    import optuna
+
+    from autox_video.search import front, ledger
+    from autox_video.search import space as sp
+
+    limit = plan.search.latency if front.has_constraint(plan.search.latency) else None
+    study = optuna.create_study(
+        directions=ledger.directions(plan.search.objectives), sampler=sp.sampler(plan.search, plan.space, plan.seed)
+    )
+    trials = []
+    for number in range(n):
+        trial = study.ask(plan.dists)
+        top1, figures = _figures(trial.params)
+        ledger.report_top1(trial, 1, top1 - 0.1)
+        if number == 2:  # stopped by ASHA at its first validation: not measured (so not within the limit)
+            ledger.record_figures(trial, {}, limit)
+            study.tell(trial, state=optuna.trial.TrialState.PRUNED)
+            trials.append(Trial(number, "pruned", trial.params, epochs=1, top1_by_epoch={1: top1 - 0.1}))
+            continue
+        ledger.report_top1(trial, 3, top1)
+        ledger.record_figures(trial, figures, limit)
+        study.tell(trial, values=ledger.objective_values(top1, figures, plan.search.objectives))
+        by_epoch = {1: top1 - 0.1, 3: top1}
+        trials.append(
+            Trial(number, "succeeded", trial.params, epochs=3, top1_by_epoch=by_epoch, best_top1=top1, **figures)
+        )
+    return study, trials
+
+
+@pytest.mark.parametrize(
+    ("objectives", "latency"),
+    [(["top1", "latency"], {"maxMs": 20}), (["top1", "throughput"], {}), (["top1"], {"maxMs": 20})],
+    ids=["latency-with-limit", "throughput", "top1-with-limit"],
+)
+def test_the_rebuilt_study_suggests_what_the_study_that_lived_in_memory_suggests(
+    objectives: list[str], latency: dict
+) -> None:
+    import optuna
+
+    from autox_video.search import space as sp
+
+    plan = make_plan(_spec(objectives=objectives, latency=latency), SETTINGS)
+    lived, trials = _lived_in_memory(plan, 6)
+    # The operator's next trial, from its rebuilt study (a fresh sampler seeded as the search's) ...
+    asked = next_params(plan, trials)
+    assert asked is not None and asked[1] is False
+    rebuilt = build_study(plan, trials)
+    assert [t.values for t in rebuilt.trials] == [t.values for t in lived.trials]
+
+    def limits(study: Any) -> list[dict[str, Any]]:
+        return [{k: v for k, v in t.system_attrs.items() if k.startswith("constraints")} for t in study.trials]
+
+    assert limits(rebuilt) == limits(lived)
+    assert bool(latency) == any(limits(lived))  # a limit: each measured trial's constraint value
+    # ... is the one the same seeded sampler proposes from the study the trials were told to.
+    again = optuna.create_study(
+        directions=[d.name.lower() for d in lived.directions], sampler=sp.sampler(plan.search, plan.space, plan.seed)
+    )
+    again.add_trials(lived.trials)
+    assert asked[0] == again.ask(plan.dists).params
+    # The suggestion depends on the figures: without them (one objective, no limit) TPE proposes another trial.
+    top1_only = make_plan(_spec(), SETTINGS)
+    assert next_params(top1_only, [replace(t, latency_ms=None, videos_per_s=None) for t in trials]) != asked
+
+
+def test_asha_prunes_a_two_objective_search_on_top1_alone() -> None:
+    plan = make_plan(_spec(objectives=["top1", "latency"], latency={"maxMs": 20}, minEpochs=1), SETTINGS)
+    # Trial 0 finished slow but accurate; trial 1 (fast, judged at epoch 1) is far below it, trial 2 is not.
+    slow = replace(_done(0, "swin_t", 0.9, 45.0), top1_by_epoch={1: 0.6, 3: 0.9})
+    fast = Trial(1, "running", {"backbone": "x3d_s", "lr": 0.001}, epochs=1, top1_by_epoch={1: 0.1})
+    close = Trial(2, "running", {"backbone": "swin_t", "lr": 0.002}, epochs=1, top1_by_epoch={1: 0.65})
+    assert to_prune(plan, [slow, fast, close], {1, 2}) == {1}
+    assert (
+        to_prune(make_plan(_spec(objectives=["top1", "latency"], pruner="none"), SETTINGS), [slow, fast], {1}) == set()
+    )
