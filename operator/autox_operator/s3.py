@@ -15,7 +15,19 @@ from autox_video.storage.s3client import ClientPolicy, S3Access
 from autox_video.storage.s3errors import Kind
 from autox_video.storage.uris import split_uri
 
-__all__ = ["S3Access", "S3Error", "check_bucket", "copy", "exists", "put_text", "read_json", "read_jsonl", "split_uri"]
+__all__ = [
+    "S3Access",
+    "S3Error",
+    "check_bucket",
+    "copy",
+    "delete",
+    "exists",
+    "list_folder",
+    "put_text",
+    "read_json",
+    "read_jsonl",
+    "split_uri",
+]
 T = TypeVar("T")
 
 # Short timeouts and few retries: handlers must not hang on an unreachable endpoint.
@@ -107,3 +119,21 @@ def put_text(access: S3Access, uri: str, text: str) -> None:
 def copy(access: S3Access, source: str, target: str) -> None:
     """Server-side copy (no bytes through the operator); S3Error if `source` does not exist."""
     _timed(access, "copy_object", lambda: s3core.copy(policy(access), source, target))
+
+
+def list_folder(access: S3Access, prefix: str) -> list[str]:
+    """Keys under the folder `prefix` (an s3:// URI ending in /), relative to it, sorted; [] when empty."""
+    bucket, key = split_uri(prefix)
+
+    def listing(client: Any) -> list[str]:
+        found = []
+        for page in client.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=key):
+            found += [o["Key"][len(key) :] for o in page.get("Contents", []) if not o["Key"].endswith("/")]
+        return sorted(found)
+
+    return _timed(access, "list_objects", lambda: s3core.call(policy(access), prefix, listing, what="list"))
+
+
+def delete(access: S3Access, uri: str) -> None:
+    """Remove an object (no error when it is already gone)."""
+    _timed(access, "delete_object", lambda: s3core.delete(policy(access), uri))

@@ -243,8 +243,13 @@ def _read_running(
     return progress, s3.read_jsonl(access, f"{prefix}{C.METRICS_FILE}"), result
 
 
-def _promote(access: s3.S3Access, spec: VideoTrainingJobSpec, best: Trial, config: Config) -> str | None:
-    """Copy the best trial's best.pth and config to output/ (server-side); the URI, or None if it has none."""
+def _promote(
+    access: s3.S3Access, spec: VideoTrainingJobSpec, best: Trial, config: Config, *, measured: bool
+) -> str | None:
+    """Copy the best trial's best.pth and config to output/ (server-side); the URI, or None if it has none.
+
+    `measured` (the trials time their exported model): output/export/ becomes the promoted trial's export/,
+    so that serving (runtime triton) serves the model best.pth holds, never an earlier trial's."""
     out, prefix = normalise_prefix(spec.output), trial_prefix(spec.output, best.number)
     if not s3.exists(access, f"{prefix}{C.BEST_FILE}"):
         return None
@@ -253,6 +258,13 @@ def _promote(access: s3.S3Access, spec: VideoTrainingJobSpec, best: Trial, confi
         s3.copy(access, f"{prefix}{C.CONFIG_KEY}", f"{out}{C.BEST_CONFIG_FILE}")
     else:
         s3.put_text(access, f"{out}{C.BEST_CONFIG_FILE}", config.to_yaml())
+    if measured:
+        export, target = f"{prefix}{C.EXPORT_DIR}", f"{out}{C.EXPORT_DIR}"
+        files = s3.list_folder(access, export)
+        for name in files:
+            s3.copy(access, f"{export}{name}", f"{target}{name}")
+        for stale in set(s3.list_folder(access, target)) - set(files):
+            s3.delete(access, f"{target}{stale}")
     return f"{out}{C.BEST_FILE}"
 
 
@@ -384,6 +396,11 @@ def desired_status(
     return out
 
 
+def measures(search: SearchSpec) -> bool:
+    """Whether the trials time (and export) their model: a speed objective or a limit in search.latency."""
+    return search.speed_objective is not None or front.has_constraint(search.latency)
+
+
 def new_best_message(best: Trial, why: str | None) -> str:
     """The NewBest Event's text: the promoted trial, its figures and which rule chose it."""
     latency = f", {best.latency_ms:.3g} ms" if best.latency_ms is not None else ""
@@ -437,7 +454,7 @@ def _search_pass(
         best, why = promotion(trials, plan.search)
         if best is not None and (status.get("bestTrial") != best.number or not status.get("bestCheckpoint")):
             config = build_trial_config(spec, settings, best.number, best.overrides)
-            desired["bestCheckpoint"] = _promote(access, spec, best, config)
+            desired["bestCheckpoint"] = _promote(access, spec, best, config, measured=measures(plan.search))
             if status.get("bestTrial") != best.number:
                 events.append(("Normal", "NewBest", new_best_message(best, why)))
     except (ValidationError, Blocked, s3.S3Error) as err:

@@ -259,12 +259,24 @@ FIGURES = {
 }
 
 
+def _text(s3: S3, bucket: str, key: str) -> str | None:
+    """The object runs/hpo/<key> as text; None when there is none."""
+    try:
+        return s3.client.get_object(Bucket=bucket, Key=f"runs/hpo/{key}")["Body"].read().decode()
+    except s3.client.exceptions.NoSuchKey:
+        return None
+
+
 def _measured(s3: S3, out: str, number: int) -> None:
     """The trial's trainer after its last epoch: it timed its best weights and wrote the figures."""
     top1, ms, vps, gflops, params = FIGURES[number]
     _play(s3, out, number, [top1 - 0.1, top1, top1], done=True)
     figures = {"latency_ms": ms, "videos_per_s": vps, "gflops": gflops, "model_params": params}
-    s3.put_json(f"{out}trials/{number:04d}/{TRIAL_RESULT_FILE}", {"state": "succeeded", "best_top1": top1, **figures})
+    prefix = f"{out}trials/{number:04d}/"
+    s3.put_json(f"{prefix}{TRIAL_RESULT_FILE}", {"state": "succeeded", "best_top1": top1, **figures})
+    s3.put_text(f"{prefix}export/model.json", f"model of trial {number}")  # what it timed: the exported model
+    if number == 0:
+        s3.put_text(f"{prefix}export/model.onnx.data", "external weights of trial 0")
 
 
 def test_a_two_objective_search_reports_the_front_and_promotes_the_trial_within_the_latency_limit(
@@ -292,6 +304,7 @@ def test_a_two_objective_search_reports_the_front_and_promotes_the_trial_within_
         assert (status["bestTop1"], status["bestLatencyMs"]) == (0.9, 45.0)
         assert status["pareto"] == [{"trial": 0, "top1": 0.9, "latencyMs": 45.0, "videosPerS": 22.2}]
         assert _trial(cluster, namespace, 0)["latencyMs"] == 45.0
+        assert _text(operator_s3, bucket, "export/model.onnx.data") == "external weights of trial 0"
         _measured(operator_s3, out, 1)
         cluster.set_pytorchjob_status(namespace, "hpo-t0001", "Created", "Succeeded")
         wait_for(lambda: _trial(cluster, namespace, 1).get("state") == "succeeded", what="trial 1 succeeded")
@@ -312,13 +325,10 @@ def test_a_two_objective_search_reports_the_front_and_promotes_the_trial_within_
         ] == [(n, f[1], f[2], f[3], f[4]) for n, f in FIGURES.items()]
         crd_schemas.validate(cluster.get(VTJ, namespace, "hpo"))
         # The promoted weights are trial 2's; trials.jsonl carries each trial's figures beside its params.
-        wait_for(
-            lambda: (
-                operator_s3.client.get_object(Bucket=bucket, Key="runs/hpo/best.pth")["Body"].read()
-                == b"weights of trial 2"
-            ),
-            what="trial 2 promoted",
-        )
+        wait_for(lambda: _text(operator_s3, bucket, "best.pth") == "weights of trial 2", what="trial 2 promoted")
+        # Its export too (serving's runtime triton serves output/export/): none of trial 0's files are left.
+        assert _text(operator_s3, bucket, "export/model.json") == "model of trial 2"
+        assert _text(operator_s3, bucket, "export/model.onnx.data") is None
         ledger = operator_s3.client.get_object(Bucket=bucket, Key="runs/hpo/trials.jsonl")["Body"].read().decode()
         rows = [json.loads(line) for line in ledger.splitlines()]
         assert [(r["number"], r["latency_ms"], r["model_params"]) for r in rows] == [
