@@ -251,3 +251,12 @@ def test_asha_prunes_a_two_objective_search_on_top1_alone() -> None:
     assert (
         to_prune(make_plan(_spec(objectives=["top1", "latency"], pruner="none"), SETTINGS), [slow, fast], {1}) == set()
     )
+
+
+def test_the_latency_search_example_is_a_two_objective_search_the_operator_accepts(crd_schemas: SchemaSet) -> None:
+    doc = yaml.safe_load((ROOT / "examples" / "videotrainingjob-search-latency.yaml").read_text())
+    crd_schemas.validate(doc)
+    plan = make_plan(VideoTrainingJobSpec.model_validate(doc["spec"]), SETTINGS)
+    assert plan.search.speed_objective == "latency" and plan.search.latency.max_ms == 25
+    assert set(plan.space["backbone"].choices or []) == {"x3d_s", "x3d_m", "swin_t"}
+    assert plan.default is not None  # trial 0: the spec's own x3d_m
