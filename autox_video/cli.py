@@ -119,6 +119,12 @@ def cmd_train(args: argparse.Namespace) -> int:
             else "n/a (no validation)"
         )
         print(f"done: {result.epochs} epochs, best val top-1 {best}, work dir {result.work_dir}")
+    if _rank() == 0 and cfg.measure is not None:  # a search trial's speed, timed where it trained
+        from autox_video.training.measured import measure_run
+
+        figures = measure_run(cfg, result.best_checkpoint, best_top1=result.best_top1, epochs=result.epochs)
+        if figures.get("latency_ms") is not None:
+            print(f"measured: {figures['latency_ms']:.2f} ms per batch, {figures['videos_per_s']:.1f} videos/s")
     return 0
 
 

@@ -27,7 +27,7 @@ from autox_video.config_keys import LOCATION_KEYS
 from autox_video.errors import ConfigError
 from autox_video.families import Backbone
 from autox_video.search.section import parse_search
-from autox_video.spec.search import SearchConfig
+from autox_video.spec.search import LatencyConfig, SearchConfig
 
 Precision = Literal["auto", "fp32", "fp16", "bf16"]
 Decoder = Literal["auto", "decord", "pyav"]
@@ -132,6 +132,12 @@ class Config(BaseModel):
     s3_region: str | None = Field(None, description="S3 region (else AWS_DEFAULT_REGION).")
     search: SearchConfig | Literal["auto"] | None = Field(
         None, description="Search for `autox-video tune`: a mapping (trials, budget, space, ...) or 'auto'."
+    )
+    measure: LatencyConfig | None = Field(
+        None,
+        description="After `train`: export the best weights and time them on this device (latency_ms, "
+        "videos_per_s, gflops, model_params into work_dir/trial.json, the model into work_dir/export/); "
+        "the operator sets it on the trials of a search that weighs speed (search.latency's settings).",
     )
 
     # Keys the before-validator filled from the family's recipe: not the user's, so a search trial on

@@ -12,6 +12,7 @@ from autox_video.config import Config, build_config
 from autox_video.families import FAMILY_KEYS
 from autox_video.spec.common import StorageSpec
 from autox_video.spec.inference import VideoInferenceJobSpec
+from autox_video.spec.search import SearchConfig
 from autox_video.spec.training import VideoTrainingJobSpec
 
 # TrainingParams field -> config.yaml key, where the names differ (the rest are the same in snake_case).
@@ -87,9 +88,18 @@ def training_config(
 def trial_config(
     spec: VideoTrainingJobSpec, number: int, overrides: Mapping[str, Any], *, default_endpoint: str | None = None
 ) -> Config:
-    """Trial `number`'s config.yaml: the job's config with the trial's values, in output/trials/NNNN/."""
+    """Trial `number`'s config.yaml: the job's config with the trial's values, in output/trials/NNNN/
+    (a search that weighs speed: `measure`, so the trial times its own model where it trained)."""
     values = {**training_values(spec, default_endpoint=default_endpoint), "work_dir": trial_prefix(spec.output, number)}
+    if spec.search is not None and measures(spec.search):
+        values["measure"] = spec.search.latency.model_dump()
     return build_config(values, dict(overrides), source=f"VideoTrainingJob spec, trial {number}")
+
+
+def measures(search: SearchConfig) -> bool:
+    """Whether a search's trials are timed: a speed objective, or a limit in search.latency."""
+    latency = search.latency
+    return search.speed_objective is not None or latency.max_ms is not None or latency.min_videos_per_s is not None
 
 
 def inference_config(

@@ -61,6 +61,7 @@ from autox_video.search.section import grid_values, parse_search
 from autox_video.search.tune import why_not_start
 from autox_video.spec.common import TERMINAL_PHASES
 from autox_video.spec.search import Domain, SearchSpec
+from autox_video.spec.trainer_config import measures
 from autox_video.spec.training import VideoTrainingJobSpec
 
 Event = tuple[str, str, str]
@@ -394,11 +395,6 @@ def desired_status(
     if plan.search.speed_objective is not None:
         out["pareto"] = pareto_status(trials, plan.search)
     return out
-
-
-def measures(search: SearchSpec) -> bool:
-    """Whether the trials time (and export) their model: a speed objective or a limit in search.latency."""
-    return search.speed_objective is not None or front.has_constraint(search.latency)
 
 
 def new_best_message(best: Trial, why: str | None) -> str:

@@ -260,3 +260,29 @@ def test_the_latency_search_example_is_a_two_objective_search_the_operator_accep
     assert plan.search.speed_objective == "latency" and plan.search.latency.max_ms == 25
     assert set(plan.space["backbone"].choices or []) == {"x3d_s", "x3d_m", "swin_t"}
     assert plan.default is not None  # trial 0: the spec's own x3d_m
+
+
+@pytest.mark.parametrize(
+    ("search", "measured"),
+    [
+        ({"objectives": ["top1", "latency"], "latency": {"runtime": "torch", "precision": "fp16"}}, True),
+        ({"objectives": ["top1", "throughput"]}, True),
+        ({"latency": {"maxMs": 30}}, True),  # a limit alone: the promoted model must be timed
+        ({}, False),
+    ],
+)
+def test_a_measured_searchs_trials_time_their_own_model_where_they_train(search: dict, measured: bool) -> None:
+    from autox_operator.builders import Owner, build_trial_children, build_trial_config
+
+    spec = _spec(**search)
+    config = build_trial_config(spec, SETTINGS, 2, {"backbone": "swin_t", "lr": 0.002})
+    written = yaml.safe_load(
+        build_trial_children(Owner("VideoTrainingJob", "hpo", "ns", "u1"), spec, config, 2, SETTINGS)[0]["data"][
+            "config.yaml"
+        ]
+    )
+    assert written["search"] is None and written["work_dir"] == "s3://data/runs/hpo/trials/0002/"
+    if measured:  # `autox-video train` then writes trial.json's figures and export/ into the trial's work_dir
+        assert spec.search is not None and written["measure"] == spec.search.latency.model_dump()
+    else:
+        assert written["measure"] is None
