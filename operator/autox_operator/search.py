@@ -102,6 +102,14 @@ def make_plan(spec: VideoTrainingJobSpec, settings: OperatorSettings) -> Plan:
         cfg = build_trial_config(spec, settings, 0, {})
     except ConfigError as err:
         raise Invalid("InvalidSpec", str(err)) from None
+    if spec.search.sampler == "nsga2":
+        # NSGA-II keeps each trial's generation in the study; a study rebuilt from the ledger each pass
+        # would start every trial in generation 0, i.e. sample at random.
+        raise Invalid(
+            "InvalidSpec",
+            "spec.search.sampler: nsga2 is not supported by the operator (its generations live in the study, "
+            "which the operator rebuilds each pass): use tpe, which is multi-objective with two objectives",
+        )
     try:
         search = parse_search(spec.search.model_copy(deep=True), Config)
         assert isinstance(search, SearchSpec)

@@ -286,3 +286,10 @@ def test_a_measured_searchs_trials_time_their_own_model_where_they_train(search:
         assert spec.search is not None and written["measure"] == spec.search.latency.model_dump()
     else:
         assert written["measure"] is None
+
+
+def test_nsga2_is_refused_naming_the_field_since_a_rebuilt_study_loses_its_generations() -> None:
+    from autox_operator.prerequisites import Invalid
+
+    with pytest.raises(Invalid, match=r"spec.search.sampler: nsga2 .* use tpe"):
+        make_plan(_spec(objectives=["top1", "latency"], sampler="nsga2"), SETTINGS)
