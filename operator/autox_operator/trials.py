@@ -106,7 +106,8 @@ def observe(
     result: Mapping[str, Any] | None = None,
 ) -> Trial:
     """A running trial updated from its PyTorchJob (None: not there) and its outputs in S3 (`result`:
-    the trainer's measured figures of the trial's model, once written)."""
+    the trainer's measured figures of the trial's model, once written; a succeeded trial it could not
+    measure says why in its reason)."""
     if trial.finished:
         return trial
     by_epoch = top1_by_epoch(metrics) or trial.top1_by_epoch
@@ -115,15 +116,17 @@ def observe(
     if best is None:
         best = _finite((progress or {}).get("best_top1"))
     seen = replace(trial, epochs=epochs, top1_by_epoch=by_epoch, best_top1=best, **figures_of(result))
+    unmeasured = (result or {}).get("measure_error")
+    note = f"not measured: {unmeasured}" if isinstance(unmeasured, str) and unmeasured else None
     if pytorchjob is None:
         if progress is None:
             return seen  # not created yet (or deleted before it wrote anything): the driver creates it
         if progress.get("phase") == "succeeded":
-            return _ended(seen, "succeeded", now=now)
+            return _ended(seen, "succeeded", note, now=now)
         return _ended(seen, "failed", "its child job was deleted before the trial finished", now=now)
     phase, message = phase_of(pytorchjob)
     if phase == "Succeeded":
-        return _ended(seen, "succeeded", now=now)
+        return _ended(seen, "succeeded", note, now=now)
     if phase == "Failed":
         return _ended(seen, "failed", message or "its child job failed", now=now)
     return seen

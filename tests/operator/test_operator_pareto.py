@@ -85,6 +85,16 @@ def test_a_trials_figures_come_from_its_result_and_travel_through_status_and_led
     assert status_entry(running, "hpo-t0004").keys().isdisjoint({"latencyMs", "videosPerS", "gflops", "modelParams"})
 
 
+def test_a_succeeded_trial_its_trainer_could_not_measure_says_why() -> None:
+    running = Trial(1, "running", {"backbone": "x3d_s", "lr": 0.001}, start_time=NOW)
+    pj = {"status": {"conditions": [{"type": "Succeeded", "status": "True"}]}}
+    result = {"state": "succeeded", "best_top1": 0.7, "measure_error": "RuntimeError: ONNX export failed"}
+    seen = observe(running, pj, {"epoch": 3, "phase": "succeeded"}, [{"epoch": 3, "top1": 0.7}], now=NOW, result=result)
+    assert seen.state == "succeeded" and seen.figures == dict.fromkeys(seen.figures)
+    assert seen.reason == "not measured: RuntimeError: ONNX export failed"
+    assert status_entry(seen, "hpo-t0001")["reason"] == seen.reason
+
+
 @pytest.mark.parametrize(
     "bad", [math.nan, math.inf, -1.0, True, "12 ms", None], ids=["nan", "inf", "negative", "bool", "text", "null"]
 )
