@@ -49,7 +49,9 @@ def measure_run(cfg: Config, best: Path | None, *, best_top1: float | None, epoc
             result.update(
                 {k: figures.get(k) for k in FIGURES}, measured={k: v for k, v in figures.items() if k not in FIGURES}
             )
-            for path in sorted(p for p in export.rglob("*") if p.is_file()):
+            # model.json last: it is what says an export is whole (a cut upload reads as no export)
+            files = sorted((p for p in export.rglob("*") if p.is_file()), key=lambda p: (p.name == "model.json", p))
+            for path in files:
                 objects.upload(path, _join(cfg.work_dir, f"export/{path.relative_to(export).as_posix()}"))
     objects.write_text(_join(cfg.work_dir, RESULT), json.dumps(result, indent=1))
     return result

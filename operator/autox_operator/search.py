@@ -269,7 +269,8 @@ def _promote(
         s3.put_text(access, f"{out}{C.BEST_CONFIG_FILE}", config.to_yaml())
     if measured:
         export, target = f"{prefix}{C.EXPORT_DIR}", f"{out}{C.EXPORT_DIR}"
-        files = s3.list_folder(access, export)
+        # model.json last: it is what says an export is whole (serving waits for it)
+        files = sorted(s3.list_folder(access, export), key=lambda name: (name == C.MODEL_JSON, name))
         for name in files:
             s3.copy(access, f"{export}{name}", f"{target}{name}")
         for stale in set(s3.list_folder(access, target)) - set(files):
