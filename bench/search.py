@@ -110,17 +110,16 @@ def measured(work: Path, rows: list[dict[str, Any]], latency: dict[str, Any]) ->
     return out
 
 
-def pareto_bench(args: argparse.Namespace, objectives: list[str]) -> int:
-    """Default alone, top-1-only TPE, multi-objective TPE under the limit; the table and the headlines."""
-    from autox_video.data.demo import make_demo_dataset
-    from autox_video.search import front
-    from autox_video.spec.search import SearchConfig
+CLASSES = ["move_left", "move_right", "grow"]
 
-    epochs = args.epochs or (4 if args.quick else 8)
-    per_class = args.per_class or (6 if args.quick else 32)
-    trials = args.trials or (6 if args.quick else 12)
-    val, size, classes = (8 if args.quick else 16), 64, ["move_left", "move_right", "grow"]
-    root = args.cache_dir / f"search-pareto-{per_class}-{val}-{size}"
+
+def demo_config(
+    args: argparse.Namespace, name: str, per_class: int, val: int, size: int, epochs: int
+) -> tuple[dict[str, Any], Path]:
+    """The 3-class demo dataset (cached under args.cache_dir/name) and the base config that trains on it."""
+    from autox_video.data.demo import make_demo_dataset
+
+    root = args.cache_dir / name
     ds = make_demo_dataset(
         root / "data",
         num_per_class_train=per_class,
@@ -128,14 +127,11 @@ def pareto_bench(args: argparse.Namespace, objectives: list[str]) -> int:
         num_per_class_test=1,
         num_frames=16,
         size=size,
-        classes=classes,
+        classes=CLASSES,
         seed=args.seed,
     )
     cfg = dict(
         BASE,
-        backbone="swin_micro",
-        img_size=64,
-        lr=2e-3,
         data_root=str(ds.data_root),
         ann_file_train=str(ds.train_list),
         ann_file_val=str(ds.val_list),
@@ -143,6 +139,20 @@ def pareto_bench(args: argparse.Namespace, objectives: list[str]) -> int:
         epoch=epochs,
         seed=args.seed,
     )
+    return cfg, root
+
+
+def pareto_bench(args: argparse.Namespace, objectives: list[str]) -> int:
+    """Default alone, top-1-only TPE, multi-objective TPE under the limit; the table and the headlines."""
+    from autox_video.search import front
+    from autox_video.spec.search import SearchConfig
+
+    epochs = args.epochs or (4 if args.quick else 8)
+    per_class = args.per_class or (6 if args.quick else 32)
+    trials = args.trials or (6 if args.quick else 12)
+    val, size = (8 if args.quick else 16), 64
+    base, root = demo_config(args, f"search-pareto-{per_class}-{val}-{size}", per_class, val, size, epochs)
+    cfg = dict(base, backbone="swin_micro", img_size=64, lr=2e-3)
     speed = objectives[1]
     # More repeats than the default 10: the median of 30 steadies the figure on shared cores.
     latency: dict[str, Any] = {"batch_size": 1, "runtime": "onnx", "warmup": 5, "repeats": 30}
@@ -185,7 +195,7 @@ def pareto_bench(args: argparse.Namespace, objectives: list[str]) -> int:
             )  # fmt: skip
     words = front.describe_limit(search.latency)
     text = (
-        f"{len(classes)} demo classes, {per_class} train / {val} val videos each ({size}x{size}), {epochs} epochs "
+        f"{len(CLASSES)} demo classes, {per_class} train / {val} val videos each ({size}x{size}), {epochs} epochs "
         f"per trial, {trials} trials per search (no pruning), seed {args.seed}; space: backbone "
         f"{'/'.join(PARETO_SPACE['backbone'])}, img_size {'/'.join(map(str, PARETO_SPACE['img_size']))}, lr; "
         f"default swin_micro 64 px; objectives {','.join(objectives)}; limit {words} (the default's x "
@@ -237,7 +247,6 @@ def main(argv: list[str] | None = None) -> int:
         ap.error(f"--objectives {args.objectives}: top1, top1,latency or top1,throughput")
     if len(objectives) > 1:
         return pareto_bench(args, objectives)
-    from autox_video.data.demo import make_demo_dataset
 
     # 12 epochs: ASHA rungs at 3 and 6 (grace 3, factor 2) both come before the last epoch.
     epochs = args.epochs or (2 if args.quick else 12)
@@ -245,28 +254,8 @@ def main(argv: list[str] | None = None) -> int:
     per_class = args.per_class or (4 if args.quick else 64)
     size = 32 if args.quick else 56
     val = 2 if args.quick else 16
-    classes = ["move_left", "move_right", "grow"]
-    root = args.cache_dir / f"search-{per_class}-{val}-{size}"
-    ds = make_demo_dataset(
-        root / "data",
-        num_per_class_train=per_class,
-        num_per_class_val=val,
-        num_per_class_test=1,
-        num_frames=16,
-        size=size,
-        classes=classes,
-        seed=args.seed,
-    )
-    cfg = dict(
-        BASE,
-        **(dict(backbone="swin_micro", img_size=32) if args.quick else {}),
-        data_root=str(ds.data_root),
-        ann_file_train=str(ds.train_list),
-        ann_file_val=str(ds.val_list),
-        class_names=str(ds.classes_file),
-        epoch=epochs,
-        seed=args.seed,
-    )
+    base, root = demo_config(args, f"search-{per_class}-{val}-{size}", per_class, val, size, epochs)
+    cfg = dict(base, **(dict(backbone="swin_micro", img_size=32) if args.quick else {}))
     n = budget // epochs
     # A grace period before the first rung (Ray Tune's grace_period): a model trained from scratch is at
     # chance for its first epochs, and ranking trials there prunes on noise.
@@ -285,7 +274,7 @@ def main(argv: list[str] | None = None) -> int:
     if asha is not None:
         heads["asha_epoch_fraction"] = asha["epochs"] / (asha["trials"] * epochs)
     text = (
-        f"{len(classes)} demo classes, {per_class} train / {val} val videos each ({size}x{size}), {cfg['backbone']}, "
+        f"{len(CLASSES)} demo classes, {per_class} train / {val} val videos each ({size}x{size}), {cfg['backbone']}, "
         f"{epochs} epochs per trial, budget {budget} trial-epochs, seed {args.seed}; space: {', '.join(SPACE)}; "
         f"ASHA first rung {min_epochs} epochs, reduction factor {args.reduction_factor}\n"
         + table(
