@@ -74,6 +74,17 @@ class AutoXVideo:
         self.last_search = tune(self.config, trials=trials, parallel=parallel)
         return self.last_search
 
+    def pick(self, trial: int) -> SearchResult:
+        """Promote trial `trial` of the search in work_dir instead of the chosen one (`tune --pick N`).
+
+        Its best.pth and best_config.yaml replace the promoted ones, and its export/ follows when the
+        search measured its trials; e.g. a faster trial of `result.front` than the limit's choice.
+        """
+        from autox_video.search.tune import pick
+
+        self.last_search = pick(self.config, trial)
+        return self.last_search
+
     def transform(
         self,
         data_root: str | None = None,

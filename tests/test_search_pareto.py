@@ -134,7 +134,25 @@ def test_tune_pick_promotes_trial_n_afterwards_and_refuses_what_it_cannot(tmp_pa
     assert "no search here; run `autox-video tune` first" in capsys.readouterr().err
 
 
-# --- a real search: two clip presets of one family ---------------------------------------------------
+def test_the_python_api_picks_a_trial_of_the_front_as_tune_pick_does(tmp_path: Path) -> None:
+    from autox_video import AutoXVideo
+    from autox_video.errors import ConfigError
+
+    work = tmp_path / "search"
+    _fake_search(work)
+    search = {"objectives": ["top1", "latency"], "latency": {"max_ms": 20}}
+    auto = AutoXVideo(**{**TINY, "work_dir": str(work), "search": search})
+    result = auto.pick(0)  # the accurate trial over the limit: the user's call, not the limit's
+    assert auto.last_search is result and result.best_trial == 0 and result.front == [0, 1]
+    assert result.best_checkpoint == work / "best.pth" and result.export_dir == work / "export"
+    assert _same_file(work / "best.pth", work / "trials/0000/best.pth")
+    assert _model_json(work / "export")["input_shape"][-1] == 64
+    assert auto.pick(1).best_top1 == 0.6 and _model_json(work / "export")["input_shape"][-1] == 32
+    with pytest.raises(ConfigError, match="trial 2 is pruned with no best.pth"):
+        auto.pick(2)
+
+
+# --- a real search: two families ---------------------------------------------------------------------
 
 
 @pytest.fixture(scope="module")
@@ -146,14 +164,16 @@ def _rows(work: Path) -> list[dict]:
     return [json.loads(line) for line in (work / "trials.jsonl").read_text().splitlines()]
 
 
-# Three clips per video learn (the config's lr) and cost three times the compute; one clip at lr 10 stays
-# at chance: accurate-and-slow against fast-and-poor, the trade-off a front shows.
-BIG, SMALL = {"test_clips": 3, "lr": TINY["lr"]}, {"test_clips": 1, "lr": 10.0}
+# Swin with three clips per video learns (the config's lr) and costs three times its compute; X3D with
+# one clip at an lr that moves nothing stays at its initial guess: the larger family accurate and slow
+# against the smaller one fast and poor, the trade-off a front shows.
+BIG = {"backbone": "swin_micro", "test_clips": 3, "lr": TINY["lr"]}
+SMALL = {"backbone": "x3d_tiny", "test_clips": 1, "lr": 1e-7}
 FIGURES = ledger.FIGURES
 
 
 @pytest.mark.slow
-def test_two_presets_front_limit_promotion_export_and_a_killed_search_keeps_figures(dataset, tmp_path: Path) -> None:
+def test_two_families_front_limit_promotion_export_and_a_killed_search_keeps_figures(dataset, tmp_path: Path) -> None:
     work = tmp_path / "search"
     search = dict(
         sampler="grid",
@@ -182,8 +202,8 @@ def test_two_presets_front_limit_promotion_export_and_a_killed_search_keeps_figu
     rows = _rows(work)
     assert [r["state"] for r in rows] == ["succeeded", "succeeded"]
     assert {k: rows[0][k] for k in FIGURES} == {k: before[0][k] for k in FIGURES}  # kept, not re-measured
-    by_clips = {r["overrides"]["test_clips"]: r for r in rows}
-    big, small = by_clips[3], by_clips[1]  # the grid's order is the sampler's
+    by_family = {r["overrides"]["backbone"]: r for r in rows}
+    big, small = by_family["swin_micro"], by_family["x3d_tiny"]  # the grid's order is the sampler's
     assert all(r[k] is not None for r in rows for k in FIGURES)
     assert big["gflops"] > 2.5 * small["gflops"] and big["latency_ms"] > small["latency_ms"]
     assert big["best_top1"] > small["best_top1"]
@@ -193,7 +213,8 @@ def test_two_presets_front_limit_promotion_export_and_a_killed_search_keeps_figu
     assert [p["trial"] for p in summary["pareto"]] == [big["number"], small["number"]]
     assert summary["best_trial"] == big["number"]
     assert _same_file(work / "best.pth", work / big["dir"] / "best.pth")
-    assert _model_json(work / "export")["input_shape"][0] == 3  # views: what the client sends per video
+    exported = _model_json(work / "export")
+    assert exported["backbone"] == "swin_micro" and exported["input_shape"][0] == 3  # views per video
     assert (work / "search.png").stat().st_size > 0
 
     # A limit between the two: the same command (no training) promotes the faster one, and exports it.
@@ -206,7 +227,8 @@ def test_two_presets_front_limit_promotion_export_and_a_killed_search_keeps_figu
     assert "started" not in again.stdout
     assert f"best: trial {small['number']} (the most accurate with latency <= {limit:g} ms)" in again.stdout
     assert _same_file(work / "best.pth", work / small["dir"] / "best.pth")
-    assert _model_json(work / "export")["input_shape"][0] == 1
+    exported = _model_json(work / "export")
+    assert exported["backbone"] == "x3d_tiny" and exported["input_shape"][0] == 1
     assert [{k: r[k] for k in FIGURES} for r in _rows(work)] == [{k: r[k] for k in FIGURES} for r in rows]
 
 
