@@ -69,6 +69,33 @@ def test_search_png_draws_every_trial_with_a_curve(tmp_path: Path) -> None:
     assert (w, h) == (675, 378)  # 7.5 x 4.2 in at 90 dpi
 
 
+def test_the_plane_joins_the_front_dashes_the_limit_on_either_axis_and_stars_the_promoted() -> None:
+    from autox_video.report import plots
+    from autox_video.search.plot import draw_plane
+    from autox_video.spec.search import LatencyConfig
+
+    rows: list[dict[str, Any]] = [
+        {"number": 0, "state": "succeeded", "best_top1": 0.9, "latency_ms": 4.0, "videos_per_s": 1000.0},
+        {"number": 1, "state": "succeeded", "best_top1": 0.7, "latency_ms": 1.0, "videos_per_s": 4000.0},
+        {"number": 2, "state": "succeeded", "best_top1": 0.6, "latency_ms": 3.0, "videos_per_s": 1333.0},
+        {"number": 3, "state": "pruned", "best_top1": 0.3, "latency_ms": 0.5, "videos_per_s": 8000.0},
+    ]
+    for speed, limit, x in (("latency", LatencyConfig(batch_size=4, max_ms=2.0), 2.0),
+                            ("throughput", LatencyConfig(batch_size=4, max_ms=2.0), 2000.0),
+                            ("latency", LatencyConfig(min_videos_per_s=500.0), 2.0)):  # fmt: skip
+        ax = plots.new_figure(6.0, 4.0).add_subplot()
+        draw_plane(ax, rows, speed, 1, limit)
+        lines = {line.get_label(): line for line in ax.get_lines()}
+        front_line = lines["Pareto front"]
+        assert sorted(front_line.get_ydata()) == [0.7, 0.9]  # trial 2 is dominated, trial 3 was pruned
+        dashed = lines[next(k for k in lines if k.startswith(("latency <=", "throughput >=")))]
+        assert list(dashed.get_xdata()) == [x, x] and dashed.get_linestyle() == "--"
+        assert "promoted (trial 1)" in lines
+    ax = plots.new_figure(6.0, 4.0).add_subplot()
+    draw_plane(ax, rows, "latency", 0, LatencyConfig())  # no limit: no dashed line
+    assert not any(line.get_linestyle() == "--" for line in ax.get_lines())
+
+
 # --- real runs ----------------------------------------------------------------------------------
 @pytest.fixture(scope="module")
 def dataset(tmp_path_factory: pytest.TempPathFactory):  # type: ignore[no-untyped-def]

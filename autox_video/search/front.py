@@ -52,6 +52,16 @@ def describe_limit(latency: LatencyConfig) -> str:
     return ""
 
 
+def limit_on_axis(latency: LatencyConfig, key: str) -> float | None:
+    """The limit in the units of the speed axis `key` (latency_ms or videos_per_s); None without one."""
+    per_batch = latency.batch_size * 1000.0  # videos/s = batch / seconds = batch * 1000 / ms
+    if latency.max_ms is not None:
+        return latency.max_ms if key == "latency_ms" else per_batch / latency.max_ms
+    if latency.min_videos_per_s is not None:
+        return latency.min_videos_per_s if key == "videos_per_s" else per_batch / latency.min_videos_per_s
+    return None
+
+
 def _succeeded(rows: Iterable[Mapping[str, Any]]) -> list[Mapping[str, Any]]:
     return [r for r in rows if r.get("state") == "succeeded" and r.get("best_top1") is not None]
 

@@ -1,7 +1,8 @@
 """work_dir/search.png: each trial's validation top-1 by epoch; pruned trials dashed, the best one bold.
 
 When trials are measured (a speed objective or a limit) a second panel draws every trial in the
-accuracy/latency plane (or accuracy/throughput), the Pareto front joined and the promoted trial marked.
+accuracy/latency plane (or accuracy/throughput), the Pareto front joined, the limit (if any) dashed and the
+promoted trial marked.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from autox_video.search import front, ledger
+from autox_video.spec.search import LatencyConfig
 from autox_video.storage import atomic
 
 log = logging.getLogger("autox_video")
@@ -26,7 +28,11 @@ STYLE = {  # state -> (line style, alpha)
 
 
 def draw_search(
-    work: Path, rows: list[dict[str, Any]], speed_objective: str | None = None, chosen: int | None = None
+    work: Path,
+    rows: list[dict[str, Any]],
+    speed_objective: str | None = None,
+    chosen: int | None = None,
+    latency: LatencyConfig | None = None,
 ) -> Path:
     """Write work/search.png from trials.jsonl rows and each trial's metrics.jsonl (`chosen`: the promoted trial)."""
     from matplotlib.ticker import MaxNLocator
@@ -63,14 +69,21 @@ def draw_search(
     if drawn:
         ax.legend(fontsize=7, ncol=2 if drawn > 8 else 1, loc="best")
     if plane:
-        draw_plane(fig.add_subplot(1, 2, 2), rows, speed_objective, best)
+        draw_plane(fig.add_subplot(1, 2, 2), rows, speed_objective, best, latency)
     out = work / SEARCH_PNG
     plots.save_png(fig, out, dpi=90)
     return out
 
 
-def draw_plane(ax: Any, rows: list[dict[str, Any]], speed_objective: str | None, chosen: int | None) -> None:
-    """Every measured trial at (speed, top-1): pruned ones hollow, the front joined, the promoted one starred."""
+def draw_plane(
+    ax: Any,
+    rows: list[dict[str, Any]],
+    speed_objective: str | None,
+    chosen: int | None,
+    latency: LatencyConfig | None = None,
+) -> None:
+    """Every measured trial at (speed, top-1): pruned ones as x, the front joined, the limit dashed, the promoted
+    one starred."""
     key = front.speed_key(speed_objective)
     for state, marker in (("succeeded", "o"), ("pruned", "x")):
         pts = [r for r in rows if r["state"] == state and r.get(key) is not None and r.get("best_top1") is not None]
@@ -84,6 +97,9 @@ def draw_plane(ax: Any, rows: list[dict[str, Any]], speed_objective: str | None,
     if pareto:
         ax.plot([r[key] for r in pareto], [r["best_top1"] for r in pareto], "-", color="black", linewidth=1.2,
                 label="Pareto front")  # fmt: skip
+    limit = front.limit_on_axis(latency, key) if latency is not None else None
+    if limit is not None:  # the side of it the promoted trial must be on
+        ax.axvline(limit, linestyle="--", color="grey", linewidth=1.0, label=front.describe_limit(latency))
     if chosen is not None and by.get(chosen, {}).get(key) is not None:
         ax.plot([by[chosen][key]], [by[chosen]["best_top1"]], "*", color="red", markersize=14,
                 label=f"promoted (trial {chosen})")  # fmt: skip
@@ -94,10 +110,14 @@ def draw_plane(ax: Any, rows: list[dict[str, Any]], speed_objective: str | None,
 
 
 def try_draw_search(
-    work: Path, rows: list[dict[str, Any]], speed_objective: str | None = None, chosen: int | None = None
+    work: Path,
+    rows: list[dict[str, Any]],
+    speed_objective: str | None = None,
+    chosen: int | None = None,
+    latency: LatencyConfig | None = None,
 ) -> None:
     """draw_search, but a plot failure only warns: it must never stop a search."""
     try:
-        draw_search(work, rows, speed_objective, chosen)
+        draw_search(work, rows, speed_objective, chosen, latency)
     except Exception as err:  # noqa: BLE001
         log.warning("%s not drawn: %s", work / SEARCH_PNG, err)

@@ -6,7 +6,8 @@ work_dir/
   trials/NNNN/        each trial's own work dir (config.yaml, checkpoints, metrics.jsonl, trial.json)
   best.pth            the promoted trial's weights; best_config.yaml its resolved config; search.json a summary
   search.png          each trial's validation top-1 by epoch (redrawn as each trial ends); with measured
-                      trials also the accuracy/latency plane, the Pareto front joined, the promoted one marked
+                      trials also the accuracy/latency plane: the Pareto front joined, the limit dashed,
+                      the promoted one marked
   export/             the promoted model exported (when trials are measured): what `serve` loads
 
 With a speed objective (`search.objectives: [top1, latency]` or `[top1, throughput]`) the study is
@@ -378,7 +379,7 @@ class Search:
         self.echo(f"trial {number} {what}")
         self.bar.update(1)
         self._show_best()
-        try_draw_search(self.work, self.write_ledger(), self.search.speed_objective)
+        try_draw_search(self.work, self.write_ledger(), self.search.speed_objective, latency=self.search.latency)
 
     def _reap(self, run: Running) -> None:
         rc = run.proc.returncode
@@ -642,7 +643,7 @@ def finish(
         weights, config = promote_trial(work, chosen)
         if measured and weights is not None:
             export_dir = export_promoted(weights, echo)
-    try_draw_search(work, rows, search.speed_objective, chosen)
+    try_draw_search(work, rows, search.speed_objective, chosen, search.latency)
     top1 = by[chosen]["best_top1"] if chosen is not None else None
     summary = {
         "best_trial": chosen,
