@@ -39,17 +39,23 @@ def in_pty(*args: str, env: dict[str, str] | None = None, timeout: float = 600) 
         close_fds=True,
     )
     os.close(slave)
+    shown = read_all(master)
+    return proc.wait(timeout=timeout), shown
+
+
+def read_all(master: int) -> str:
+    """Everything written to a pty whose other end is closed (one read may hand over only a piece); closes it."""
     chunks = []
     while True:
         try:
             data = os.read(master, 65536)
-        except OSError:  # EIO: the child closed its end
+        except OSError:  # EIO: the other end is closed and everything has been read
             break
         if not data:
             break
         chunks.append(data)
     os.close(master)
-    return proc.wait(timeout=timeout), b"".join(chunks).decode(errors="replace")
+    return b"".join(chunks).decode(errors="replace")
 
 
 @pytest.fixture(scope="module")
@@ -207,8 +213,7 @@ def test_run_bar_follows_progress_json_and_a_search_ledger(monkeypatch: pytest.M
         search.search([{"state": "succeeded", "best_top1": 0.75}, {"state": "running"}], trials=4)
         search.close()
         assert not RunBar("predict", searching=False, enabled=False).drawn
-    shown = os.read(master, 65536).decode()
-    os.close(master)
+    shown = read_all(master)
     assert re.search(r"tinyjob:  33%\|[^\r]*\| 1/3 [^\r]*best_top1=0\.5000\]", shown)
     assert re.search(r"tinysearch:  25%\|[^\r]*\| 1/4 [^\r]*best_top1=0\.7500\]", shown)
 
