@@ -119,17 +119,16 @@ def classes(args: argparse.Namespace) -> list[str]:
     """The demo classes a run uses: the first --classes of the generator's six (three: CLASSES)."""
     from autox_video.data.demo import DEFAULT_CLASSES
 
-    n = getattr(args, "classes", 3)
-    return CLASSES if n == 3 else list(DEFAULT_CLASSES[:n])
+    return CLASSES if args.classes == 3 else list(DEFAULT_CLASSES[: args.classes])
 
 
 def demo_config(
     args: argparse.Namespace, name: str, per_class: int, val: int, size: int, epochs: int
 ) -> tuple[dict[str, Any], Path]:
-    """The 3-class demo dataset (cached under args.cache_dir/name) and the base config that trains on it."""
+    """The demo dataset (cached under args.cache_dir/name, -cN for other than 3 classes) and the base config."""
     from autox_video.data.demo import make_demo_dataset
 
-    root = args.cache_dir / name
+    root = args.cache_dir / (name + (f"-c{args.classes}" if args.classes != 3 else ""))
     ds = make_demo_dataset(
         root / "data",
         num_per_class_train=per_class,
@@ -162,8 +161,7 @@ def pareto_bench(args: argparse.Namespace, objectives: list[str]) -> int:
     per_class = args.per_class or (6 if args.quick else 48)
     trials = args.trials or (6 if args.quick else 16)
     val, size = args.val or (8 if args.quick else 16), 64
-    name = f"search-pareto-{per_class}-{val}-{size}" + (f"-c{args.classes}" if args.classes != 3 else "")
-    base, root = demo_config(args, name, per_class, val, size, epochs)
+    base, root = demo_config(args, f"search-pareto-{per_class}-{val}-{size}", per_class, val, size, epochs)
     cfg = dict(base, backbone="swin_mini", img_size=64, lr=1e-3)  # lr: the tiny families' default
     speed = objectives[1]
     # More repeats than the default 10: the median of 30 steadies the figure on shared cores.
@@ -274,8 +272,7 @@ def main(argv: list[str] | None = None) -> int:
     per_class = args.per_class or (4 if args.quick else 64)
     size = 32 if args.quick else 56
     val = 2 if args.quick else 16
-    name = f"search-{per_class}-{val}-{size}" + (f"-c{args.classes}" if args.classes != 3 else "")
-    base, root = demo_config(args, name, per_class, val, size, epochs)
+    base, root = demo_config(args, f"search-{per_class}-{val}-{size}", per_class, val, size, epochs)
     cfg = dict(base, **(dict(backbone="swin_micro", img_size=32) if args.quick else {}))
     n = budget // epochs
     # A grace period before the first rung (Ray Tune's grace_period): a model trained from scratch is at
